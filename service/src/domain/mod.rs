@@ -1,0 +1,13 @@
+//! The domain core: pure rules with no HTTP, SQL or Kubernetes in them.
+//!
+//! - [`calendar`]: UTC calendar arithmetic on Unix seconds.
+//! - [`window`]: windows (`minute` .. `month`, `none`) and their periods.
+//! - [`counter`]: one usage counter, its rollover and overflow rules.
+//! - [`tenant`]: a flat tenant's limits, usage and exceedance.
+//! - [`tenant_id`]: which ids are accepted.
+
+pub mod calendar;
+pub mod counter;
+pub mod tenant;
+pub mod tenant_id;
+pub mod window;

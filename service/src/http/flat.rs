@@ -1,0 +1,239 @@
+//! The flat, compatible API under `/api/quota`.
+//!
+//! | route | does |
+//! |---|---|
+//! | `POST /api/quota/increment` | counts `message_count` (default 1) and `bytes_sent` (default 0); always counts, reports `exceeded` |
+//! | `POST /api/quota/check` | whether the tenant is over a limit, and whether the given amounts would still fit (`allowed`) |
+//! | `POST /api/quota/limits` | sets `message_limit` and/or `bandwidth_limit_bytes` (written through) |
+//! | `GET /api/quota/{tenant_id}` | one tenant's metrics, 404 when unknown |
+//! | `GET /api/quota` | every tracked tenant, sorted by id |
+//! | `POST /api/quota/{tenant_id}/reset` | zeroes the current periods (written through), 404 when unknown |
+//!
+//! Response fields keep the flat tracker's names (`message_count`,
+//! `bytes_sent`, `message_limit`, `bandwidth_limit_bytes`, `period`) and add
+//! the remaining amounts, both period keys, reset times and exceeded flags.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+
+use super::error::AppError;
+use super::extract::{ApiJson, ApiPath};
+use crate::domain::calendar::rfc3339;
+use crate::domain::counter::MAX_COUNT;
+use crate::domain::tenant::{TenantView, Usage};
+use crate::domain::tenant_id::validate_tenant_id;
+use crate::quotas::{LimitsUpdate, Quotas};
+
+const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+
+/// Body of `increment` and `check`.
+#[derive(Debug, Deserialize)]
+pub struct UsageRequest {
+    pub tenant_id: String,
+    /// Messages to count; 1 when absent (one call per message).
+    pub message_count: Option<u64>,
+    /// Bytes to count; 0 when absent.
+    pub bytes_sent: Option<u64>,
+}
+
+/// Body of `limits`.
+#[derive(Debug, Deserialize)]
+pub struct LimitsRequest {
+    pub tenant_id: String,
+    pub message_limit: Option<u64>,
+    pub bandwidth_limit_bytes: Option<u64>,
+    /// The flat tracker's unit (GiB); an alternative to `bandwidth_limit_bytes`.
+    pub bandwidth_limit_gb: Option<f64>,
+}
+
+/// A tenant's metrics.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct QuotaMetrics {
+    pub tenant_id: String,
+    /// Messages counted in the current day.
+    pub message_count: u64,
+    pub message_limit: u64,
+    pub messages_remaining: u64,
+    /// The day period key, `YYYY-MM-DD`.
+    pub message_period: String,
+    pub message_reset_at: Option<String>,
+    pub message_quota_exceeded: bool,
+    /// Bytes counted in the current month.
+    pub bytes_sent: u64,
+    pub bandwidth_limit_bytes: u64,
+    pub bandwidth_remaining_bytes: u64,
+    /// The month period key, `YYYY-MM`.
+    pub bandwidth_period: String,
+    pub bandwidth_reset_at: Option<String>,
+    pub bandwidth_quota_exceeded: bool,
+    /// Either limit is reached.
+    pub exceeded: bool,
+    /// Same as `message_period` (the flat tracker's field).
+    pub period: String,
+    /// Last change to usage or limits (RFC 3339), null if never changed.
+    pub last_updated: Option<String>,
+}
+
+/// Answer of `check`.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct CheckResponse {
+    /// The requested amounts (default: one message) fit within both limits.
+    pub allowed: bool,
+    #[serde(flatten)]
+    pub metrics: QuotaMetrics,
+}
+
+impl QuotaMetrics {
+    pub fn new(tenant_id: String, v: &TenantView) -> Self {
+        let message_period = v.messages.period.key();
+        QuotaMetrics {
+            tenant_id,
+            message_count: v.messages.used,
+            message_limit: v.messages.limit,
+            messages_remaining: v.messages.remaining(),
+            period: message_period.clone(),
+            message_period,
+            message_reset_at: v.messages.period.end().map(rfc3339),
+            message_quota_exceeded: v.messages.exceeded(),
+            bytes_sent: v.bandwidth.used,
+            bandwidth_limit_bytes: v.bandwidth.limit,
+            bandwidth_remaining_bytes: v.bandwidth.remaining(),
+            bandwidth_period: v.bandwidth.period.key(),
+            bandwidth_reset_at: v.bandwidth.period.end().map(rfc3339),
+            bandwidth_quota_exceeded: v.bandwidth.exceeded(),
+            exceeded: v.exceeded(),
+            last_updated: v.last_updated.map(rfc3339),
+        }
+    }
+}
+
+impl UsageRequest {
+    fn usage(&self) -> Result<Usage, AppError> {
+        let usage = Usage {
+            messages: self.message_count.unwrap_or(1),
+            bytes: self.bytes_sent.unwrap_or(0),
+        };
+        for (name, n) in [("message_count", usage.messages), ("bytes_sent", usage.bytes)] {
+            if n > MAX_COUNT {
+                return Err(AppError::new(
+                    axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_body",
+                    format!("{name} is {n}; the maximum is {MAX_COUNT}"),
+                ));
+            }
+        }
+        Ok(usage)
+    }
+}
+
+pub async fn increment(
+    State(quotas): State<Arc<Quotas>>,
+    ApiJson(req): ApiJson<UsageRequest>,
+) -> Result<Json<QuotaMetrics>, AppError> {
+    validate_tenant_id(&req.tenant_id)?;
+    let usage = req.usage()?;
+    let view = quotas.increment(&req.tenant_id, usage)?;
+    Ok(Json(QuotaMetrics::new(req.tenant_id, &view)))
+}
+
+pub async fn check(
+    State(quotas): State<Arc<Quotas>>,
+    ApiJson(req): ApiJson<UsageRequest>,
+) -> Result<Json<CheckResponse>, AppError> {
+    validate_tenant_id(&req.tenant_id)?;
+    let usage = req.usage()?;
+    let view = quotas.check(&req.tenant_id);
+    Ok(Json(CheckResponse {
+        allowed: view.allows(usage),
+        metrics: QuotaMetrics::new(req.tenant_id, &view),
+    }))
+}
+
+pub async fn set_limits(
+    State(quotas): State<Arc<Quotas>>,
+    ApiJson(req): ApiJson<LimitsRequest>,
+) -> Result<Json<QuotaMetrics>, AppError> {
+    validate_tenant_id(&req.tenant_id)?;
+    let invalid = |msg: String| {
+        AppError::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", msg)
+    };
+    let bandwidth_limit_bytes = match (req.bandwidth_limit_bytes, req.bandwidth_limit_gb) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "give bandwidth_limit_bytes or bandwidth_limit_gb, not both".into(),
+            ));
+        }
+        (Some(b), None) => Some(b),
+        (None, Some(gb)) => {
+            let bytes = (gb * GIB).round();
+            if !gb.is_finite() || gb < 0.0 || bytes > MAX_COUNT as f64 {
+                return Err(invalid(format!(
+                    "bandwidth_limit_gb is {gb}; expected a non-negative number of GiB up to {}",
+                    MAX_COUNT as f64 / GIB
+                )));
+            }
+            Some(bytes as u64)
+        }
+        (None, None) => None,
+    };
+    let update = LimitsUpdate {
+        message_limit: req.message_limit,
+        bandwidth_limit_bytes,
+    };
+    if update.message_limit.is_none() && update.bandwidth_limit_bytes.is_none() {
+        return Err(invalid(
+            "nothing to set: give message_limit and/or bandwidth_limit_bytes".into(),
+        ));
+    }
+    for (name, v) in [
+        ("message_limit", update.message_limit),
+        ("bandwidth_limit_bytes", update.bandwidth_limit_bytes),
+    ] {
+        if let Some(n) = v.filter(|n| *n > MAX_COUNT) {
+            return Err(invalid(format!("{name} is {n}; the maximum is {MAX_COUNT}")));
+        }
+    }
+    let view = quotas.set_limits(&req.tenant_id, update).await?;
+    Ok(Json(QuotaMetrics::new(req.tenant_id, &view)))
+}
+
+pub async fn get_tenant(
+    State(quotas): State<Arc<Quotas>>,
+    ApiPath(tenant_id): ApiPath<String>,
+) -> Result<Json<QuotaMetrics>, AppError> {
+    validate_tenant_id(&tenant_id)?;
+    let view = quotas.get(&tenant_id).ok_or_else(|| unknown(&tenant_id))?;
+    Ok(Json(QuotaMetrics::new(tenant_id, &view)))
+}
+
+pub async fn list(State(quotas): State<Arc<Quotas>>) -> Json<Vec<QuotaMetrics>> {
+    Json(
+        quotas
+            .list()
+            .into_iter()
+            .map(|(id, v)| QuotaMetrics::new(id, &v))
+            .collect(),
+    )
+}
+
+pub async fn reset(
+    State(quotas): State<Arc<Quotas>>,
+    ApiPath(tenant_id): ApiPath<String>,
+) -> Result<Json<QuotaMetrics>, AppError> {
+    validate_tenant_id(&tenant_id)?;
+    let view = quotas
+        .reset(&tenant_id)
+        .await?
+        .ok_or_else(|| unknown(&tenant_id))?;
+    Ok(Json(QuotaMetrics::new(tenant_id, &view)))
+}
+
+fn unknown(tenant_id: &str) -> AppError {
+    AppError::not_found(
+        "tenant_not_found",
+        format!("no tenant {tenant_id:?} is tracked; it appears with its first increment or limits"),
+    )
+}

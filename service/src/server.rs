@@ -1,0 +1,136 @@
+//! The service's lifecycle: open, load, listen, flush periodically, and stop
+//! without losing anything.
+//!
+//! ```text
+//!  open db ─▶ load tenants ─▶ bind ─▶ serve ─┬─ every interval: flush
+//!                                            └─ SIGTERM/SIGINT: stop accepting,
+//!                                               drain in-flight requests,
+//!                                               final flush, close db, exit
+//! ```
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::persistence::StoreError;
+use crate::quotas::Quotas;
+
+/// Attempts of the final flush before the service gives up and exits non-zero.
+const FINAL_FLUSH_ATTEMPTS: u32 = 5;
+
+/// Why the service stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot open the store: {0}")]
+    Store(#[source] StoreError),
+    #[error("cannot listen on {addr} (QUOTA_HOST/QUOTA_PORT): {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server error: {0}")]
+    Serve(#[source] std::io::Error),
+    #[error("final flush failed after {FINAL_FLUSH_ATTEMPTS} attempts; usage since the last flush is lost: {0}")]
+    FinalFlush(#[source] StoreError),
+}
+
+/// Runs the service until `shutdown` completes, then stops gracefully.
+pub async fn run(
+    config: Config,
+    clock: SharedClock,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let started = Instant::now();
+    let quotas = Arc::new(Quotas::open(&config, clock).await.map_err(ServerError::Store)?);
+    tracing::info!(
+        database = %quotas.database().path().display(),
+        tenants = quotas.tenant_count(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "state loaded"
+    );
+
+    let addr = SocketAddr::new(config.host, config.port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    let local = listener.local_addr().map_err(ServerError::Serve)?;
+    tracing::info!(addr = %local, "listening");
+
+    let stop_flusher = CancellationToken::new();
+    let flusher = quotas.spawn_flusher(config.persistence_interval, stop_flusher.clone());
+
+    axum::serve(listener, crate::http::app(quotas.clone()))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutdown requested: draining requests");
+        })
+        .await
+        .map_err(ServerError::Serve)?;
+
+    stop_flusher.cancel();
+    if let Err(e) = flusher.await {
+        tracing::warn!(error = %e, "flusher task ended abnormally");
+    }
+    final_flush(&quotas).await?;
+    quotas.database().close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn final_flush(quotas: &Quotas) -> Result<(), ServerError> {
+    let mut delay = Duration::from_millis(200);
+    for attempt in 1..=FINAL_FLUSH_ATTEMPTS {
+        match quotas.flush().await {
+            Ok(r) => {
+                tracing::info!(
+                    usage_rows = r.usage_rows,
+                    new_tenants = r.new_tenants,
+                    elapsed_ms = r.elapsed.as_millis() as u64,
+                    "final flush done"
+                );
+                return Ok(());
+            }
+            Err(e) if attempt == FINAL_FLUSH_ATTEMPTS => return Err(ServerError::FinalFlush(e)),
+            Err(e) => {
+                tracing::warn!(attempt, error = %e, "final flush failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
