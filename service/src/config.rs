@@ -76,7 +76,11 @@ impl Config {
             (value, move |v: &str| err(var, v, reason))
         };
 
-        let (v, bad) = parse("QUOTA_HOST", "127.0.0.1", "expected an IP address such as 127.0.0.1 or 0.0.0.0");
+        let (v, bad) = parse(
+            "QUOTA_HOST",
+            "127.0.0.1",
+            "expected an IP address such as 127.0.0.1 or 0.0.0.0",
+        );
         let host = match v.trim() {
             "localhost" => IpAddr::from([127, 0, 0, 1]),
             h => h.parse().map_err(|_| bad(&v))?,
@@ -87,8 +91,17 @@ impl Config {
 
         let data_dir = PathBuf::from(get("QUOTA_DATA_DIR").unwrap_or_else(|| "data/quota".into()));
 
-        let (v, bad) = parse("PERSISTENCE_INTERVAL_SECS", "60", "expected whole seconds, 1 or more");
-        let secs = v.trim().parse::<u64>().ok().filter(|s| *s >= 1).ok_or_else(|| bad(&v))?;
+        let (v, bad) = parse(
+            "PERSISTENCE_INTERVAL_SECS",
+            "60",
+            "expected whole seconds, 1 or more",
+        );
+        let secs = v
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|s| *s >= 1)
+            .ok_or_else(|| bad(&v))?;
         let persistence_interval = Duration::from_secs(secs);
 
         let (v, bad) = parse(
@@ -108,8 +121,14 @@ impl Config {
             "100.0",
             "expected a non-negative number of GiB, such as 100 or 0.5",
         );
-        let gb = v.trim().parse::<f64>().ok().filter(|g| g.is_finite() && *g >= 0.0);
-        let bytes = gb.map(|g| (g * GIB).round()).filter(|b| *b <= MAX_COUNT as f64);
+        let gb = v
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|g| g.is_finite() && *g >= 0.0);
+        let bytes = gb
+            .map(|g| (g * GIB).round())
+            .filter(|b| *b <= MAX_COUNT as f64);
         let default_bandwidth_limit_bytes = bytes.map(|b| b as u64).ok_or_else(|| bad(&v))?;
 
         let (v, bad) = parse("ENABLE_AUTO_RESET", "true", "expected true or false");
@@ -121,7 +140,11 @@ impl Config {
 
         let log_level = get("LOG_LEVEL").unwrap_or_else(|| "info".into());
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log_level) {
-            return Err(err("LOG_LEVEL", &log_level, &format!("not a log filter ({e}); try info, debug or quota_service=debug")));
+            return Err(err(
+                "LOG_LEVEL",
+                &log_level,
+                &format!("not a log filter ({e}); try info, debug or quota_service=debug"),
+            ));
         }
 
         let (v, bad) = parse("LOG_FORMAT", "text", "expected text or json");
@@ -173,7 +196,9 @@ fn parse_database_url(url: &str) -> Result<DatabaseUrl, ConfigError> {
     let path = rest.strip_prefix("//").unwrap_or(rest);
     let path = path.split('?').next().unwrap_or_default();
     if path.is_empty() || path == ":memory:" {
-        return Err(bad("expected a file path, such as sqlite://data/quota/quotas.db"));
+        return Err(bad(
+            "expected a file path, such as sqlite://data/quota/quotas.db",
+        ));
     }
     Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
 }
@@ -185,8 +210,10 @@ mod tests {
     use super::*;
 
     fn with(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> =
-            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_lookup(|k| map.get(k).cloned())
     }
 
@@ -202,7 +229,10 @@ mod tests {
         assert!(c.enable_auto_reset);
         assert_eq!(c.log_level, "info");
         assert_eq!(c.log_format, LogFormat::Text);
-        assert_eq!(c.database, DatabaseUrl::Sqlite("data/quota/quotas.db".into()));
+        assert_eq!(
+            c.database,
+            DatabaseUrl::Sqlite("data/quota/quotas.db".into())
+        );
         Ok(())
     }
 
@@ -226,7 +256,10 @@ mod tests {
         assert_eq!(c.default_bandwidth_limit_bytes, 512 * 1024 * 1024);
         assert!(!c.enable_auto_reset);
         assert_eq!(c.log_format, LogFormat::Json);
-        assert_eq!(c.database, DatabaseUrl::Sqlite("/var/lib/q/quotas.db".into()));
+        assert_eq!(
+            c.database,
+            DatabaseUrl::Sqlite("/var/lib/q/quotas.db".into())
+        );
         Ok(())
     }
 
@@ -243,7 +276,10 @@ mod tests {
             ("sqlite:///tmp/x.db", "/tmp/x.db"),
             ("sqlite:rel.db?mode=rwc", "rel.db"),
         ] {
-            assert_eq!(with(&[("DATABASE_URL", url)])?.database, DatabaseUrl::Sqlite(path.into()));
+            assert_eq!(
+                with(&[("DATABASE_URL", url)])?.database,
+                DatabaseUrl::Sqlite(path.into())
+            );
         }
         Ok(())
     }

@@ -96,7 +96,8 @@ impl Flusher {
 
     /// Records a successful write-through or flush.
     pub fn record_success(&self) {
-        self.last_flush_at.store(self.counters.now(), Ordering::Relaxed);
+        self.last_flush_at
+            .store(self.counters.now(), Ordering::Relaxed);
         if self.degraded.swap(false, Ordering::Relaxed) {
             tracing::info!("store reachable again; persistence caught up");
         }
@@ -114,7 +115,11 @@ impl Flusher {
         FlushHealth {
             degraded: self.degraded.load(Ordering::Relaxed),
             last_flush_at: (at != i64::MIN).then_some(at),
-            last_error: self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            last_error: self
+                .last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
         }
     }
 
@@ -126,7 +131,8 @@ impl Flusher {
         stop: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
-            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+            let mut ticker =
+                tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {

@@ -90,7 +90,11 @@ impl Quotas {
     }
 
     /// Writes new limits to the database, then to memory.
-    pub async fn set_limits(&self, tenant_id: &str, update: LimitsUpdate) -> Result<TenantView, StoreError> {
+    pub async fn set_limits(
+        &self,
+        tenant_id: &str,
+        update: LimitsUpdate,
+    ) -> Result<TenantView, StoreError> {
         let _serialised = self.flusher.write_lock().await;
         let current = self
             .counters
@@ -148,7 +152,11 @@ impl Quotas {
     }
 
     /// Starts the periodic flusher.
-    pub fn spawn_flusher(&self, interval: Duration, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_flusher(
+        &self,
+        interval: Duration,
+        stop: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
         self.flusher.clone().spawn_periodic(interval, stop)
     }
 

@@ -36,7 +36,9 @@ pub enum ServerError {
     },
     #[error("server error: {0}")]
     Serve(#[source] std::io::Error),
-    #[error("final flush failed after {FINAL_FLUSH_ATTEMPTS} attempts; usage since the last flush is lost: {0}")]
+    #[error(
+        "final flush failed after {FINAL_FLUSH_ATTEMPTS} attempts; usage since the last flush is lost: {0}"
+    )]
     FinalFlush(#[source] StoreError),
 }
 
@@ -47,7 +49,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let started = Instant::now();
-    let quotas = Arc::new(Quotas::open(&config, clock).await.map_err(ServerError::Store)?);
+    let quotas = Arc::new(
+        Quotas::open(&config, clock)
+            .await
+            .map_err(ServerError::Store)?,
+    );
     tracing::info!(
         database = %quotas.database().path().display(),
         tenants = quotas.tenant_count(),

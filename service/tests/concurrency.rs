@@ -62,16 +62,33 @@ async fn concurrent_increments_are_exact_in_memory_and_in_the_database() {
     }
     for (t, (messages, bytes)) in expected.iter().enumerate() {
         let v = quotas.get(&format!("tenant-{t}")).unwrap();
-        assert_eq!((v.messages.used, v.bandwidth.used), (*messages, *bytes), "memory, tenant-{t}");
+        assert_eq!(
+            (v.messages.used, v.bandwidth.used),
+            (*messages, *bytes),
+            "memory, tenant-{t}"
+        );
     }
-    assert_eq!(expected.iter().map(|e| e.0).sum::<u64>(), CLIENTS * PER_CLIENT);
+    assert_eq!(
+        expected.iter().map(|e| e.0).sum::<u64>(),
+        CLIENTS * PER_CLIENT
+    );
 
     quotas.flush().await.unwrap();
     let db = quotas.database();
     for (t, (messages, bytes)) in expected.iter().enumerate() {
         let id = format!("tenant-{t}");
-        assert_eq!(db.stored_usage(&id, QuotaType::Messages, "2026-11-22").await.unwrap(), Some(*messages));
-        assert_eq!(db.stored_usage(&id, QuotaType::Bandwidth, "2026-11").await.unwrap(), Some(*bytes));
+        assert_eq!(
+            db.stored_usage(&id, QuotaType::Messages, "2026-11-22")
+                .await
+                .unwrap(),
+            Some(*messages)
+        );
+        assert_eq!(
+            db.stored_usage(&id, QuotaType::Bandwidth, "2026-11")
+                .await
+                .unwrap(),
+            Some(*bytes)
+        );
     }
     server.abort();
 }

@@ -27,7 +27,11 @@ async fn increment(client: &reqwest::Client, base: &str, tenant: &str, bytes: u6
 }
 
 async fn metrics(client: &reqwest::Client, base: &str, tenant: &str) -> Value {
-    let r = client.get(format!("{base}/api/quota/{tenant}")).send().await.expect("get");
+    let r = client
+        .get(format!("{base}/api/quota/{tenant}"))
+        .send()
+        .await
+        .expect("get");
     assert!(r.status().is_success(), "{tenant}: {}", r.status());
     r.json().await.expect("json")
 }
@@ -85,11 +89,18 @@ async fn sigkill_keeps_what_was_flushed() {
     let db = SqliteStore::open(&data.join("quotas.db")).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let stored = db.stored_usage("acme", QuotaType::Messages, &day).await.unwrap();
+        let stored = db
+            .stored_usage("acme", QuotaType::Messages, &day)
+            .await
+            .unwrap();
         if stored == Some(FLUSHED) {
             break;
         }
-        assert!(Instant::now() < deadline, "no flush within 20 s (stored {stored:?}); log:\n{}", svc.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "no flush within 20 s (stored {stored:?}); log:\n{}",
+            svc.log_text()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     db.close().await;
@@ -105,7 +116,11 @@ async fn sigkill_keeps_what_was_flushed() {
         (FLUSHED..=FLUSHED + MORE).contains(&count),
         "after SIGKILL: {count}; flushed before the crash: {FLUSHED}, acknowledged since: {MORE}"
     );
-    assert_eq!(m["bytes_sent"].as_u64().unwrap(), count, "both counters come from the same flush");
+    assert_eq!(
+        m["bytes_sent"].as_u64().unwrap(),
+        count,
+        "both counters come from the same flush"
+    );
     let (ok, log) = svc.terminate().await;
     assert!(ok, "{log}");
 }
@@ -122,5 +137,8 @@ async fn a_bad_setting_is_a_clear_startup_error() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("QUOTA_PORT") && err.contains("eighty"), "{err}");
+    assert!(
+        err.contains("QUOTA_PORT") && err.contains("eighty"),
+        "{err}"
+    );
 }

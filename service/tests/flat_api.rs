@@ -22,7 +22,9 @@ async fn snapshot(app: &TestApp) -> Value {
 #[tokio::test]
 async fn increment_creates_unknown_tenants_with_the_defaults() {
     let app = TestApp::new().await;
-    let (status, m) = app.post("/api/quota/increment", json!({"tenant_id": "acme"})).await;
+    let (status, m) = app
+        .post("/api/quota/increment", json!({"tenant_id": "acme"}))
+        .await;
     assert_eq!(status, StatusCode::OK, "{m}");
     assert_eq!(m["tenant_id"], "acme");
     assert_eq!(m["message_count"], 1, "message_count defaults to 1");
@@ -40,126 +42,282 @@ async fn increment_creates_unknown_tenants_with_the_defaults() {
     assert_eq!(m["exceeded"], false);
 
     let (_, m) = app
-        .post("/api/quota/increment", json!({"tenant_id": "acme", "message_count": 4, "bytes_sent": 2048}))
+        .post(
+            "/api/quota/increment",
+            json!({"tenant_id": "acme", "message_count": 4, "bytes_sent": 2048}),
+        )
         .await;
-    assert_eq!((m["message_count"].clone(), m["bytes_sent"].clone()), (json!(5), json!(2048)));
+    assert_eq!(
+        (m["message_count"].clone(), m["bytes_sent"].clone()),
+        (json!(5), json!(2048))
+    );
 
     // An explicit zero counts zero (bandwidth-only report).
     let (_, m) = app
-        .post("/api/quota/increment", json!({"tenant_id": "acme", "message_count": 0, "bytes_sent": 1}))
+        .post(
+            "/api/quota/increment",
+            json!({"tenant_id": "acme", "message_count": 0, "bytes_sent": 1}),
+        )
         .await;
-    assert_eq!((m["message_count"].clone(), m["bytes_sent"].clone()), (json!(5), json!(2049)));
+    assert_eq!(
+        (m["message_count"].clone(), m["bytes_sent"].clone()),
+        (json!(5), json!(2049))
+    );
 
     // The default limits are persisted with the next flush.
     app.quotas.flush().await.unwrap();
     let reopened = app.reopen().await;
     let v = reopened.get("acme").expect("acme persisted");
-    assert_eq!((v.limits.message_limit, v.limits.bandwidth_limit_bytes), (100, GIB));
+    assert_eq!(
+        (v.limits.message_limit, v.limits.bandwidth_limit_bytes),
+        (100, GIB)
+    );
     assert_eq!((v.messages.used, v.bandwidth.used), (5, 2049));
 }
 
 #[tokio::test]
 async fn increment_reports_exceeded_and_keeps_counting() {
     let app = TestApp::new().await;
-    let (_, m) = app.post("/api/quota/increment", json!({"tenant_id": "t", "message_count": 99})).await;
+    let (_, m) = app
+        .post(
+            "/api/quota/increment",
+            json!({"tenant_id": "t", "message_count": 99}),
+        )
+        .await;
     assert_eq!(m["exceeded"], false);
-    let (_, m) = app.post("/api/quota/increment", json!({"tenant_id": "t"})).await;
-    assert_eq!((m["message_count"].clone(), m["exceeded"].clone()), (json!(100), json!(true)));
+    let (_, m) = app
+        .post("/api/quota/increment", json!({"tenant_id": "t"}))
+        .await;
+    assert_eq!(
+        (m["message_count"].clone(), m["exceeded"].clone()),
+        (json!(100), json!(true))
+    );
     assert_eq!(m["message_quota_exceeded"], true);
     assert_eq!(m["bandwidth_quota_exceeded"], false);
     assert_eq!(m["messages_remaining"], 0);
-    let (_, m) = app.post("/api/quota/increment", json!({"tenant_id": "t", "message_count": 5})).await;
+    let (_, m) = app
+        .post(
+            "/api/quota/increment",
+            json!({"tenant_id": "t", "message_count": 5}),
+        )
+        .await;
     assert_eq!(m["message_count"], 105, "increment always counts");
     let (_, m) = app
-        .post("/api/quota/increment", json!({"tenant_id": "b", "message_count": 0, "bytes_sent": GIB}))
+        .post(
+            "/api/quota/increment",
+            json!({"tenant_id": "b", "message_count": 0, "bytes_sent": GIB}),
+        )
         .await;
-    assert_eq!((m["bandwidth_quota_exceeded"].clone(), m["exceeded"].clone()), (json!(true), json!(true)));
+    assert_eq!(
+        (m["bandwidth_quota_exceeded"].clone(), m["exceeded"].clone()),
+        (json!(true), json!(true))
+    );
 }
 
 #[tokio::test]
 async fn check_answers_without_creating_or_counting() {
     let app = TestApp::new().await;
-    let (status, c) = app.post("/api/quota/check", json!({"tenant_id": "ghost"})).await;
+    let (status, c) = app
+        .post("/api/quota/check", json!({"tenant_id": "ghost"}))
+        .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!((c["allowed"].clone(), c["exceeded"].clone()), (json!(true), json!(false)));
+    assert_eq!(
+        (c["allowed"].clone(), c["exceeded"].clone()),
+        (json!(true), json!(false))
+    );
     assert_eq!(c["message_limit"], 100);
-    assert_eq!(app.get("/api/quota/ghost").await.0, StatusCode::NOT_FOUND, "check creates nothing");
+    assert_eq!(
+        app.get("/api/quota/ghost").await.0,
+        StatusCode::NOT_FOUND,
+        "check creates nothing"
+    );
 
-    app.post("/api/quota/increment", json!({"tenant_id": "t", "message_count": 98})).await;
-    let (_, c) = app.post("/api/quota/check", json!({"tenant_id": "t", "message_count": 2})).await;
-    assert_eq!(c["allowed"], true);
-    let (_, c) = app.post("/api/quota/check", json!({"tenant_id": "t", "message_count": 3})).await;
-    assert_eq!((c["allowed"].clone(), c["exceeded"].clone()), (json!(false), json!(false)));
+    app.post(
+        "/api/quota/increment",
+        json!({"tenant_id": "t", "message_count": 98}),
+    )
+    .await;
     let (_, c) = app
-        .post("/api/quota/check", json!({"tenant_id": "t", "message_count": 0, "bytes_sent": GIB + 1}))
+        .post(
+            "/api/quota/check",
+            json!({"tenant_id": "t", "message_count": 2}),
+        )
+        .await;
+    assert_eq!(c["allowed"], true);
+    let (_, c) = app
+        .post(
+            "/api/quota/check",
+            json!({"tenant_id": "t", "message_count": 3}),
+        )
+        .await;
+    assert_eq!(
+        (c["allowed"].clone(), c["exceeded"].clone()),
+        (json!(false), json!(false))
+    );
+    let (_, c) = app
+        .post(
+            "/api/quota/check",
+            json!({"tenant_id": "t", "message_count": 0, "bytes_sent": GIB + 1}),
+        )
         .await;
     assert_eq!(c["allowed"], false);
     assert_eq!(c["message_count"], 98, "check counted nothing");
 
-    app.post("/api/quota/increment", json!({"tenant_id": "t", "message_count": 2})).await;
-    let (_, c) = app.post("/api/quota/check", json!({"tenant_id": "t"})).await;
-    assert_eq!((c["allowed"].clone(), c["exceeded"].clone()), (json!(false), json!(true)));
+    app.post(
+        "/api/quota/increment",
+        json!({"tenant_id": "t", "message_count": 2}),
+    )
+    .await;
+    let (_, c) = app
+        .post("/api/quota/check", json!({"tenant_id": "t"}))
+        .await;
+    assert_eq!(
+        (c["allowed"].clone(), c["exceeded"].clone()),
+        (json!(false), json!(true))
+    );
 }
 
 #[tokio::test]
 async fn limits_are_written_through_and_merge_with_the_current_ones() {
     let app = TestApp::new().await;
-    let (status, m) = app.post("/api/quota/limits", json!({"tenant_id": "acme", "message_limit": 10})).await;
+    let (status, m) = app
+        .post(
+            "/api/quota/limits",
+            json!({"tenant_id": "acme", "message_limit": 10}),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{m}");
-    assert_eq!((m["message_limit"].clone(), m["bandwidth_limit_bytes"].clone()), (json!(10), json!(GIB)));
+    assert_eq!(
+        (
+            m["message_limit"].clone(),
+            m["bandwidth_limit_bytes"].clone()
+        ),
+        (json!(10), json!(GIB))
+    );
 
     let (_, m) = app
-        .post("/api/quota/limits", json!({"tenant_id": "acme", "bandwidth_limit_bytes": 5000}))
+        .post(
+            "/api/quota/limits",
+            json!({"tenant_id": "acme", "bandwidth_limit_bytes": 5000}),
+        )
         .await;
-    assert_eq!((m["message_limit"].clone(), m["bandwidth_limit_bytes"].clone()), (json!(10), json!(5000)));
+    assert_eq!(
+        (
+            m["message_limit"].clone(),
+            m["bandwidth_limit_bytes"].clone()
+        ),
+        (json!(10), json!(5000))
+    );
 
-    let (_, m) = app.post("/api/quota/limits", json!({"tenant_id": "acme", "bandwidth_limit_gb": 2.5})).await;
+    let (_, m) = app
+        .post(
+            "/api/quota/limits",
+            json!({"tenant_id": "acme", "bandwidth_limit_gb": 2.5}),
+        )
+        .await;
     assert_eq!(m["bandwidth_limit_bytes"], 5 * GIB / 2);
 
     // Written through: another process opening the file sees them, no flush.
     let reopened = app.reopen().await;
     let v = reopened.get("acme").unwrap();
-    assert_eq!((v.limits.message_limit, v.limits.bandwidth_limit_bytes), (10, 5 * GIB / 2));
+    assert_eq!(
+        (v.limits.message_limit, v.limits.bandwidth_limit_bytes),
+        (10, 5 * GIB / 2)
+    );
 
     // Limits apply at once.
-    let (_, m) = app.post("/api/quota/increment", json!({"tenant_id": "acme", "message_count": 10})).await;
+    let (_, m) = app
+        .post(
+            "/api/quota/increment",
+            json!({"tenant_id": "acme", "message_count": 10}),
+        )
+        .await;
     assert_eq!(m["exceeded"], true);
-    let (_, m) = app.post("/api/quota/limits", json!({"tenant_id": "acme", "message_limit": 11})).await;
-    assert_eq!((m["exceeded"].clone(), m["messages_remaining"].clone()), (json!(false), json!(1)));
+    let (_, m) = app
+        .post(
+            "/api/quota/limits",
+            json!({"tenant_id": "acme", "message_limit": 11}),
+        )
+        .await;
+    assert_eq!(
+        (m["exceeded"].clone(), m["messages_remaining"].clone()),
+        (json!(false), json!(1))
+    );
 }
 
 #[tokio::test]
 async fn get_one_and_list_all() {
     let app = TestApp::new().await;
-    assert_error(&app.get("/api/quota/nobody").await, StatusCode::NOT_FOUND, "tenant_not_found");
+    assert_error(
+        &app.get("/api/quota/nobody").await,
+        StatusCode::NOT_FOUND,
+        "tenant_not_found",
+    );
     assert_eq!(snapshot(&app).await, json!([]));
     for t in ["zeta", "alpha", "mid"] {
-        app.post("/api/quota/increment", json!({"tenant_id": t})).await;
+        app.post("/api/quota/increment", json!({"tenant_id": t}))
+            .await;
     }
     let (status, m) = app.get("/api/quota/mid").await;
-    assert_eq!((status, m["message_count"].clone()), (StatusCode::OK, json!(1)));
+    assert_eq!(
+        (status, m["message_count"].clone()),
+        (StatusCode::OK, json!(1))
+    );
     let all = snapshot(&app).await;
-    let ids: Vec<_> = all.as_array().unwrap().iter().map(|m| m["tenant_id"].clone()).collect();
+    let ids: Vec<_> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["tenant_id"].clone())
+        .collect();
     assert_eq!(ids, vec![json!("alpha"), json!("mid"), json!("zeta")]);
 }
 
 #[tokio::test]
 async fn reset_zeroes_the_current_periods_and_is_durable_at_once() {
     let app = TestApp::new().await;
-    assert_error(&app.post("/api/quota/nobody/reset", json!({})).await, StatusCode::NOT_FOUND, "tenant_not_found");
-    app.post("/api/quota/increment", json!({"tenant_id": "acme", "message_count": 7, "bytes_sent": 70})).await;
+    assert_error(
+        &app.post("/api/quota/nobody/reset", json!({})).await,
+        StatusCode::NOT_FOUND,
+        "tenant_not_found",
+    );
+    app.post(
+        "/api/quota/increment",
+        json!({"tenant_id": "acme", "message_count": 7, "bytes_sent": 70}),
+    )
+    .await;
     app.quotas.flush().await.unwrap();
     let db = app.quotas.database();
-    assert_eq!(db.stored_usage("acme", QuotaType::Messages, "2026-11-22").await.unwrap(), Some(7));
+    assert_eq!(
+        db.stored_usage("acme", QuotaType::Messages, "2026-11-22")
+            .await
+            .unwrap(),
+        Some(7)
+    );
 
     let (status, m) = app.call(Method::POST, "/api/quota/acme/reset", None).await;
     assert_eq!(status, StatusCode::OK, "{m}");
-    assert_eq!((m["message_count"].clone(), m["bytes_sent"].clone()), (json!(0), json!(0)));
+    assert_eq!(
+        (m["message_count"].clone(), m["bytes_sent"].clone()),
+        (json!(0), json!(0))
+    );
     // In the database before the call answered, without a flush.
-    assert_eq!(db.stored_usage("acme", QuotaType::Messages, "2026-11-22").await.unwrap(), Some(0));
-    assert_eq!(db.stored_usage("acme", QuotaType::Bandwidth, "2026-11").await.unwrap(), Some(0));
+    assert_eq!(
+        db.stored_usage("acme", QuotaType::Messages, "2026-11-22")
+            .await
+            .unwrap(),
+        Some(0)
+    );
+    assert_eq!(
+        db.stored_usage("acme", QuotaType::Bandwidth, "2026-11")
+            .await
+            .unwrap(),
+        Some(0)
+    );
     // Counting goes on from zero.
-    let (_, m) = app.post("/api/quota/increment", json!({"tenant_id": "acme"})).await;
+    let (_, m) = app
+        .post("/api/quota/increment", json!({"tenant_id": "acme"}))
+        .await;
     assert_eq!(m["message_count"], 1);
 }
 
@@ -178,85 +336,338 @@ async fn health_reports_ok() {
 #[tokio::test]
 async fn bad_requests_get_clear_errors_and_change_nothing() {
     let app = TestApp::new().await;
-    app.post("/api/quota/increment", json!({"tenant_id": "acme", "message_count": 3})).await;
-    app.post("/api/quota/limits", json!({"tenant_id": "capped", "message_limit": 5})).await;
+    app.post(
+        "/api/quota/increment",
+        json!({"tenant_id": "acme", "message_count": 3}),
+    )
+    .await;
+    app.post(
+        "/api/quota/limits",
+        json!({"tenant_id": "capped", "message_limit": 5}),
+    )
+    .await;
     app.quotas.flush().await.unwrap();
     let before = snapshot(&app).await;
 
     let long_id = "x".repeat(129);
     let cases: Vec<(&str, &str, String, StatusCode, &str)> = vec![
         // Malformed JSON.
-        ("POST", "/api/quota/increment", "{\"tenant_id\": ".into(), StatusCode::BAD_REQUEST, "invalid_json"),
-        ("POST", "/api/quota/increment", "not json".into(), StatusCode::BAD_REQUEST, "invalid_json"),
-        ("POST", "/api/quota/limits", r#"{"tenant_id": "a",}"#.into(), StatusCode::BAD_REQUEST, "invalid_json"),
+        (
+            "POST",
+            "/api/quota/increment",
+            "{\"tenant_id\": ".into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        (
+            "POST",
+            "/api/quota/increment",
+            "not json".into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        (
+            "POST",
+            "/api/quota/limits",
+            r#"{"tenant_id": "a",}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
         // Wrong types and missing fields.
-        ("POST", "/api/quota/increment", "{}".into(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
-        ("POST", "/api/quota/increment", r#"{"tenant_id": 5}"#.into(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
-        ("POST", "/api/quota/increment", r#"{"tenant_id": "acme", "message_count": "3"}"#.into(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
-        ("POST", "/api/quota/increment", r#"{"tenant_id": "acme", "message_count": 1.5}"#.into(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
-        ("POST", "/api/quota/increment", "[]".into(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
-        ("POST", "/api/quota/check", r#"{"tenant_id": null}"#.into(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
-        ("POST", "/api/quota/limits", r#"{"tenant_id": "acme", "message_limit": true}"#.into(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
+        (
+            "POST",
+            "/api/quota/increment",
+            "{}".into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            "POST",
+            "/api/quota/increment",
+            r#"{"tenant_id": 5}"#.into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            "POST",
+            "/api/quota/increment",
+            r#"{"tenant_id": "acme", "message_count": "3"}"#.into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            "POST",
+            "/api/quota/increment",
+            r#"{"tenant_id": "acme", "message_count": 1.5}"#.into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            "POST",
+            "/api/quota/increment",
+            "[]".into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            "POST",
+            "/api/quota/check",
+            r#"{"tenant_id": null}"#.into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            "POST",
+            "/api/quota/limits",
+            r#"{"tenant_id": "acme", "message_limit": true}"#.into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
         // Negative and overflowing numbers.
-        ("POST", "/api/quota/increment", r#"{"tenant_id": "acme", "message_count": -1}"#.into(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
-        ("POST", "/api/quota/increment", r#"{"tenant_id": "acme", "bytes_sent": -5}"#.into(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
-        ("POST", "/api/quota/increment", r#"{"tenant_id": "acme", "bytes_sent": 18446744073709551616}"#.into(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
-        ("POST", "/api/quota/increment", r#"{"tenant_id": "acme", "message_count": 9223372036854775808}"#.into(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
-        ("POST", "/api/quota/check", r#"{"tenant_id": "acme", "message_count": -1}"#.into(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
-        ("POST", "/api/quota/limits", r#"{"tenant_id": "acme", "message_limit": -1}"#.into(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
-        ("POST", "/api/quota/limits", r#"{"tenant_id": "acme", "message_limit": 9223372036854775808}"#.into(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
-        ("POST", "/api/quota/limits", r#"{"tenant_id": "acme", "bandwidth_limit_gb": -1}"#.into(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
-        ("POST", "/api/quota/limits", r#"{"tenant_id": "acme", "bandwidth_limit_gb": 1e300}"#.into(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
-        ("POST", "/api/quota/limits", r#"{"tenant_id": "acme", "bandwidth_limit_gb": 1, "bandwidth_limit_bytes": 1}"#.into(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
-        ("POST", "/api/quota/limits", r#"{"tenant_id": "acme"}"#.into(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
+        (
+            "POST",
+            "/api/quota/increment",
+            r#"{"tenant_id": "acme", "message_count": -1}"#.into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            "POST",
+            "/api/quota/increment",
+            r#"{"tenant_id": "acme", "bytes_sent": -5}"#.into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            "POST",
+            "/api/quota/increment",
+            r#"{"tenant_id": "acme", "bytes_sent": 18446744073709551616}"#.into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            "POST",
+            "/api/quota/increment",
+            r#"{"tenant_id": "acme", "message_count": 9223372036854775808}"#.into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            "POST",
+            "/api/quota/check",
+            r#"{"tenant_id": "acme", "message_count": -1}"#.into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            "POST",
+            "/api/quota/limits",
+            r#"{"tenant_id": "acme", "message_limit": -1}"#.into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            "POST",
+            "/api/quota/limits",
+            r#"{"tenant_id": "acme", "message_limit": 9223372036854775808}"#.into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            "POST",
+            "/api/quota/limits",
+            r#"{"tenant_id": "acme", "bandwidth_limit_gb": -1}"#.into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            "POST",
+            "/api/quota/limits",
+            r#"{"tenant_id": "acme", "bandwidth_limit_gb": 1e300}"#.into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            "POST",
+            "/api/quota/limits",
+            r#"{"tenant_id": "acme", "bandwidth_limit_gb": 1, "bandwidth_limit_bytes": 1}"#.into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
+            "POST",
+            "/api/quota/limits",
+            r#"{"tenant_id": "acme"}"#.into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
         // Tenant ids: empty, too long, characters outside the alphabet.
-        ("POST", "/api/quota/increment", r#"{"tenant_id": ""}"#.into(), StatusCode::BAD_REQUEST, "invalid_tenant_id"),
-        ("POST", "/api/quota/increment", format!(r#"{{"tenant_id": "{long_id}"}}"#), StatusCode::BAD_REQUEST, "invalid_tenant_id"),
-        ("POST", "/api/quota/increment", r#"{"tenant_id": "a b"}"#.into(), StatusCode::BAD_REQUEST, "invalid_tenant_id"),
-        ("POST", "/api/quota/increment", r#"{"tenant_id": "a/b"}"#.into(), StatusCode::BAD_REQUEST, "invalid_tenant_id"),
-        ("POST", "/api/quota/increment", r#"{"tenant_id": "caf\u00e9"}"#.into(), StatusCode::BAD_REQUEST, "invalid_tenant_id"),
-        ("POST", "/api/quota/check", r#"{"tenant_id": "a\nb"}"#.into(), StatusCode::BAD_REQUEST, "invalid_tenant_id"),
-        ("POST", "/api/quota/limits", r#"{"tenant_id": "", "message_limit": 1}"#.into(), StatusCode::BAD_REQUEST, "invalid_tenant_id"),
-        ("GET", "/api/quota/a%20b", String::new(), StatusCode::BAD_REQUEST, "invalid_tenant_id"),
-        ("GET", &*Box::leak(format!("/api/quota/{long_id}").into_boxed_str()), String::new(), StatusCode::BAD_REQUEST, "invalid_tenant_id"),
-        ("POST", "/api/quota/a%2Fb/reset", String::new(), StatusCode::BAD_REQUEST, "invalid_tenant_id"),
-        ("GET", "/api/quota/%FF", String::new(), StatusCode::BAD_REQUEST, "invalid_path"),
+        (
+            "POST",
+            "/api/quota/increment",
+            r#"{"tenant_id": ""}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_tenant_id",
+        ),
+        (
+            "POST",
+            "/api/quota/increment",
+            format!(r#"{{"tenant_id": "{long_id}"}}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_tenant_id",
+        ),
+        (
+            "POST",
+            "/api/quota/increment",
+            r#"{"tenant_id": "a b"}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_tenant_id",
+        ),
+        (
+            "POST",
+            "/api/quota/increment",
+            r#"{"tenant_id": "a/b"}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_tenant_id",
+        ),
+        (
+            "POST",
+            "/api/quota/increment",
+            r#"{"tenant_id": "caf\u00e9"}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_tenant_id",
+        ),
+        (
+            "POST",
+            "/api/quota/check",
+            r#"{"tenant_id": "a\nb"}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_tenant_id",
+        ),
+        (
+            "POST",
+            "/api/quota/limits",
+            r#"{"tenant_id": "", "message_limit": 1}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_tenant_id",
+        ),
+        (
+            "GET",
+            "/api/quota/a%20b",
+            String::new(),
+            StatusCode::BAD_REQUEST,
+            "invalid_tenant_id",
+        ),
+        (
+            "GET",
+            &*Box::leak(format!("/api/quota/{long_id}").into_boxed_str()),
+            String::new(),
+            StatusCode::BAD_REQUEST,
+            "invalid_tenant_id",
+        ),
+        (
+            "POST",
+            "/api/quota/a%2Fb/reset",
+            String::new(),
+            StatusCode::BAD_REQUEST,
+            "invalid_tenant_id",
+        ),
+        (
+            "GET",
+            "/api/quota/%FF",
+            String::new(),
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+        ),
         // Routes and methods.
-        ("GET", "/api/nothing", String::new(), StatusCode::NOT_FOUND, "not_found"),
-        ("DELETE", "/api/quota/acme", String::new(), StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
-        ("GET", "/api/quota/increment", String::new(), StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+        (
+            "GET",
+            "/api/nothing",
+            String::new(),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            "DELETE",
+            "/api/quota/acme",
+            String::new(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            "GET",
+            "/api/quota/increment",
+            String::new(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
     ];
     for (method, uri, body, status, code) in &cases {
         let resp = app
-            .call(method.parse().unwrap(), uri, (!body.is_empty()).then_some(body.as_str()))
+            .call(
+                method.parse().unwrap(),
+                uri,
+                (!body.is_empty()).then_some(body.as_str()),
+            )
             .await;
         assert_eq!(resp.0, *status, "{method} {uri} {body}: {}", resp.1);
-        assert_eq!(resp.1["error"]["code"], *code, "{method} {uri} {body}: {}", resp.1);
-        assert_eq!(snapshot(&app).await, before, "{method} {uri} {body} changed state");
+        assert_eq!(
+            resp.1["error"]["code"], *code,
+            "{method} {uri} {body}: {}",
+            resp.1
+        );
+        assert_eq!(
+            snapshot(&app).await,
+            before,
+            "{method} {uri} {body} changed state"
+        );
     }
 
     // Body over 64 KiB: 413.
-    let big = format!(r#"{{"tenant_id": "acme", "pad": "{}"}}"#, "x".repeat(64 * 1024));
+    let big = format!(
+        r#"{{"tenant_id": "acme", "pad": "{}"}}"#,
+        "x".repeat(64 * 1024)
+    );
     assert_error(
-        &app.call(Method::POST, "/api/quota/increment", Some(&big)).await,
+        &app.call(Method::POST, "/api/quota/increment", Some(&big))
+            .await,
         StatusCode::PAYLOAD_TOO_LARGE,
         "payload_too_large",
     );
     // A body just under the limit is fine (unknown fields are ignored).
-    let ok = format!(r#"{{"tenant_id": "acme", "message_count": 0, "pad": "{}"}}"#, "x".repeat(60 * 1024));
-    assert_eq!(app.call(Method::POST, "/api/quota/increment", Some(&ok)).await.0, StatusCode::OK);
+    let ok = format!(
+        r#"{{"tenant_id": "acme", "message_count": 0, "pad": "{}"}}"#,
+        "x".repeat(60 * 1024)
+    );
+    assert_eq!(
+        app.call(Method::POST, "/api/quota/increment", Some(&ok))
+            .await
+            .0,
+        StatusCode::OK
+    );
 
     // Missing content type: 415.
     let req = Request::post("/api/quota/increment")
         .body(Body::from(r#"{"tenant_id": "acme"}"#))
         .unwrap();
-    assert_error(&common::send(&app.quotas, req).await, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
+    assert_error(
+        &common::send(&app.quotas, req).await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    );
 
     // Counter overflow: refused whole, never wraps.
-    app.post("/api/quota/increment", json!({"tenant_id": "big", "message_count": 0, "bytes_sent": i64::MAX})).await;
+    app.post(
+        "/api/quota/increment",
+        json!({"tenant_id": "big", "message_count": 0, "bytes_sent": i64::MAX}),
+    )
+    .await;
     let before_big = snapshot(&app).await;
     let resp = app
-        .post("/api/quota/increment", json!({"tenant_id": "big", "message_count": 1, "bytes_sent": 1}))
+        .post(
+            "/api/quota/increment",
+            json!({"tenant_id": "big", "message_count": 1, "bytes_sent": 1}),
+        )
         .await;
     assert_error(&resp, StatusCode::UNPROCESSABLE_ENTITY, "counter_overflow");
     assert_eq!(snapshot(&app).await, before_big, "overflow changed state");
@@ -264,7 +675,22 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
     // Nothing reached the database either.
     app.quotas.flush().await.unwrap();
     let db = app.quotas.database();
-    assert_eq!(db.stored_usage("acme", QuotaType::Messages, "2026-11-22").await.unwrap(), Some(3));
-    assert_eq!(db.stored_usage("big", QuotaType::Messages, "2026-11-22").await.unwrap(), Some(0));
-    assert_eq!(db.stored_usage("big", QuotaType::Bandwidth, "2026-11").await.unwrap(), Some(i64::MAX as u64));
+    assert_eq!(
+        db.stored_usage("acme", QuotaType::Messages, "2026-11-22")
+            .await
+            .unwrap(),
+        Some(3)
+    );
+    assert_eq!(
+        db.stored_usage("big", QuotaType::Messages, "2026-11-22")
+            .await
+            .unwrap(),
+        Some(0)
+    );
+    assert_eq!(
+        db.stored_usage("big", QuotaType::Bandwidth, "2026-11")
+            .await
+            .unwrap(),
+        Some(i64::MAX as u64)
+    );
 }

@@ -10,14 +10,21 @@ use serde_json::{Value, json};
 
 async fn inc(app: &TestApp, tenant: &str, messages: u64, bytes: u64) -> Value {
     let (status, m) = app
-        .post("/api/quota/increment", json!({"tenant_id": tenant, "message_count": messages, "bytes_sent": bytes}))
+        .post(
+            "/api/quota/increment",
+            json!({"tenant_id": tenant, "message_count": messages, "bytes_sent": bytes}),
+        )
         .await;
     assert!(status.is_success(), "{m}");
     m
 }
 
 async fn stored(app: &TestApp, tenant: &str, q: QuotaType, period: &str) -> Option<u64> {
-    app.quotas.database().stored_usage(tenant, q, period).await.unwrap()
+    app.quotas
+        .database()
+        .stored_usage(tenant, q, period)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -33,9 +40,19 @@ async fn a_day_change_restarts_messages_and_keeps_bandwidth() {
     assert_eq!(m["bytes_sent"], 150, "same month: bandwidth keeps counting");
 
     app.quotas.flush().await.unwrap();
-    assert_eq!(stored(&app, "acme", QuotaType::Messages, "2026-11-22").await, Some(7), "history row stays");
-    assert_eq!(stored(&app, "acme", QuotaType::Messages, "2026-11-23").await, Some(2));
-    assert_eq!(stored(&app, "acme", QuotaType::Bandwidth, "2026-11").await, Some(150));
+    assert_eq!(
+        stored(&app, "acme", QuotaType::Messages, "2026-11-22").await,
+        Some(7),
+        "history row stays"
+    );
+    assert_eq!(
+        stored(&app, "acme", QuotaType::Messages, "2026-11-23").await,
+        Some(2)
+    );
+    assert_eq!(
+        stored(&app, "acme", QuotaType::Bandwidth, "2026-11").await,
+        Some(150)
+    );
 }
 
 #[tokio::test]
@@ -47,15 +64,33 @@ async fn a_month_change_restarts_both() {
     inc(&app, "acme", 1, 1).await; // dirty again before the rollover
     app.clock.set(at(2026, 12, 1, 0, 0, 30));
     let m = inc(&app, "acme", 1, 10).await;
-    assert_eq!((m["message_period"].clone(), m["message_count"].clone()), (json!("2026-12-01"), json!(1)));
-    assert_eq!((m["bandwidth_period"].clone(), m["bytes_sent"].clone()), (json!("2026-12"), json!(10)));
+    assert_eq!(
+        (m["message_period"].clone(), m["message_count"].clone()),
+        (json!("2026-12-01"), json!(1))
+    );
+    assert_eq!(
+        (m["bandwidth_period"].clone(), m["bytes_sent"].clone()),
+        (json!("2026-12"), json!(10))
+    );
     assert_eq!(m["bandwidth_reset_at"], "2027-01-01T00:00:00Z");
 
     app.quotas.flush().await.unwrap();
-    assert_eq!(stored(&app, "acme", QuotaType::Messages, "2026-11-30").await, Some(4));
-    assert_eq!(stored(&app, "acme", QuotaType::Bandwidth, "2026-11").await, Some(1001));
-    assert_eq!(stored(&app, "acme", QuotaType::Messages, "2026-12-01").await, Some(1));
-    assert_eq!(stored(&app, "acme", QuotaType::Bandwidth, "2026-12").await, Some(10));
+    assert_eq!(
+        stored(&app, "acme", QuotaType::Messages, "2026-11-30").await,
+        Some(4)
+    );
+    assert_eq!(
+        stored(&app, "acme", QuotaType::Bandwidth, "2026-11").await,
+        Some(1001)
+    );
+    assert_eq!(
+        stored(&app, "acme", QuotaType::Messages, "2026-12-01").await,
+        Some(1)
+    );
+    assert_eq!(
+        stored(&app, "acme", QuotaType::Bandwidth, "2026-12").await,
+        Some(10)
+    );
 }
 
 #[tokio::test]
@@ -65,12 +100,24 @@ async fn an_idle_tenant_reads_zero_in_a_new_period_and_after_restart() {
     app.quotas.flush().await.unwrap();
     app.clock.set(at(2027, 1, 1, 0, 0, 0)); // year end passed
     let (_, m) = app.get("/api/quota/acme").await;
-    assert_eq!((m["message_period"].clone(), m["message_count"].clone()), (json!("2027-01-01"), json!(0)));
-    assert_eq!((m["bandwidth_period"].clone(), m["bytes_sent"].clone()), (json!("2027-01"), json!(0)));
+    assert_eq!(
+        (m["message_period"].clone(), m["message_count"].clone()),
+        (json!("2027-01-01"), json!(0))
+    );
+    assert_eq!(
+        (m["bandwidth_period"].clone(), m["bytes_sent"].clone()),
+        (json!("2027-01"), json!(0))
+    );
     let reopened = app.reopen().await;
     let v = reopened.get("acme").unwrap();
-    assert_eq!((v.messages.used, v.messages.period.key()), (0, "2027-01-01".to_owned()));
-    assert_eq!(stored(&app, "acme", QuotaType::Messages, "2026-11-22").await, Some(5));
+    assert_eq!(
+        (v.messages.used, v.messages.period.key()),
+        (0, "2027-01-01".to_owned())
+    );
+    assert_eq!(
+        stored(&app, "acme", QuotaType::Messages, "2026-11-22").await,
+        Some(5)
+    );
 }
 
 #[tokio::test]
@@ -82,7 +129,11 @@ async fn several_rollovers_between_flushes_keep_every_period() {
     }
     app.quotas.flush().await.unwrap();
     for (day, n) in [("2026-11-22", 1), ("2026-11-23", 2), ("2026-11-24", 3)] {
-        assert_eq!(stored(&app, "acme", QuotaType::Messages, day).await, Some(n), "{day}");
+        assert_eq!(
+            stored(&app, "acme", QuotaType::Messages, day).await,
+            Some(n),
+            "{day}"
+        );
     }
 }
 
@@ -93,7 +144,10 @@ async fn leap_day_is_its_own_period() {
     inc(&app, "acme", 1, 0).await;
     app.clock.set(at(2028, 2, 29, 1, 0, 0));
     let m = inc(&app, "acme", 1, 0).await;
-    assert_eq!((m["message_period"].clone(), m["message_count"].clone()), (json!("2028-02-29"), json!(1)));
+    assert_eq!(
+        (m["message_period"].clone(), m["message_count"].clone()),
+        (json!("2028-02-29"), json!(1))
+    );
     assert_eq!(m["message_reset_at"], "2028-03-01T00:00:00Z");
     assert_eq!(m["bandwidth_reset_at"], "2028-03-01T00:00:00Z");
 }
@@ -104,8 +158,14 @@ async fn without_auto_reset_counting_goes_on_across_days_months_and_restarts() {
     inc(&app, "acme", 5, 50).await;
     app.clock.set(at(2026, 12, 3, 8, 0, 0));
     let m = inc(&app, "acme", 1, 1).await;
-    assert_eq!((m["message_count"].clone(), m["bytes_sent"].clone()), (json!(6), json!(51)));
-    assert_eq!(m["message_period"], "2026-11-22", "the counter stays in the period it started in");
+    assert_eq!(
+        (m["message_count"].clone(), m["bytes_sent"].clone()),
+        (json!(6), json!(51))
+    );
+    assert_eq!(
+        m["message_period"], "2026-11-22",
+        "the counter stays in the period it started in"
+    );
     app.quotas.flush().await.unwrap();
 
     let reopened = app.reopen().await;

@@ -168,7 +168,14 @@ mod tests {
         assert!(!is_leap_year(1900));
         assert!(!is_leap_year(2026));
         let feb29 = days_from_civil(2024, 2, 29);
-        assert_eq!(civil_from_days(feb29 + 1), Date { year: 2024, month: 3, day: 1 });
+        assert_eq!(
+            civil_from_days(feb29 + 1),
+            Date {
+                year: 2024,
+                month: 3,
+                day: 1
+            }
+        );
         assert_eq!(parse_date("2024-02-29").map(|d| d.day), Some(29));
         assert_eq!(parse_date("2026-02-29"), None);
         assert_eq!(parse_date("1900-02-29"), None);
@@ -176,7 +183,14 @@ mod tests {
 
     #[test]
     fn negative_timestamps_floor_towards_the_past() {
-        assert_eq!(date_of(-1), Date { year: 1969, month: 12, day: 31 });
+        assert_eq!(
+            date_of(-1),
+            Date {
+                year: 1969,
+                month: 12,
+                day: 31
+            }
+        );
         assert_eq!(rfc3339(-1), "1969-12-31T23:59:59Z");
     }
 
@@ -194,10 +208,18 @@ mod tests {
     #[test]
     fn parses_only_well_formed_dates() {
         assert_eq!(parse_year_month("2026-11"), Some((2026, 11)));
-        for bad in ["2026-13", "2026-00", "2026-1", "20261-1", "2026/11", "+026-11", "2026-1a"] {
+        for bad in [
+            "2026-13", "2026-00", "2026-1", "20261-1", "2026/11", "+026-11", "2026-1a",
+        ] {
             assert_eq!(parse_year_month(bad), None, "{bad}");
         }
-        for bad in ["2026-11-31", "2026-11-00", "2026-11-1", "2026-11-1x", "2026-11_01"] {
+        for bad in [
+            "2026-11-31",
+            "2026-11-00",
+            "2026-11-1",
+            "2026-11-1x",
+            "2026-11_01",
+        ] {
             assert_eq!(parse_date(bad), None, "{bad}");
         }
     }

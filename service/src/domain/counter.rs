@@ -104,7 +104,10 @@ mod tests {
         assert_eq!(c.roll(nov22() + 60, true), None, "same day: no roll");
         assert_eq!(c.used, 5);
         let retired = c.roll(nov22() + DAY, true);
-        assert_eq!(retired.map(|r| (r.period.key(), r.used)), Some(("2026-11-22".into(), 5)));
+        assert_eq!(
+            retired.map(|r| (r.period.key(), r.used)),
+            Some(("2026-11-22".into(), 5))
+        );
         assert_eq!(c.used, 0);
         assert_eq!(c.period.key(), "2026-11-23");
     }
@@ -147,7 +150,13 @@ mod tests {
     fn never_wraps() {
         let mut c = Counter::new(Window::None.period_at(0));
         assert_eq!(c.add(MAX_COUNT), Ok(MAX_COUNT));
-        assert_eq!(c.add(1), Err(Overflow { used: MAX_COUNT, amount: 1 }));
+        assert_eq!(
+            c.add(1),
+            Err(Overflow {
+                used: MAX_COUNT,
+                amount: 1
+            })
+        );
         assert_eq!(c.used, MAX_COUNT);
         let mut d = Counter::new(Window::None.period_at(0));
         d.add(1).ok();

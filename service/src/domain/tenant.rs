@@ -203,7 +203,9 @@ impl QuotaView {
 
     /// Whether `amount` more still fits within the limit.
     pub fn fits(&self, amount: u64) -> bool {
-        self.used.checked_add(amount).is_some_and(|u| u <= self.limit)
+        self.used
+            .checked_add(amount)
+            .is_some_and(|u| u <= self.limit)
     }
 }
 
@@ -280,7 +282,10 @@ mod tests {
         let next_day = t0() + SECS_PER_DAY;
         let rolled = t.increment(usage(1, 10), next_day, true);
         let rolled = rolled.unwrap_or_default();
-        let keys: Vec<_> = rolled.iter().map(|(q, r)| (q, r.period.key(), r.used)).collect();
+        let keys: Vec<_> = rolled
+            .iter()
+            .map(|(q, r)| (q, r.period.key(), r.used))
+            .collect();
         assert_eq!(
             keys,
             vec![
@@ -305,7 +310,10 @@ mod tests {
         assert!(t.increment(usage(1, 1), t0(), true).is_err());
         assert_eq!(t, before, "messages were not counted either");
         // In a new period both counters start from zero, so the same fits again.
-        assert!(t.increment(usage(1, 1), t0() + 40 * SECS_PER_DAY, true).is_ok());
+        assert!(
+            t.increment(usage(1, 1), t0() + 40 * SECS_PER_DAY, true)
+                .is_ok()
+        );
     }
 
     #[test]
@@ -324,8 +332,14 @@ mod tests {
         let mut t = Tenant::new(LIMITS, t0());
         t.increment(usage(4, 40), t0(), true).ok();
         let v = t.view(t0() + SECS_PER_DAY, true);
-        assert_eq!((v.messages.used, v.messages.period.key().as_str()), (0, "2026-12-01"));
+        assert_eq!(
+            (v.messages.used, v.messages.period.key().as_str()),
+            (0, "2026-12-01")
+        );
         let v = t.view(t0() + SECS_PER_DAY, false);
-        assert_eq!((v.messages.used, v.messages.period.key().as_str()), (4, "2026-11-30"));
+        assert_eq!(
+            (v.messages.used, v.messages.period.key().as_str()),
+            (4, "2026-11-30")
+        );
     }
 }

@@ -14,9 +14,7 @@ pub enum TenantIdError {
     Empty,
     #[error("tenant_id is {0} characters long; the maximum is {MAX_TENANT_ID_LEN}")]
     TooLong(usize),
-    #[error(
-        "tenant_id contains {0:?} at position {1}; allowed are letters, digits and . _ : -"
-    )]
+    #[error("tenant_id contains {0:?} at position {1}; allowed are letters, digits and . _ : -")]
     InvalidChar(char, usize),
 }
 

@@ -208,7 +208,8 @@ impl Period {
 }
 
 fn two_digits(a: u8, b: u8) -> Option<i64> {
-    (a.is_ascii_digit() && b.is_ascii_digit()).then(|| i64::from(a - b'0') * 10 + i64::from(b - b'0'))
+    (a.is_ascii_digit() && b.is_ascii_digit())
+        .then(|| i64::from(a - b'0') * 10 + i64::from(b - b'0'))
 }
 
 #[cfg(test)]
@@ -250,9 +251,15 @@ mod tests {
         assert_eq!(Window::Day.period_at(first_second).key(), "2027-01-01");
         assert_eq!(Window::Month.period_at(last_second).key(), "2026-12");
         assert_eq!(Window::Month.period_at(first_second).key(), "2027-01");
-        assert_eq!(Window::Month.period_at(last_second).end(), Some(first_second));
+        assert_eq!(
+            Window::Month.period_at(last_second).end(),
+            Some(first_second)
+        );
         assert_eq!(Window::Hour.period_at(last_second).key(), "2026-12-31T23");
-        assert_eq!(Window::Minute.period_at(first_second).key(), "2027-01-01T00:00");
+        assert_eq!(
+            Window::Minute.period_at(first_second).key(),
+            "2027-01-01T00:00"
+        );
     }
 
     #[test]
@@ -264,7 +271,10 @@ mod tests {
         assert_eq!(feb.end().map(|e| e - feb.start()), Some(29 * SECS_PER_DAY));
         assert_eq!(feb.end(), Some(at(2028, 3, 1, 0, 0, 0)));
         let feb_2027 = Window::Month.period_at(at(2027, 2, 10, 0, 0, 0));
-        assert_eq!(feb_2027.end().map(|e| e - feb_2027.start()), Some(28 * SECS_PER_DAY));
+        assert_eq!(
+            feb_2027.end().map(|e| e - feb_2027.start()),
+            Some(28 * SECS_PER_DAY)
+        );
     }
 
     #[test]

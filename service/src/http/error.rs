@@ -78,7 +78,10 @@ impl From<JsonRejection> for AppError {
             _ => (StatusCode::BAD_REQUEST, "invalid_body"),
         };
         let message = match code {
-            "payload_too_large" => format!("request body is larger than {} bytes", super::MAX_BODY_BYTES),
+            "payload_too_large" => format!(
+                "request body is larger than {} bytes",
+                super::MAX_BODY_BYTES
+            ),
             "unsupported_media_type" => "expected Content-Type: application/json".to_owned(),
             _ => r.body_text(),
         };
@@ -106,7 +109,11 @@ impl From<TenantIdError> for AppError {
 
 impl From<Overflow> for AppError {
     fn from(e: Overflow) -> Self {
-        AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "counter_overflow", e.to_string())
+        AppError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "counter_overflow",
+            e.to_string(),
+        )
     }
 }
 

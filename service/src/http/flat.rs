@@ -116,7 +116,10 @@ impl UsageRequest {
             messages: self.message_count.unwrap_or(1),
             bytes: self.bytes_sent.unwrap_or(0),
         };
-        for (name, n) in [("message_count", usage.messages), ("bytes_sent", usage.bytes)] {
+        for (name, n) in [
+            ("message_count", usage.messages),
+            ("bytes_sent", usage.bytes),
+        ] {
             if n > MAX_COUNT {
                 return Err(AppError::new(
                     axum::http::StatusCode::UNPROCESSABLE_ENTITY,
@@ -158,7 +161,11 @@ pub async fn set_limits(
 ) -> Result<Json<QuotaMetrics>, AppError> {
     validate_tenant_id(&req.tenant_id)?;
     let invalid = |msg: String| {
-        AppError::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", msg)
+        AppError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            msg,
+        )
     };
     let bandwidth_limit_bytes = match (req.bandwidth_limit_bytes, req.bandwidth_limit_gb) {
         (Some(_), Some(_)) => {
@@ -193,7 +200,9 @@ pub async fn set_limits(
         ("bandwidth_limit_bytes", update.bandwidth_limit_bytes),
     ] {
         if let Some(n) = v.filter(|n| *n > MAX_COUNT) {
-            return Err(invalid(format!("{name} is {n}; the maximum is {MAX_COUNT}")));
+            return Err(invalid(format!(
+                "{name} is {n}; the maximum is {MAX_COUNT}"
+            )));
         }
     }
     let view = quotas.set_limits(&req.tenant_id, update).await?;
@@ -234,6 +243,8 @@ pub async fn reset(
 fn unknown(tenant_id: &str) -> AppError {
     AppError::not_found(
         "tenant_not_found",
-        format!("no tenant {tenant_id:?} is tracked; it appears with its first increment or limits"),
+        format!(
+            "no tenant {tenant_id:?} is tracked; it appears with its first increment or limits"
+        ),
     )
 }

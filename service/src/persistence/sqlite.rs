@@ -136,7 +136,12 @@ impl SqliteStore {
     }
 
     /// Creates or replaces a tenant's limits (write-through).
-    pub async fn upsert_limits(&self, tenant_id: &str, limits: Limits, now: i64) -> Result<(), StoreError> {
+    pub async fn upsert_limits(
+        &self,
+        tenant_id: &str,
+        limits: Limits,
+        now: i64,
+    ) -> Result<(), StoreError> {
         let ts = rfc3339(now);
         sqlx::query(
             "INSERT INTO quota_limits (tenant_id, message_limit, bandwidth_limit_bytes, created_at, updated_at)
@@ -205,7 +210,12 @@ impl SqliteStore {
     }
 
     /// Stored usage of one row (tests and tools).
-    pub async fn stored_usage(&self, tenant_id: &str, quota_type: QuotaType, period: &str) -> Result<Option<u64>, StoreError> {
+    pub async fn stored_usage(
+        &self,
+        tenant_id: &str,
+        quota_type: QuotaType,
+        period: &str,
+    ) -> Result<Option<u64>, StoreError> {
         let used: Option<(i64,)> = sqlx::query_as(
             "SELECT used FROM quota_usage WHERE tenant_id = ? AND quota_type = ? AND period = ?",
         )

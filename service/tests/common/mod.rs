@@ -29,7 +29,10 @@ pub fn at(y: i64, mo: u32, d: u32, h: i64, mi: i64, s: i64) -> i64 {
 
 pub fn config(dir: &TempDir, extra: &[(&str, &str)]) -> Config {
     let mut vars: HashMap<String, String> = HashMap::new();
-    vars.insert("QUOTA_DATA_DIR".into(), dir.path().join("data").display().to_string());
+    vars.insert(
+        "QUOTA_DATA_DIR".into(),
+        dir.path().join("data").display().to_string(),
+    );
     vars.insert("DEFAULT_MESSAGE_LIMIT".into(), "100".into());
     vars.insert("DEFAULT_BANDWIDTH_LIMIT_GB".into(), "1".into());
     for (k, v) in extra {
@@ -64,13 +67,20 @@ impl TestApp {
             dir,
             clock,
             quotas: Arc::new(quotas),
-            extra: extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            extra: extra
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         }
     }
 
     /// Opens the same data directory again, as a restarted process would.
     pub async fn reopen(&self) -> Arc<Quotas> {
-        let extra: Vec<(&str, &str)> = self.extra.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let extra: Vec<(&str, &str)> = self
+            .extra
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         let q = Quotas::open(&config(&self.dir, &extra), self.clock.clone())
             .await
             .expect("reopen quotas");
@@ -91,7 +101,12 @@ impl TestApp {
 }
 
 /// One request through the real router.
-pub async fn call(quotas: &Arc<Quotas>, method: Method, uri: &str, body: Option<&str>) -> (StatusCode, Value) {
+pub async fn call(
+    quotas: &Arc<Quotas>,
+    method: Method,
+    uri: &str,
+    body: Option<&str>,
+) -> (StatusCode, Value) {
     let mut req = Request::builder().method(method).uri(uri);
     if body.is_some() {
         req = req.header("content-type", "application/json");
@@ -103,11 +118,17 @@ pub async fn call(quotas: &Arc<Quotas>, method: Method, uri: &str, body: Option<
 }
 
 pub async fn send(quotas: &Arc<Quotas>, req: Request<Body>) -> (StatusCode, Value) {
-    let resp = app(quotas.clone()).oneshot(req).await.expect("router is infallible");
+    let resp = app(quotas.clone())
+        .oneshot(req)
+        .await
+        .expect("router is infallible");
     let status = resp.status();
     let bytes = resp.into_body().collect().await.expect("body").to_bytes();
     let json = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-        panic!("{status}: response is not JSON: {:?}", String::from_utf8_lossy(&bytes))
+        panic!(
+            "{status}: response is not JSON: {:?}",
+            String::from_utf8_lossy(&bytes)
+        )
     });
     (status, json)
 }

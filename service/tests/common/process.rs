@@ -52,14 +52,16 @@ impl ServiceProcess {
         let deadline = Instant::now() + Duration::from_secs(30);
         let client = reqwest::Client::new();
         while Instant::now() < deadline {
-            if let Ok(r) = client.get(format!("{}/health", self.base)).send().await {
-                if r.status().is_success() {
-                    return;
-                }
+            let resp = client.get(format!("{}/health", self.base)).send().await;
+            if resp.is_ok_and(|r| r.status().is_success()) {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("quota-service did not become healthy; log:\n{}", self.log_text());
+        panic!(
+            "quota-service did not become healthy; log:\n{}",
+            self.log_text()
+        );
     }
 
     pub fn log_text(&self) -> String {
