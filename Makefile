@@ -10,7 +10,7 @@ export CARGO_TARGET_DIR EDGE_QUOTA_CACHE
 
 CARGO ?= cargo
 
-.PHONY: help run build release test test-unit fmt fmt-check lint ci test-env clean
+.PHONY: help run build release test test-unit fmt fmt-check lint ci test-env cluster-up cluster-down clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -24,15 +24,8 @@ build: ## Build everything (debug)
 release: ## Build the binaries with optimizations
 	$(CARGO) build --workspace --release
 
-test: ## Run every test: unit, API, concurrency, durability (real binary, real SQLite)
-	@mkdir -p $(EDGE_QUOTA_CACHE)
-	@start=$$(date +%s); \
-	$(CARGO) test --workspace --no-fail-fast 2>&1 | tee $(EDGE_QUOTA_CACHE)/last-test.log; \
-	status=$${PIPESTATUS[0]}; \
-	echo "make test: $$(( $$(date +%s) - start ))s"; \
-	awk '/^test result:/ { for (i = 1; i < NF; i++) { if ($$(i+1) ~ /^passed/) p += $$i; if ($$(i+1) ~ /^failed/) f += $$i } } \
-	     END { printf "%d passed, %d failed\n", p, f }' $(EDGE_QUOTA_CACHE)/last-test.log; \
-	exit $$status
+test: ## Run every test: unit, API, durability, and cluster tests on a real kube-apiserver (builds it once)
+	@hack/test.sh
 
 test-unit: ## Only the pure unit tests (fast)
 	$(CARGO) test --workspace --lib
@@ -50,6 +43,13 @@ ci: fmt-check lint test ## What CI runs
 
 test-env: ## Build kube-apiserver, etcd, kubectl and helm from pinned Go modules (once; cached)
 	@hack/test-env.sh
+
+CLUSTER ?= default
+cluster-up: test-env ## Start etcd + kube-apiserver (CLUSTER=name); prints the export KUBECONFIG=... line
+	@hack/cluster.sh up --name $(CLUSTER)
+
+cluster-down: ## Stop the cluster started by cluster-up (CLUSTER=name)
+	@hack/cluster.sh down --name $(CLUSTER)
 
 clean: ## Remove build output
 	$(CARGO) clean

@@ -13,6 +13,10 @@
 # ~/.cache/edge-quota/test-env/k8s-<ver>). The LAST line printed is that
 # directory, so callers can do `dir=$(hack/test-env.sh | tail -n1)`.
 # A second run finds the binaries and builds nothing.
+#
+#   hack/test-env.sh          build what is missing, print the directory
+#   hack/test-env.sh --check  build nothing; print the directory, or exit 1
+#                             naming what is missing
 set -euo pipefail
 
 K8S_VERSION="${K8S_VERSION:-1.34.4}"     # matches k8s-openapi feature v1_34
@@ -38,6 +42,19 @@ need_go() {
         exit 1
     fi
 }
+
+if [[ "${1:-}" == "--check" ]]; then
+    missing=()
+    for tool in etcd kube-apiserver kubectl helm; do
+        [[ -x "$BIN_DIR/$tool" ]] || missing+=("$tool")
+    done
+    if ((${#missing[@]})); then
+        log "missing in $BIN_DIR: ${missing[*]}; build them with: make test-env"
+        exit 1
+    fi
+    echo "$BIN_DIR"
+    exit 0
+fi
 
 # Serialise concurrent runs (parallel test binaries may all ask at once).
 mkdir -p "$BIN_DIR" "$WORK_DIR"

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# `make test`: every test of the workspace, nothing skipped.
+#
+# On a fresh machine the control-plane binaries (kube-apiserver, etcd,
+# kubectl, helm) are built first; that build runs in the background while
+# cargo compiles the test binaries, so the two overlap. Tests that need a
+# cluster start their own (see testenv/).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+CACHE="${EDGE_QUOTA_CACHE:-$HOME/.cache/edge-quota}"
+mkdir -p "$CACHE"
+start=$(date +%s)
+
+hack/ensure-tools.sh || exit 1
+
+env_log="$CACHE/test-env-build.log"
+if hack/test-env.sh --check >/dev/null 2>&1; then
+    env_pid=""
+else
+    echo "test: building the test environment in the background (log: $env_log)"
+    hack/test-env.sh >"$env_log" 2>&1 &
+    env_pid=$!
+fi
+
+cargo test --workspace --no-run 2>&1 | grep -vE '^\s+(Compiling|Checking|Downloaded|Downloading)' || true
+if [[ ${PIPESTATUS[0]} -ne 0 ]]; then
+    echo "test: compilation failed" >&2
+    exit 1
+fi
+
+if [[ -n "$env_pid" ]]; then
+    echo "test: waiting for the test environment build"
+    if ! wait "$env_pid"; then
+        echo "test: building the test environment failed; last lines of $env_log:" >&2
+        tail -30 "$env_log" >&2
+        exit 1
+    fi
+    grep 'test-env:' "$env_log"
+fi
+
+log="$CACHE/last-test.log"
+cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+echo "make test: $(($(date +%s) - start))s"
+awk '/^test result:/ { for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "%d passed, %d failed\n", p, f }' "$log"
+exit "$status"

@@ -1,0 +1,266 @@
+//! A real Kubernetes control plane for tests: etcd + kube-apiserver built
+//! from pinned Go modules (`make test-env`) and started by `hack/cluster.sh`.
+//!
+//! ```text
+//!  test binary ──(first use)──▶ hack/cluster.sh up --name test-<pid> --owner-pid <pid>
+//!       │                          └─ etcd + kube-apiserver on free loopback ports
+//!       └── kube::Client / kubectl / helm ──▶ https://127.0.0.1:<port>
+//!  test binary exits ──▶ the cluster's reaper stops it
+//! ```
+//!
+//! One cluster per test binary, shared by its tests (each test uses its own
+//! namespace). When `KUBECONFIG` points at a cluster started with
+//! `make cluster-up` (context `edge-quota-test-env`), that one is reused.
+//! Missing binaries are a loud failure naming the command to run, never a skip.
+//!
+//! No controller-manager or kubelet runs: pods never start, namespaces never
+//! finish deleting, ServiceAccounts get no token Secrets.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+/// The kubeconfig context `hack/cluster.sh` writes.
+pub const CONTEXT: &str = "edge-quota-test-env";
+
+/// A running test cluster.
+#[derive(Debug)]
+pub struct TestCluster {
+    /// The admin kubeconfig (system:masters).
+    pub kubeconfig: PathBuf,
+    /// Where kubectl, helm, etcd and kube-apiserver live.
+    pub bin_dir: PathBuf,
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(".."))
+}
+
+/// The cluster of this test binary, started on first use.
+///
+/// # Panics
+/// When the binaries are missing (run `make test-env`) or the cluster does
+/// not start: a test that needs a cluster must fail, not skip.
+pub fn cluster() -> &'static TestCluster {
+    static CLUSTER: OnceLock<TestCluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| match start() {
+        Ok(c) => c,
+        Err(e) => panic!("test cluster unavailable: {e}"),
+    })
+}
+
+fn start() -> Result<TestCluster, String> {
+    let hack = repo_root().join("hack");
+    let check = run(Command::new(hack.join("test-env.sh")).arg("--check"))?;
+    if !check.status.success() {
+        return Err(format!(
+            "the test environment binaries are missing.\n  {}\nBuild them once with:  make test-env",
+            String::from_utf8_lossy(&check.stderr).trim()
+        ));
+    }
+    let bin_dir = PathBuf::from(last_line(&check.stdout));
+
+    if let Some(kubeconfig) = reusable_kubeconfig() {
+        return Ok(TestCluster {
+            kubeconfig,
+            bin_dir,
+        });
+    }
+
+    let pid = std::process::id();
+    let up = run(Command::new(hack.join("cluster.sh"))
+        .args([
+            "up",
+            "--name",
+            &format!("test-{pid}"),
+            "--owner-pid",
+            &pid.to_string(),
+        ])
+        .env("EDGE_QUOTA_TEST_ENV_DIR", &bin_dir))?;
+    if !up.status.success() {
+        return Err(format!(
+            "hack/cluster.sh up failed:\n{}",
+            String::from_utf8_lossy(&up.stderr)
+        ));
+    }
+    let line = last_line(&up.stdout);
+    let kubeconfig = line
+        .strip_prefix("export KUBECONFIG=")
+        .ok_or_else(|| format!("unexpected output of cluster.sh up: {line:?}"))?;
+    Ok(TestCluster {
+        kubeconfig: PathBuf::from(kubeconfig),
+        bin_dir,
+    })
+}
+
+/// `KUBECONFIG`, if it names a cluster from `make cluster-up` that answers.
+/// Any other cluster (a real one!) is never touched by the tests.
+fn reusable_kubeconfig() -> Option<PathBuf> {
+    let path = PathBuf::from(std::env::var_os("KUBECONFIG")?);
+    let kc = Kubeconfig::read_from(&path).ok()?;
+    if kc.current_context.as_deref() != Some(CONTEXT) {
+        return None;
+    }
+    let bin = Command::new(repo_root().join("hack/test-env.sh"))
+        .arg("--check")
+        .output()
+        .ok()?;
+    let kubectl = PathBuf::from(last_line(&bin.stdout)).join("kubectl");
+    let ok = Command::new(kubectl)
+        .arg("--kubeconfig")
+        .arg(&path)
+        .args(["get", "--raw", "/readyz"])
+        .output()
+        .ok()?
+        .status
+        .success();
+    ok.then_some(path)
+}
+
+fn run(cmd: &mut Command) -> Result<Output, String> {
+    cmd.output().map_err(|e| format!("cannot run {cmd:?}: {e}"))
+}
+
+fn last_line(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+// === impl TestCluster ===
+
+impl TestCluster {
+    /// An admin client.
+    pub async fn client(&self) -> kube::Client {
+        let kc = match Kubeconfig::read_from(&self.kubeconfig) {
+            Ok(kc) => kc,
+            Err(e) => panic!("read {}: {e}", self.kubeconfig.display()),
+        };
+        let config =
+            match kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await {
+                Ok(c) => c,
+                Err(e) => panic!("kubeconfig {}: {e}", self.kubeconfig.display()),
+            };
+        match kube::Client::try_from(config) {
+            Ok(c) => c,
+            Err(e) => panic!("client: {e}"),
+        }
+    }
+
+    /// `kubectl` with the admin kubeconfig.
+    pub fn kubectl(&self) -> Command {
+        let mut c = Command::new(self.bin_dir.join("kubectl"));
+        c.env("KUBECONFIG", &self.kubeconfig);
+        c
+    }
+
+    /// `helm` with the admin kubeconfig.
+    pub fn helm(&self) -> Command {
+        let mut c = Command::new(self.bin_dir.join("helm"));
+        c.env("KUBECONFIG", &self.kubeconfig);
+        c
+    }
+
+    /// Runs kubectl and returns its output; panics with stderr on failure.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = match self.kubectl().args(args).output() {
+            Ok(o) => o,
+            Err(e) => panic!("kubectl {args:?}: {e}"),
+        };
+        if !out.status.success() {
+            panic!(
+                "kubectl {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Applies YAML with server-side apply (idempotent, safe when tests race).
+    pub fn apply_yaml(&self, yaml: &str) -> String {
+        use std::io::Write as _;
+        let mut child = match self
+            .kubectl()
+            .args([
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "--field-manager=edge-quota-tests",
+                "-f",
+                "-",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(e) => panic!("kubectl apply: {e}"),
+        };
+        if let Some(mut stdin) = child.stdin.take()
+            && let Err(e) = stdin.write_all(yaml.as_bytes())
+        {
+            panic!("kubectl apply stdin: {e}");
+        }
+        let out = match child.wait_with_output() {
+            Ok(o) => o,
+            Err(e) => panic!("kubectl apply: {e}"),
+        };
+        if !out.status.success() {
+            panic!(
+                "kubectl apply failed: {}\n---\n{yaml}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// A namespace name unique within this test binary and across binaries.
+pub fn unique_name(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Creates a fresh namespace and returns its name.
+pub async fn namespace(client: &kube::Client, prefix: &str) -> String {
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::{Api, ObjectMeta, PostParams};
+    let name = unique_name(prefix);
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    if let Err(e) = Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+    {
+        panic!("create namespace {name}: {e}");
+    }
+    name
+}
+
+/// Serialises a Kubernetes object to YAML (for kubectl).
+pub fn to_yaml<T: serde::Serialize>(obj: &T) -> String {
+    match serde_yaml::to_string(obj) {
+        Ok(s) => s,
+        Err(e) => panic!("yaml: {e}"),
+    }
+}
