@@ -73,6 +73,24 @@ async fn sigterm_loses_nothing_acknowledged() {
 }
 
 #[tokio::test]
+async fn sigint_stops_as_gracefully_as_sigterm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let env = [("PERSISTENCE_INTERVAL_SECS", "3600")];
+    let svc = ServiceProcess::start(&data, &env).await;
+    let client = reqwest::Client::new();
+    for _ in 0..50 {
+        increment(&client, &svc.base, "acme", 10).await;
+    }
+    let (ok, log) = svc.stop_with(nix::sys::signal::Signal::SIGINT).await;
+    assert!(ok && log.contains("final flush done"), "log:\n{log}");
+    let svc = ServiceProcess::start(&data, &env).await;
+    let m = metrics(&client, &svc.base, "acme").await;
+    assert_eq!((m["message_count"].as_u64(), m["bytes_sent"].as_u64()), (Some(50), Some(500)));
+    svc.terminate().await;
+}
+
+#[tokio::test]
 async fn sigkill_keeps_what_was_flushed() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");

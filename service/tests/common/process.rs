@@ -74,11 +74,16 @@ impl ServiceProcess {
     }
 
     /// SIGTERM, then waits for the exit; returns whether it exited 0.
-    pub async fn terminate(mut self) -> (bool, String) {
-        self.signal(Signal::SIGTERM);
+    pub async fn terminate(self) -> (bool, String) {
+        self.stop_with(Signal::SIGTERM).await
+    }
+
+    /// Sends `sig`, then waits for the exit; returns whether it exited 0.
+    pub async fn stop_with(mut self, sig: Signal) -> (bool, String) {
+        self.signal(sig);
         let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
             .await
-            .expect("service stops within 30 s of SIGTERM")
+            .expect("service stops within 30 s of the signal")
             .expect("wait");
         (status.success(), self.log_text())
     }
