@@ -86,7 +86,10 @@ async fn sigint_stops_as_gracefully_as_sigterm() {
     assert!(ok && log.contains("final flush done"), "log:\n{log}");
     let svc = ServiceProcess::start(&data, &env).await;
     let m = metrics(&client, &svc.base, "acme").await;
-    assert_eq!((m["message_count"].as_u64(), m["bytes_sent"].as_u64()), (Some(50), Some(500)));
+    assert_eq!(
+        (m["message_count"].as_u64(), m["bytes_sent"].as_u64()),
+        (Some(50), Some(500))
+    );
     svc.terminate().await;
 }
 
