@@ -4,10 +4,14 @@
 //! - [`window`]: windows (`minute` .. `month`, `none`) and their periods.
 //! - [`counter`]: one usage counter, its rollover and overflow rules.
 //! - [`tenant`]: a flat tenant's limits, usage and exceedance.
-//! - [`tenant_id`]: which ids are accepted.
+//! - [`tenant_id`]: which tenant and node ids are accepted.
+//! - [`resource`]: resource names and the built-in resources.
+//! - [`node`]: a quota node and the hierarchy arithmetic.
 
 pub mod calendar;
 pub mod counter;
+pub mod node;
+pub mod resource;
 pub mod tenant;
 pub mod tenant_id;
 pub mod window;
