@@ -1,50 +1,78 @@
-//! The counter store: every tenant's limits and usage, in memory.
+//! The counter store: every quota node's limits and usage, in memory.
 //!
 //! ```text
-//!  increment ──▶ DashMap<tenant, Entry> ──(dirty flags, retired rows)──▶ take_dirty() ──▶ flush
-//!                 one shard lock per call                                 (persistence)
+//!  consume / increment ──▶ DashMap<id, Entry> ──(dirty marks, retired rows)──▶ take_dirty() ──▶ flush
+//!   one shard lock per call;                                                     (persistence)
+//!   ancestors' states read one at a time before it
 //! ```
 //!
-//! This is the request path. It never awaits anything: an increment takes one
-//! shard lock, rolls the periods if the clock moved on, adds, marks the entry
-//! dirty and returns. Persistence happens later, in [`crate::flush`], from what
-//! [`CounterStore::take_dirty`] hands over. A write that fails is handed back
-//! with [`CounterStore::requeue`], so nothing acknowledged is dropped.
+//! This is the request path. It never awaits anything: a usage call reads
+//! the ancestors' states (suspended?), then takes the node's shard lock,
+//! rolls periods if the clock moved on, checks and adds, marks the entry
+//! dirty and returns. No call ever holds two entries at once, so there is no
+//! lock order to get wrong.
 //!
-//! Flushes write absolute values per `(tenant, period, quota_type)`, so writing
-//! a row twice is harmless, and a later snapshot of the same row always wins.
+//! Structure changes (create, limits, state, delete, claims) are made by
+//! [`crate::quotas`] under its write lock, through the small primitives at
+//! the end of this file, in an order that is always conservative: a parent
+//! reserves before a child grows, and a child shrinks before the parent
+//! releases, so no interleaving with usage calls ever admits more than a
+//! limit.
+//!
+//! A flat tenant is a root node with the built-in resources `messages`
+//! (day) and `bandwidth` (month); an unknown tenant is created on first use
+//! with the default limits and persisted with the next flush.
+//!
+//! Flushes write absolute values per `(node, resource, period)`, so writing a
+//! row twice is harmless and the later snapshot of a row always wins.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use dashmap::DashMap;
 
 use crate::clock::SharedClock;
-use crate::domain::counter::{Counter, Overflow};
-use crate::domain::tenant::{Limits, QuotaType, Rolled, Tenant, TenantView, Usage};
-use crate::domain::window::Period;
+use crate::domain::counter::Retired;
+use crate::domain::node::{self, Limit, Node, NodeState, Refusal};
+use crate::domain::resource::{BANDWIDTH, MESSAGES};
+use crate::domain::tenant::{Limits, QuotaView, TenantView, Usage};
+use crate::domain::window::{Period, Window};
 
-/// One tenant in the store.
+/// A capacity claim, idempotent per `resource_id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub resource: String,
+    pub amount: u64,
+    pub reason: String,
+    pub created_at: i64,
+}
+
+/// One node in the store.
 #[derive(Debug)]
 struct Entry {
-    tenant: Tenant,
+    node: Node,
+    claims: BTreeMap<String, Claim>,
     /// Usage changed since the last snapshot taken for a flush.
     dirty: bool,
-    /// The limits row does not exist in the database yet (a new tenant that
-    /// got the default limits; they are persisted with the next flush).
-    limits_unsaved: bool,
+    /// The node row does not exist in the database yet (a flat tenant
+    /// created on first use; persisted with the next flush).
+    unsaved: bool,
+    /// Store version of the last change (for snapshots).
+    version: u64,
 }
 
 /// One `quota_usage` row to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageRow {
-    pub tenant_id: String,
-    pub quota_type: QuotaType,
+    pub node_id: String,
+    pub resource: Box<str>,
     pub period: Period,
     pub used: u64,
     pub last_updated: i64,
 }
 
-/// One `quota_limits` row to insert if missing (a tenant's default limits).
+/// A flat tenant created on first use, to insert if missing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewTenantRow {
     pub tenant_id: String,
@@ -65,38 +93,96 @@ impl DirtyBatch {
     }
 }
 
-/// A tenant loaded from the database at startup.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LoadedTenant {
-    pub tenant_id: String,
-    pub limits: Limits,
-    /// The latest stored period of each counter, if any.
-    pub messages: Option<Counter>,
-    pub bandwidth: Option<Counter>,
-    pub last_updated: Option<i64>,
+/// A node loaded from the database at startup.
+#[derive(Debug, Clone)]
+pub struct LoadedNode {
+    pub id: String,
+    pub node: Node,
+    pub claims: BTreeMap<String, Claim>,
 }
 
-/// All tenants' limits and usage.
+/// One resource of a node as seen at an instant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceView {
+    pub name: String,
+    pub max: u64,
+    pub window: Window,
+    /// The node's own usage (includes usage charged by deleted children).
+    pub used: u64,
+    /// Usage of the node and all its (not deleted) descendants.
+    pub subtree_used: u64,
+    /// Reserved by the active children.
+    pub allocated: u64,
+    /// What the node itself may still use: `max - allocated - used`.
+    pub available: u64,
+    pub period: Period,
+    pub reset_at: Option<i64>,
+    pub exceeded: bool,
+    pub overcommitted: bool,
+}
+
+/// A node as seen at an instant (what the v1 API reports).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeView {
+    pub id: String,
+    pub parent: Option<String>,
+    pub state: NodeState,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub resources: Vec<ResourceView>,
+    pub children: Vec<String>,
+    pub claims: usize,
+    pub created_at: i64,
+    pub last_updated: Option<i64>,
+    pub version: u64,
+}
+
+impl NodeView {
+    pub fn exceeded(&self) -> bool {
+        self.resources.iter().any(|r| r.exceeded)
+    }
+
+    pub fn overcommitted(&self) -> bool {
+        self.resources.iter().any(|r| r.overcommitted)
+    }
+
+    pub fn resource(&self, name: &str) -> Option<&ResourceView> {
+        self.resources.iter().find(|r| r.name == name)
+    }
+}
+
+/// Why a usage call was refused or failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UsageError {
+    #[error("no quota node {0:?}")]
+    NotFound(String),
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+}
+
+/// All nodes' limits and usage.
 #[derive(Debug)]
 pub struct CounterStore {
-    tenants: DashMap<Box<str>, Entry>,
+    nodes: DashMap<Box<str>, Entry>,
     /// Rows that must be written by the next flush: finished periods and rows
     /// of failed flushes, in the order they were produced.
     pending: Mutex<Vec<UsageRow>>,
     pending_tenants: Mutex<Vec<NewTenantRow>>,
+    version: AtomicU64,
     clock: SharedClock,
     default_limits: Limits,
     auto_reset: bool,
 }
 
-// === impl CounterStore ===
+// === impl CounterStore: construction and reads ===
 
 impl CounterStore {
     pub fn new(clock: SharedClock, default_limits: Limits, auto_reset: bool) -> Self {
         CounterStore {
-            tenants: DashMap::new(),
+            nodes: DashMap::new(),
             pending: Mutex::new(Vec::new()),
             pending_tenants: Mutex::new(Vec::new()),
+            version: AtomicU64::new(0),
             clock,
             default_limits,
             auto_reset,
@@ -107,148 +193,512 @@ impl CounterStore {
         self.clock.now()
     }
 
+    pub fn auto_reset(&self) -> bool {
+        self.auto_reset
+    }
+
     pub fn default_limits(&self) -> Limits {
         self.default_limits
     }
 
     pub fn len(&self) -> usize {
-        self.tenants.len()
+        self.nodes.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.tenants.is_empty()
+        self.nodes.is_empty()
     }
 
-    /// Fills the store from the database (startup only).
-    pub fn load(&self, tenants: impl IntoIterator<Item = LoadedTenant>) {
-        let now = self.now();
-        for t in tenants {
-            let mut tenant = Tenant::new(t.limits, now);
-            if let Some(c) = t.messages {
-                tenant.messages = c;
+    /// The store's current version: every change gets a higher one.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::SeqCst)
+    }
+
+    fn next_version(&self) -> u64 {
+        self.version.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Fills the store from the database (startup only). Children lists and
+    /// reservations are derived from the parents named by the nodes.
+    pub fn load(&self, nodes: impl IntoIterator<Item = LoadedNode>) {
+        let nodes: Vec<LoadedNode> = nodes.into_iter().collect();
+        let mut reservations: Vec<(String, String, Vec<(String, u64)>)> = Vec::new();
+        for n in &nodes {
+            if let (Some(parent), false) = (&n.node.parent, n.node.state == NodeState::Deleted) {
+                let wants = n
+                    .node
+                    .resources
+                    .iter()
+                    .map(|r| (r.name.to_string(), r.max))
+                    .collect();
+                reservations.push((parent.to_string(), n.id.clone(), wants));
             }
-            if let Some(c) = t.bandwidth {
-                tenant.bandwidth = c;
-            }
-            tenant.last_updated = t.last_updated;
-            self.tenants.insert(
-                t.tenant_id.into_boxed_str(),
+        }
+        let version = self.next_version();
+        for n in nodes {
+            self.nodes.insert(
+                n.id.into_boxed_str(),
                 Entry {
-                    tenant,
+                    node: n.node,
+                    claims: n.claims,
                     dirty: false,
-                    limits_unsaved: false,
+                    unsaved: false,
+                    version,
                 },
             );
         }
-    }
-
-    /// Counts `usage` for `tenant_id` (created with the default limits if
-    /// unknown) and returns the tenant as it stands after the increment.
-    pub fn increment(&self, tenant_id: &str, usage: Usage) -> Result<TenantView, Overflow> {
-        let now = self.now();
-        let mut entry = match self.tenants.get_mut(tenant_id) {
-            Some(e) => e,
-            None => self
-                .tenants
-                .entry(tenant_id.into())
-                .or_insert_with(|| Entry {
-                    tenant: Tenant::new(self.default_limits, now),
-                    dirty: false,
-                    limits_unsaved: true,
-                }),
-        };
-        let rolled = entry.tenant.increment(usage, now, self.auto_reset)?;
-        let was_dirty = std::mem::replace(&mut entry.dirty, true);
-        let view = entry.tenant.view(now, self.auto_reset);
-        drop(entry);
-        if was_dirty {
-            self.retire(tenant_id, rolled, now);
+        for (parent, child, wants) in reservations {
+            if let Some(mut p) = self.nodes.get_mut(parent.as_str()) {
+                p.node.add_child(&child);
+                for (resource, max) in wants {
+                    if let Some(r) = p.node.resources.iter_mut().find(|r| *r.name == *resource) {
+                        r.allocated = r.allocated.saturating_add(max);
+                    }
+                }
+            }
         }
-        Ok(view)
     }
 
-    /// The tenant as it stands, or `None` when unknown.
-    pub fn get(&self, tenant_id: &str) -> Option<TenantView> {
+    pub fn contains(&self, id: &str) -> bool {
+        self.nodes.contains_key(id)
+    }
+
+    /// A copy of the node (for the write-through layer's planning).
+    pub fn node(&self, id: &str) -> Option<Node> {
+        self.nodes.get(id).map(|e| e.node.clone())
+    }
+
+    pub fn claims(&self, id: &str) -> Option<BTreeMap<String, Claim>> {
+        self.nodes.get(id).map(|e| e.claims.clone())
+    }
+
+    /// Every id, sorted (for paging).
+    pub fn ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.nodes.iter().map(|e| e.key().to_string()).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// The node with its subtree usage, or `None` when unknown.
+    pub fn view(&self, id: &str) -> Option<NodeView> {
         let now = self.now();
-        self.tenants
+        let (node, claims, version) = {
+            let e = self.nodes.get(id)?;
+            (e.node.clone(), e.claims.len(), e.version)
+        };
+        let subtree = self.subtree_used(&node, now);
+        Some(self.build_view(id, &node, claims, version, &subtree, now))
+    }
+
+    /// Usage of `node` and its not-deleted descendants, per resource.
+    fn subtree_used(&self, node: &Node, now: i64) -> HashMap<String, u64> {
+        let mut sums: HashMap<String, u64> = node
+            .resources
+            .iter()
+            .map(|r| (r.name.to_string(), r.used_at(now, self.auto_reset).1))
+            .collect();
+        let mut stack: Vec<Box<str>> = node.children.clone();
+        while let Some(child) = stack.pop() {
+            let Some(e) = self.nodes.get(&child) else {
+                continue;
+            };
+            if e.node.state == NodeState::Deleted {
+                continue;
+            }
+            for r in &e.node.resources {
+                if let Some(s) = sums.get_mut(&*r.name) {
+                    *s = s.saturating_add(r.used_at(now, self.auto_reset).1);
+                }
+            }
+            stack.extend(e.node.children.iter().cloned());
+        }
+        sums
+    }
+
+    fn build_view(
+        &self,
+        id: &str,
+        node: &Node,
+        claims: usize,
+        version: u64,
+        subtree: &HashMap<String, u64>,
+        now: i64,
+    ) -> NodeView {
+        let resources = node
+            .resources
+            .iter()
+            .map(|r| {
+                let (period, used) = r.used_at(now, self.auto_reset);
+                let subtree_used = subtree.get(&*r.name).copied().unwrap_or(used);
+                ResourceView {
+                    name: r.name.to_string(),
+                    max: r.max,
+                    window: r.window(),
+                    used,
+                    subtree_used,
+                    allocated: r.allocated,
+                    available: r.available_at(now, self.auto_reset),
+                    period,
+                    reset_at: period.end(),
+                    exceeded: node::exceeded(r.max, r.allocated, used, subtree_used),
+                    overcommitted: r.overcommitted_at(now, self.auto_reset),
+                }
+            })
+            .collect();
+        NodeView {
+            id: id.to_owned(),
+            parent: node.parent.as_deref().map(str::to_owned),
+            state: node.state,
+            name: node.name.clone(),
+            description: node.description.clone(),
+            resources,
+            children: node.children.iter().map(|c| c.to_string()).collect(),
+            claims,
+            created_at: node.created_at,
+            last_updated: node.last_updated,
+            version,
+        }
+    }
+
+    /// Every node changed since `since` (and every ancestor of one, whose
+    /// subtree usage changed with it), with the version to ask from next.
+    /// Periods that ended are rolled first, so a reset shows as a change.
+    pub fn changed_since(&self, since: u64) -> (u64, Vec<NodeView>) {
+        let now = self.now();
+        // Roll every counter whose period ended, so resets are changes too.
+        for mut e in self.nodes.iter_mut() {
+            let retired = e.node.roll(now, self.auto_reset);
+            if !retired.is_empty() {
+                let id = e.key().to_string();
+                self.retire_locked(&mut e, &id, retired, now);
+            }
+        }
+        let version = self.version();
+        let all: HashMap<String, (Node, usize, u64)> = self
+            .nodes
+            .iter()
+            .map(|e| {
+                (
+                    e.key().to_string(),
+                    (e.node.clone(), e.claims.len(), e.version),
+                )
+            })
+            .collect();
+        let mut wanted: Vec<&String> = Vec::new();
+        let mut seen: std::collections::HashSet<&String> = std::collections::HashSet::new();
+        for (id, (_, _, v)) in &all {
+            if *v > since {
+                let mut cur = Some(id);
+                while let Some(c) = cur {
+                    if !seen.insert(c) {
+                        break;
+                    }
+                    wanted.push(c);
+                    cur = all
+                        .get(c)
+                        .and_then(|(n, _, _)| n.parent.as_deref())
+                        .and_then(|p| all.get_key_value(p).map(|(k, _)| k));
+                }
+            }
+        }
+        // Subtree sums bottom-up over the whole forest, once.
+        let subtree = subtree_sums(&all, now, self.auto_reset);
+        let mut views: Vec<NodeView> = wanted
+            .into_iter()
+            .filter_map(|id| {
+                let (node, claims, v) = all.get(id)?;
+                let empty = HashMap::new();
+                let s = subtree.get(id.as_str()).unwrap_or(&empty);
+                Some(self.build_view(id, node, *claims, *v, s, now))
+            })
+            .collect();
+        views.sort_by(|a, b| a.id.cmp(&b.id));
+        (version, views)
+    }
+
+    /// Whether the node and all its ancestors accept usage.
+    pub fn check_usable(&self, id: &str) -> Result<(), UsageError> {
+        let mut cur = {
+            let e = self
+                .nodes
+                .get(id)
+                .ok_or_else(|| UsageError::NotFound(id.to_owned()))?;
+            match e.node.state {
+                NodeState::Active => {}
+                NodeState::Suspended => {
+                    return Err(Refusal::Suspended {
+                        node: id.to_owned(),
+                    }
+                    .into());
+                }
+                NodeState::Deleted => {
+                    return Err(Refusal::Deleted {
+                        node: id.to_owned(),
+                    }
+                    .into());
+                }
+            }
+            e.node.parent.clone()
+        };
+        // Depth is bounded by the tree; a cycle cannot be created (parents
+        // are immutable and must exist first), but guard anyway.
+        let mut hops = 0;
+        while let Some(p) = cur {
+            hops += 1;
+            let Some(e) = self.nodes.get(&p) else { break };
+            if e.node.state != NodeState::Active || hops > 1_000 {
+                return Err(Refusal::Suspended {
+                    node: p.to_string(),
+                }
+                .into());
+            }
+            cur = e.node.parent.clone();
+        }
+        Ok(())
+    }
+}
+
+/// `subtree_used` per node and resource, computed bottom-up.
+fn subtree_sums(
+    all: &HashMap<String, (Node, usize, u64)>,
+    now: i64,
+    auto_reset: bool,
+) -> HashMap<&str, HashMap<String, u64>> {
+    fn visit<'a>(
+        id: &'a str,
+        all: &'a HashMap<String, (Node, usize, u64)>,
+        now: i64,
+        auto_reset: bool,
+        memo: &mut HashMap<&'a str, HashMap<String, u64>>,
+        depth: usize,
+    ) {
+        if memo.contains_key(id) || depth > 1_000 {
+            return;
+        }
+        let Some((id_key, (node, _, _))) = all.get_key_value(id) else {
+            return;
+        };
+        let mut sums: HashMap<String, u64> = node
+            .resources
+            .iter()
+            .map(|r| (r.name.to_string(), r.used_at(now, auto_reset).1))
+            .collect();
+        for child in &node.children {
+            let Some((ck, (cn, _, _))) = all.get_key_value(&**child) else {
+                continue;
+            };
+            if cn.state == NodeState::Deleted {
+                continue;
+            }
+            visit(ck, all, now, auto_reset, memo, depth + 1);
+            if let Some(cs) = memo.get(ck.as_str()) {
+                for (name, v) in cs {
+                    if let Some(s) = sums.get_mut(name) {
+                        *s = s.saturating_add(*v);
+                    }
+                }
+            }
+        }
+        memo.insert(id_key.as_str(), sums);
+    }
+    let mut memo = HashMap::with_capacity(all.len());
+    for id in all.keys() {
+        visit(id, all, now, auto_reset, &mut memo, 0);
+    }
+    memo
+}
+
+// === impl CounterStore: usage (the request path) ===
+
+impl CounterStore {
+    /// Atomic check-and-increment on a node (v1 `consume`).
+    pub fn consume(&self, id: &str, usage: &[(&str, u64)]) -> Result<(), UsageError> {
+        self.check_usable(id)?;
+        let now = self.now();
+        let mut e = self
+            .nodes
+            .get_mut(id)
+            .ok_or_else(|| UsageError::NotFound(id.to_owned()))?;
+        if e.node.state != NodeState::Active {
+            return Err(Refusal::Suspended {
+                node: id.to_owned(),
+            }
+            .into());
+        }
+        let retired = e.node.consume(usage, now, self.auto_reset)?;
+        self.mark_changed(&mut e, id, retired, now);
+        Ok(())
+    }
+
+    /// Tracking increment on a node: always counts (v1 batch `increment`).
+    pub fn increment(&self, id: &str, usage: &[(&str, u64)]) -> Result<(), UsageError> {
+        self.check_usable(id)?;
+        let now = self.now();
+        let mut e = self
+            .nodes
+            .get_mut(id)
+            .ok_or_else(|| UsageError::NotFound(id.to_owned()))?;
+        let retired = e.node.increment(usage, now, self.auto_reset)?;
+        self.mark_changed(&mut e, id, retired, now);
+        Ok(())
+    }
+
+    /// The flat `increment`: counts messages and bytes for `tenant_id`,
+    /// creating it as a root node with the default limits if unknown, and
+    /// returns the tenant as it stands after the increment.
+    pub fn increment_flat(&self, tenant_id: &str, usage: Usage) -> Result<TenantView, UsageError> {
+        let now = self.now();
+        let mut e = match self.nodes.get_mut(tenant_id) {
+            Some(e) => e,
+            None => self.nodes.entry(tenant_id.into()).or_insert_with(|| Entry {
+                node: flat_node(self.default_limits, now),
+                claims: BTreeMap::new(),
+                dirty: false,
+                unsaved: true,
+                version: 0,
+            }),
+        };
+        if e.node.parent.is_some() || e.node.state != NodeState::Active {
+            // Rare: a v1 node used through the flat API. Check its ancestry
+            // without holding this entry.
+            drop(e);
+            self.check_usable(tenant_id)?;
+            e = self
+                .nodes
+                .get_mut(tenant_id)
+                .ok_or_else(|| UsageError::NotFound(tenant_id.to_owned()))?;
+        }
+        let retired = e.node.increment(
+            &[(MESSAGES, usage.messages), (BANDWIDTH, usage.bytes)],
+            now,
+            self.auto_reset,
+        )?;
+        self.mark_changed(&mut e, tenant_id, retired, now);
+        Ok(flat_view(&e.node, now, self.auto_reset))
+    }
+
+    /// The flat view of a node, or `None` when unknown.
+    pub fn flat(&self, tenant_id: &str) -> Option<TenantView> {
+        let now = self.now();
+        self.nodes
             .get(tenant_id)
-            .map(|e| e.tenant.view(now, self.auto_reset))
+            .filter(|e| e.node.state != NodeState::Deleted)
+            .map(|e| flat_view(&e.node, now, self.auto_reset))
     }
 
-    /// The tenant as it stands, or a fresh tenant with the default limits
-    /// when unknown (not stored: a check does not create tenants).
-    pub fn get_or_default(&self, tenant_id: &str) -> TenantView {
+    /// The flat view, or a fresh tenant's with the default limits when unknown
+    /// (not stored: a check creates nothing).
+    pub fn flat_or_default(&self, tenant_id: &str) -> TenantView {
         let now = self.now();
-        self.get(tenant_id)
-            .unwrap_or_else(|| Tenant::new(self.default_limits, now).view(now, self.auto_reset))
+        self.flat(tenant_id).unwrap_or_else(|| {
+            flat_view(&flat_node(self.default_limits, now), now, self.auto_reset)
+        })
     }
 
-    /// Every tenant, sorted by id.
-    pub fn list(&self) -> Vec<(String, TenantView)> {
+    /// Every node's flat view, sorted by id.
+    pub fn flat_list(&self) -> Vec<(String, TenantView)> {
         let now = self.now();
         let mut all: Vec<_> = self
-            .tenants
+            .nodes
             .iter()
-            .map(|e| (e.key().to_string(), e.tenant.view(now, self.auto_reset)))
+            .filter(|e| e.node.state != NodeState::Deleted)
+            .map(|e| {
+                (
+                    e.key().to_string(),
+                    flat_view(&e.node, now, self.auto_reset),
+                )
+            })
             .collect();
         all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         all
     }
 
-    /// Replaces a tenant's limits in memory (the caller has written them to
-    /// the database already), creating the tenant if unknown.
-    pub fn set_limits(&self, tenant_id: &str, limits: Limits) -> TenantView {
-        let now = self.now();
-        let mut entry = self
-            .tenants
-            .entry(tenant_id.into())
-            .or_insert_with(|| Entry {
-                tenant: Tenant::new(limits, now),
-                dirty: false,
-                limits_unsaved: false,
-            });
-        entry.tenant.set_limits(limits, now);
-        entry.limits_unsaved = false;
-        entry.tenant.view(now, self.auto_reset)
+    fn mark_changed(&self, e: &mut Entry, id: &str, retired: Vec<(Box<str>, Retired)>, now: i64) {
+        self.retire_locked(e, id, retired, now);
+        e.dirty = true;
+        e.version = self.next_version();
     }
 
-    /// The current-period rows a reset of `tenant_id` writes (all zero), or
-    /// `None` when the tenant is unknown.
-    pub fn reset_rows(&self, tenant_id: &str) -> Option<Vec<UsageRow>> {
-        let now = self.now();
-        let view = self.get(tenant_id)?;
-        Some(
-            [
-                (QuotaType::Messages, view.messages.period),
-                (QuotaType::Bandwidth, view.bandwidth.period),
-            ]
-            .into_iter()
-            .map(|(quota_type, period)| UsageRow {
-                tenant_id: tenant_id.to_owned(),
-                quota_type,
-                period,
-                used: 0,
-                last_updated: now,
-            })
-            .collect(),
-        )
-    }
-
-    /// Starts the tenant's current periods again from zero. The entry stays
-    /// dirty-marked so the next flush writes whatever is counted after this.
-    pub fn reset(&self, tenant_id: &str) -> Option<TenantView> {
-        let now = self.now();
-        let mut entry = self.tenants.get_mut(tenant_id)?;
-        let rolled = entry.tenant.reset(now, self.auto_reset);
-        let was_dirty = std::mem::replace(&mut entry.dirty, true);
-        let view = entry.tenant.view(now, self.auto_reset);
-        drop(entry);
-        if was_dirty {
-            self.retire(tenant_id, rolled, now);
+    /// Queues finished periods of a dirty entry (a clean one was flushed).
+    fn retire_locked(&self, e: &mut Entry, id: &str, retired: Vec<(Box<str>, Retired)>, now: i64) {
+        if retired.is_empty() {
+            return;
         }
-        Some(view)
+        if e.dirty {
+            let last_updated = e.node.last_updated.unwrap_or(now);
+            let rows = retired.into_iter().map(|(resource, r)| UsageRow {
+                node_id: id.to_owned(),
+                resource,
+                period: r.period,
+                used: r.used,
+                last_updated,
+            });
+            lock(&self.pending).extend(rows);
+        }
+        e.version = self.next_version();
     }
+}
 
+/// A flat tenant: a root node with messages per day and bandwidth per month.
+pub fn flat_node(limits: Limits, now: i64) -> Node {
+    Node::new(
+        None,
+        &[
+            (
+                BANDWIDTH.to_owned(),
+                Limit {
+                    max: limits.bandwidth_limit_bytes,
+                    window: Window::Month,
+                },
+            ),
+            (
+                MESSAGES.to_owned(),
+                Limit {
+                    max: limits.message_limit,
+                    window: Window::Day,
+                },
+            ),
+        ],
+        now,
+    )
+}
+
+/// The flat view of any node: its `messages` and `bandwidth` resources
+/// (a node without one shows limit 0 and no usage for it).
+pub fn flat_view(node: &Node, now: i64, auto_reset: bool) -> TenantView {
+    let quota = |name: &str, window: Window| match node.resource(name) {
+        Some(r) => {
+            let (period, used) = r.used_at(now, auto_reset);
+            QuotaView {
+                period,
+                used,
+                limit: r.max,
+                allocated: r.allocated,
+            }
+        }
+        None => QuotaView {
+            period: window.period_at(now),
+            used: 0,
+            limit: 0,
+            allocated: 0,
+        },
+    };
+    let messages = quota(MESSAGES, Window::Day);
+    let bandwidth = quota(BANDWIDTH, Window::Month);
+    TenantView {
+        limits: Limits {
+            message_limit: messages.limit,
+            bandwidth_limit_bytes: bandwidth.limit,
+        },
+        messages,
+        bandwidth,
+        last_updated: node.last_updated,
+    }
+}
+
+// === impl CounterStore: flushing ===
+
+impl CounterStore {
     /// Hands over everything that must be written, clearing the dirty marks.
     /// If the write fails, pass the batch to [`CounterStore::requeue`].
     pub fn take_dirty(&self) -> DirtyBatch {
@@ -257,27 +707,28 @@ impl CounterStore {
             usage: std::mem::take(&mut *lock(&self.pending)),
         };
         let now = self.now();
-        for mut e in self.tenants.iter_mut() {
-            if e.limits_unsaved {
-                e.limits_unsaved = false;
+        for mut e in self.nodes.iter_mut() {
+            if e.unsaved {
+                e.unsaved = false;
+                let view = flat_view(&e.node, now, self.auto_reset);
                 batch.new_tenants.push(NewTenantRow {
                     tenant_id: e.key().to_string(),
-                    limits: e.tenant.limits,
-                    created_at: e.tenant.last_updated.unwrap_or(now),
+                    limits: view.limits,
+                    created_at: e.node.created_at,
                 });
             }
             if e.dirty {
                 e.dirty = false;
-                let last_updated = e.tenant.last_updated.unwrap_or(now);
-                for (quota_type, c) in [
-                    (QuotaType::Messages, e.tenant.messages),
-                    (QuotaType::Bandwidth, e.tenant.bandwidth),
-                ] {
+                let last_updated = e.node.last_updated.unwrap_or(now);
+                for r in &e.node.resources {
+                    if r.window() == Window::None {
+                        continue; // capacities are written through as claims
+                    }
                     batch.usage.push(UsageRow {
-                        tenant_id: e.key().to_string(),
-                        quota_type,
-                        period: c.period,
-                        used: c.used,
+                        node_id: e.key().to_string(),
+                        resource: r.name.clone(),
+                        period: r.counter.period,
+                        used: r.counter.used,
                         last_updated,
                     });
                 }
@@ -303,21 +754,104 @@ impl CounterStore {
         lock(&self.pending).len()
     }
 
-    fn retire(&self, tenant_id: &str, rolled: Rolled, last_updated: i64) {
-        let rows: Vec<_> = rolled
-            .iter()
-            .map(|(quota_type, r)| UsageRow {
-                tenant_id: tenant_id.to_owned(),
-                quota_type,
-                period: r.period,
-                used: r.used,
-                last_updated,
-            })
-            .collect();
-        if !rows.is_empty() {
-            lock(&self.pending).extend(rows);
+    /// Whether the node still waits for its first flush (a flat tenant
+    /// created on first use).
+    pub fn is_unsaved(&self, id: &str) -> bool {
+        self.nodes.get(id).is_some_and(|e| e.unsaved)
+    }
+}
+
+// === impl CounterStore: structure primitives (called under the write lock) ===
+
+impl CounterStore {
+    /// Inserts a node that the database already holds. Fails (returning the
+    /// node) if the id was taken meanwhile.
+    pub fn insert_node(&self, id: &str, node: Node) -> Result<(), Node> {
+        match self.nodes.entry(id.into()) {
+            dashmap::Entry::Occupied(_) => Err(node),
+            dashmap::Entry::Vacant(v) => {
+                v.insert(Entry {
+                    node,
+                    claims: BTreeMap::new(),
+                    dirty: false,
+                    unsaved: false,
+                    version: self.next_version(),
+                });
+                Ok(())
+            }
         }
     }
+
+    /// Applies `f` to a node under its lock and records the change.
+    pub fn update<T>(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut Node, &mut BTreeMap<String, Claim>, i64) -> T,
+    ) -> Option<T> {
+        let now = self.now();
+        let mut e = self.nodes.get_mut(id)?;
+        let Entry { node, claims, .. } = &mut *e;
+        let out = f(node, claims, now);
+        e.version = self.next_version();
+        Some(out)
+    }
+
+    /// Reserves a child's limits from `parent` (all or nothing).
+    pub fn reserve(&self, parent: &str, wants: &[(String, Limit)]) -> Result<(), ReserveFailure> {
+        let now = self.now();
+        let mut e = self
+            .nodes
+            .get_mut(parent)
+            .ok_or_else(|| ReserveFailure::ParentNotFound(parent.to_owned()))?;
+        if e.node.state == NodeState::Deleted {
+            return Err(ReserveFailure::ParentNotFound(parent.to_owned()));
+        }
+        e.node.reserve(wants, now, self.auto_reset)?;
+        e.version = self.next_version();
+        Ok(())
+    }
+
+    /// Gives back reservations made by [`CounterStore::reserve`].
+    pub fn unreserve(&self, parent: &str, amounts: &[(String, u64)]) {
+        if let Some(mut e) = self.nodes.get_mut(parent) {
+            for (resource, amount) in amounts {
+                e.node.unreserve(resource, *amount);
+            }
+            e.version = self.next_version();
+        }
+    }
+
+    /// Charges a deleted child's current usage to its parent.
+    pub fn charge(&self, parent: &str, usage: &[(Box<str>, Period, u64)]) {
+        let now = self.now();
+        if let Some(mut e) = self.nodes.get_mut(parent) {
+            let mut retired = Vec::new();
+            for (resource, period, amount) in usage {
+                retired.extend(
+                    e.node
+                        .charge(resource, *period, *amount, now, self.auto_reset),
+                );
+            }
+            self.mark_changed(&mut e, parent, retired, now);
+        }
+    }
+
+    /// Marks a node's usage dirty (so the next flush writes it).
+    pub fn mark_dirty(&self, id: &str) {
+        if let Some(mut e) = self.nodes.get_mut(id) {
+            e.dirty = true;
+            e.version = self.next_version();
+        }
+    }
+}
+
+/// Why a reservation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReserveFailure {
+    #[error("parent {0:?} does not exist")]
+    ParentNotFound(String),
+    #[error(transparent)]
+    DoesNotFit(#[from] node::ReserveError),
 }
 
 /// Locks a mutex, ignoring poisoning: the protected vectors stay valid even

@@ -2,31 +2,123 @@
 //!
 //! ```text
 //!   http handlers ──▶ Quotas ──▶ CounterStore (memory, every call)
-//!                        └─────▶ Flusher ──▶ SqliteStore (write-through ops, flushes)
+//!                        └─────▶ Flusher lock ──▶ SqliteStore (write-through ops, flushes)
 //! ```
 //!
-//! Usage (`increment`, `check`, reads) touches memory only. Limits and resets
-//! are written through: the database is updated first, then memory, and the
-//! call answers after both; a database error leaves both unchanged.
+//! Usage (`increment`, `consume`, `check`, reads) touches memory only.
+//! Everything else is written through, under the flusher's lock (so the
+//! database sees changes in the order memory does), in three steps:
+//!
+//! 1. take what must be reserved in memory first (a parent's capacity for a
+//!    new or growing child, a claim, a stop of usage on delete): changes that
+//!    only ever make less available, so no concurrent usage call can slip
+//!    past a limit meanwhile;
+//! 2. write the rows and the audit record in one transaction;
+//! 3. finish in memory (create, shrink, release); if step 2 failed, undo
+//!    step 1 instead and answer `store_unavailable`: nothing changed.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
 use crate::config::{Config, DatabaseUrl};
-use crate::counters::{CounterStore, DirtyBatch};
-use crate::domain::counter::Overflow;
+use crate::counters::{Claim, CounterStore, NodeView, ReserveFailure, UsageError, UsageRow};
+use crate::domain::node::{Limit, Node, NodeState, Refusal, ReserveError, Shortage};
+use crate::domain::resource::{BANDWIDTH, MESSAGES, builtin_window, validate_resource_name};
 use crate::domain::tenant::{Limits, TenantView, Usage};
+use crate::domain::window::Window;
 use crate::flush::{FlushHealth, FlushReport, Flusher};
-use crate::persistence::{SqliteStore, StoreError};
+use crate::persistence::{AuditEntry, AuditRecord, GrantRow, SqliteStore, StoreError, WriteOp};
 
-/// A change of limits; `None` keeps the current (or default) value.
+/// A change of flat limits; `None` keeps the current (or default) value.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LimitsUpdate {
     pub message_limit: Option<u64>,
     pub bandwidth_limit_bytes: Option<u64>,
+}
+
+/// A limit as a caller asks for it: the window may be left to the parent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitSpec {
+    pub max: u64,
+    pub window: Option<Window>,
+}
+
+/// The desired state of a node (`PUT /api/v1/quotas/{id}`, allocate).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeSpec {
+    pub parent: Option<String>,
+    pub limits: BTreeMap<String, LimitSpec>,
+    /// `active` or `suspended`; `None` keeps the current one (active if new).
+    pub state: Option<NodeState>,
+    pub name: Option<String>,
+    pub description: Option<String>,
+}
+
+/// A capacity claim request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimSpec {
+    pub resource: String,
+    pub resource_id: String,
+    pub amount: u64,
+    pub reason: String,
+}
+
+/// Roles a grant can give.
+pub const ROLES: [&str; 3] = ["reader", "reporter", "admin"];
+
+/// Why an operation was refused. Nothing changed.
+#[derive(Debug, thiserror::Error)]
+pub enum QuotaError {
+    #[error("no quota node {0:?}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("parent {0:?} does not exist")]
+    ParentNotFound(String),
+    #[error("{message}")]
+    DoesNotFit {
+        message: String,
+        shortages: Vec<Shortage>,
+    },
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<UsageError> for QuotaError {
+    fn from(e: UsageError) -> Self {
+        match e {
+            UsageError::NotFound(id) => QuotaError::NotFound(id),
+            UsageError::Refused(r) => QuotaError::Refused(r),
+        }
+    }
+}
+
+impl From<ReserveFailure> for QuotaError {
+    fn from(e: ReserveFailure) -> Self {
+        match e {
+            ReserveFailure::ParentNotFound(p) => QuotaError::ParentNotFound(p),
+            ReserveFailure::DoesNotFit(ReserveError::Short(shortages)) => QuotaError::DoesNotFit {
+                message: format!(
+                    "the limits do not fit in the parent: {}",
+                    ReserveError::Short(shortages.clone())
+                ),
+                shortages,
+            },
+            ReserveFailure::DoesNotFit(e) => QuotaError::Conflict {
+                code: "does_not_fit",
+                message: e.to_string(),
+            },
+        }
+    }
 }
 
 /// The service's state and operations.
@@ -35,11 +127,15 @@ pub struct Quotas {
     counters: Arc<CounterStore>,
     db: SqliteStore,
     flusher: Arc<Flusher>,
-    auto_reset: bool,
+    /// Identifies this process: a new value means the service restarted (the
+    /// operator re-pushes its specs when it sees one).
+    instance_id: String,
 }
 
+// === impl Quotas: lifecycle and reads ===
+
 impl Quotas {
-    /// Opens the database named by the configuration and loads every tenant.
+    /// Opens the database named by the configuration and loads every node.
     pub async fn open(config: &Config, clock: SharedClock) -> Result<Self, StoreError> {
         let DatabaseUrl::Sqlite(path) = &config.database;
         let db = SqliteStore::open(path).await?;
@@ -47,14 +143,16 @@ impl Quotas {
             message_limit: config.default_message_limit,
             bandwidth_limit_bytes: config.default_bandwidth_limit_bytes,
         };
+        let now = clock.now();
         let counters = Arc::new(CounterStore::new(clock, defaults, config.enable_auto_reset));
-        counters.load(db.load().await?);
+        counters.load(db.load(now).await?);
         let flusher = Arc::new(Flusher::new(counters.clone(), db.clone()));
+        let instance_id = format!("{:x}-{:x}", std::process::id(), now_nanos());
         Ok(Quotas {
             counters,
             db,
             flusher,
-            auto_reset: config.enable_auto_reset,
+            instance_id,
         })
     }
 
@@ -62,80 +160,16 @@ impl Quotas {
         self.counters.len()
     }
 
-    pub fn auto_reset(&self) -> bool {
-        self.auto_reset
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
     }
 
     pub fn now(&self) -> i64 {
         self.counters.now()
     }
 
-    /// Counts usage (always) and returns the tenant after it.
-    pub fn increment(&self, tenant_id: &str, usage: Usage) -> Result<TenantView, Overflow> {
-        self.counters.increment(tenant_id, usage)
-    }
-
-    /// The tenant (or an unknown tenant's defaults) and whether `usage` more
-    /// fits. Changes nothing.
-    pub fn check(&self, tenant_id: &str) -> TenantView {
-        self.counters.get_or_default(tenant_id)
-    }
-
-    pub fn get(&self, tenant_id: &str) -> Option<TenantView> {
-        self.counters.get(tenant_id)
-    }
-
-    pub fn list(&self) -> Vec<(String, TenantView)> {
-        self.counters.list()
-    }
-
-    /// Writes new limits to the database, then to memory.
-    pub async fn set_limits(
-        &self,
-        tenant_id: &str,
-        update: LimitsUpdate,
-    ) -> Result<TenantView, StoreError> {
-        let _serialised = self.flusher.write_lock().await;
-        let current = self
-            .counters
-            .get(tenant_id)
-            .map(|v| v.limits)
-            .unwrap_or_else(|| self.counters.default_limits());
-        let limits = Limits {
-            message_limit: update.message_limit.unwrap_or(current.message_limit),
-            bandwidth_limit_bytes: update
-                .bandwidth_limit_bytes
-                .unwrap_or(current.bandwidth_limit_bytes),
-        };
-        match self.db.upsert_limits(tenant_id, limits, self.now()).await {
-            Ok(()) => self.flusher.record_success(),
-            Err(e) => {
-                self.flusher.record_failure(&e);
-                return Err(e);
-            }
-        }
-        Ok(self.counters.set_limits(tenant_id, limits))
-    }
-
-    /// Zeroes the tenant's current periods in the database, then in memory.
-    /// `Ok(None)` for an unknown tenant.
-    pub async fn reset(&self, tenant_id: &str) -> Result<Option<TenantView>, StoreError> {
-        let _serialised = self.flusher.write_lock().await;
-        let Some(rows) = self.counters.reset_rows(tenant_id) else {
-            return Ok(None);
-        };
-        let batch = DirtyBatch {
-            new_tenants: Vec::new(),
-            usage: rows,
-        };
-        match self.db.write_batch(&batch).await {
-            Ok(()) => self.flusher.record_success(),
-            Err(e) => {
-                self.flusher.record_failure(&e);
-                return Err(e);
-            }
-        }
-        Ok(self.counters.reset(tenant_id))
+    pub fn counters(&self) -> &CounterStore {
+        &self.counters
     }
 
     /// Flushes dirty counters now.
@@ -164,4 +198,1011 @@ impl Quotas {
     pub fn database(&self) -> &SqliteStore {
         &self.db
     }
+
+    /// Writes `ops` in one transaction, recording the store's health.
+    async fn write(&self, ops: &[WriteOp]) -> Result<(), StoreError> {
+        match self.db.apply(ops).await {
+            Ok(()) => {
+                self.flusher.record_success();
+                Ok(())
+            }
+            Err(e) => {
+                self.flusher.record_failure(&e);
+                Err(e)
+            }
+        }
+    }
+
+    fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        node_id: &str,
+        before: Option<serde_json::Value>,
+        after: Option<serde_json::Value>,
+    ) -> WriteOp {
+        WriteOp::Audit(AuditRecord {
+            ts: self.now(),
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            node_id: node_id.to_owned(),
+            before,
+            after,
+        })
+    }
+}
+
+fn now_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default()
+}
+
+// === impl Quotas: the flat API ===
+
+impl Quotas {
+    /// Counts usage (always) and returns the tenant after it.
+    pub fn increment(&self, tenant_id: &str, usage: Usage) -> Result<TenantView, QuotaError> {
+        Ok(self.counters.increment_flat(tenant_id, usage)?)
+    }
+
+    /// The tenant (or an unknown tenant's defaults). Changes nothing.
+    pub fn check(&self, tenant_id: &str) -> TenantView {
+        self.counters.flat_or_default(tenant_id)
+    }
+
+    pub fn get(&self, tenant_id: &str) -> Option<TenantView> {
+        self.counters.flat(tenant_id)
+    }
+
+    pub fn list(&self) -> Vec<(String, TenantView)> {
+        self.counters.flat_list()
+    }
+
+    /// Sets the `messages` and/or `bandwidth` limits of a tenant (created as
+    /// a root node with the default limits if unknown), written through.
+    pub async fn set_limits(
+        &self,
+        actor: &str,
+        tenant_id: &str,
+        update: LimitsUpdate,
+    ) -> Result<TenantView, QuotaError> {
+        let _serialised = self.flusher.write_lock().await;
+        let defaults = self.counters.default_limits();
+        let mut spec = match self.counters.node(tenant_id) {
+            Some(n) if n.state != NodeState::Deleted => spec_of(&n),
+            _ => NodeSpec {
+                limits: [
+                    (
+                        MESSAGES.to_owned(),
+                        LimitSpec {
+                            max: defaults.message_limit,
+                            window: Some(Window::Day),
+                        },
+                    ),
+                    (
+                        BANDWIDTH.to_owned(),
+                        LimitSpec {
+                            max: defaults.bandwidth_limit_bytes,
+                            window: Some(Window::Month),
+                        },
+                    ),
+                ]
+                .into(),
+                ..NodeSpec::default()
+            },
+        };
+        if let Some(m) = update.message_limit {
+            spec.limits.insert(
+                MESSAGES.to_owned(),
+                LimitSpec {
+                    max: m,
+                    window: Some(Window::Day),
+                },
+            );
+        }
+        if let Some(b) = update.bandwidth_limit_bytes {
+            spec.limits.insert(
+                BANDWIDTH.to_owned(),
+                LimitSpec {
+                    max: b,
+                    window: Some(Window::Month),
+                },
+            );
+        }
+        self.put_locked(actor, "limits", tenant_id, spec).await?;
+        self.counters
+            .flat(tenant_id)
+            .ok_or_else(|| QuotaError::NotFound(tenant_id.to_owned()))
+    }
+
+    /// Zeroes the current periods of every counted resource of a node,
+    /// written through. `Ok(None)` for an unknown node.
+    pub async fn reset(
+        &self,
+        actor: &str,
+        tenant_id: &str,
+    ) -> Result<Option<TenantView>, QuotaError> {
+        let _serialised = self.flusher.write_lock().await;
+        let Some(node) = self
+            .counters
+            .node(tenant_id)
+            .filter(|n| n.state != NodeState::Deleted)
+        else {
+            return Ok(None);
+        };
+        let now = self.now();
+        let auto_reset = self.counters.auto_reset();
+        let rows: Vec<UsageRow> = node
+            .resources
+            .iter()
+            .filter(|r| r.window() != Window::None)
+            .map(|r| UsageRow {
+                node_id: tenant_id.to_owned(),
+                resource: r.name.clone(),
+                period: r.used_at(now, auto_reset).0,
+                used: 0,
+                last_updated: now,
+            })
+            .collect();
+        let before = usage_json(&node, now, auto_reset);
+        let mut ops = Vec::new();
+        if self.counters.is_unsaved(tenant_id) {
+            // A flat tenant not flushed yet: its row must exist before its audit.
+            ops.extend(node_ops(tenant_id, &node, now));
+        }
+        ops.push(WriteOp::Usage(rows));
+        ops.push(self.audit(actor, "reset", tenant_id, Some(before), None));
+        self.write(&ops).await?;
+        self.counters.update(tenant_id, |n, _, now| {
+            let retired = n.roll(now, auto_reset);
+            for r in &mut n.resources {
+                if r.window() != Window::None {
+                    r.counter.used = 0;
+                }
+            }
+            n.last_updated = Some(now);
+            retired
+        });
+        self.counters.mark_dirty(tenant_id);
+        Ok(self.counters.flat(tenant_id))
+    }
+}
+
+// === impl Quotas: the v1 API ===
+
+impl Quotas {
+    pub fn node(&self, id: &str) -> Option<NodeView> {
+        self.counters.view(id)
+    }
+
+    /// Nodes sorted by id, at most `limit` of them with ids after `after`.
+    pub fn list_nodes(&self, limit: usize, after: Option<&str>) -> (Vec<NodeView>, Option<String>) {
+        let ids = self.counters.ids();
+        let start = match after {
+            Some(a) => ids.partition_point(|id| id.as_str() <= a),
+            None => 0,
+        };
+        let page: Vec<NodeView> = ids[start..]
+            .iter()
+            .take(limit)
+            .filter_map(|id| self.counters.view(id))
+            .collect();
+        let next = (start + limit < ids.len())
+            .then(|| page.last().map(|v| v.id.clone()))
+            .flatten();
+        (page, next)
+    }
+
+    /// Creates or updates a node idempotently. Returns the node and whether
+    /// it was created.
+    pub async fn put(
+        &self,
+        actor: &str,
+        id: &str,
+        spec: NodeSpec,
+    ) -> Result<(NodeView, bool), QuotaError> {
+        let _serialised = self.flusher.write_lock().await;
+        let created = self.put_locked(actor, "put", id, spec).await?;
+        let view = self
+            .counters
+            .view(id)
+            .ok_or_else(|| QuotaError::NotFound(id.to_owned()))?;
+        Ok((view, created))
+    }
+
+    /// Creates a child of `parent` (fails if the id exists).
+    pub async fn allocate(
+        &self,
+        actor: &str,
+        parent: &str,
+        id: &str,
+        mut spec: NodeSpec,
+    ) -> Result<NodeView, QuotaError> {
+        let _serialised = self.flusher.write_lock().await;
+        if self
+            .counters
+            .node(id)
+            .is_some_and(|n| n.state != NodeState::Deleted)
+        {
+            return Err(QuotaError::Conflict {
+                code: "already_exists",
+                message: format!(
+                    "quota node {id:?} already exists; use PUT /api/v1/quotas/{id} to change it"
+                ),
+            });
+        }
+        spec.parent = Some(parent.to_owned());
+        self.put_locked(actor, "allocate", id, spec).await?;
+        self.counters
+            .view(id)
+            .ok_or_else(|| QuotaError::NotFound(id.to_owned()))
+    }
+
+    /// Create or update, under the write lock. Returns whether it created.
+    async fn put_locked(
+        &self,
+        actor: &str,
+        action: &str,
+        id: &str,
+        spec: NodeSpec,
+    ) -> Result<bool, QuotaError> {
+        let now = self.now();
+        let existing = self
+            .counters
+            .node(id)
+            .filter(|n| n.state != NodeState::Deleted);
+        if spec.state == Some(NodeState::Deleted) {
+            return Err(QuotaError::Invalid(
+                "state must be active or suspended; delete with DELETE".into(),
+            ));
+        }
+        match existing {
+            None => self
+                .create(actor, action, id, spec, now)
+                .await
+                .map(|()| true),
+            Some(old) => self
+                .update(actor, action, id, old, spec, now)
+                .await
+                .map(|()| false),
+        }
+    }
+
+    async fn create(
+        &self,
+        actor: &str,
+        action: &str,
+        id: &str,
+        spec: NodeSpec,
+        now: i64,
+    ) -> Result<(), QuotaError> {
+        let parent = match &spec.parent {
+            Some(p) if p == id => {
+                return Err(QuotaError::Invalid(
+                    "a node cannot be its own parent".into(),
+                ));
+            }
+            Some(p) => Some(
+                self.counters
+                    .node(p)
+                    .filter(|n| n.state != NodeState::Deleted)
+                    .ok_or_else(|| QuotaError::ParentNotFound(p.clone()))?,
+            ),
+            None => None,
+        };
+        let limits = resolve_limits(&spec.limits, parent.as_ref())?;
+        let mut node = Node::new(spec.parent.as_deref(), &limits, now);
+        node.state = spec.state.unwrap_or(NodeState::Active);
+        node.name = spec.name.clone();
+        node.description = spec.description.clone();
+        node.last_updated = Some(now);
+
+        // 1. Reserve the child's limits from the parent.
+        if let Some(p) = &spec.parent {
+            self.counters.reserve(p, &limits)?;
+        }
+        // 2. Write it.
+        let mut ops = node_ops(id, &node, now);
+        ops.push(self.audit(actor, action, id, None, Some(node_json(&node))));
+        if let Err(e) = self.write(&ops).await {
+            if let Some(p) = &spec.parent {
+                self.counters.unreserve(p, &amounts(&limits));
+            }
+            return Err(e.into());
+        }
+        // 3. Make it visible.
+        if self.counters.contains(id) {
+            // A deleted node comes back with fresh counters (its usage was
+            // charged to its parent when it was deleted).
+            self.counters.update(id, |n, claims, _| {
+                *n = node;
+                claims.clear();
+            });
+        } else if let Err(node) = self.counters.insert_node(id, node) {
+            // A flat increment created the id meanwhile: keep ours, which is
+            // what the database now holds.
+            self.counters.update(id, |n, _, _| *n = node);
+        }
+        if let Some(p) = &spec.parent {
+            self.counters.update(p, |n, _, _| n.add_child(id));
+        }
+        Ok(())
+    }
+
+    async fn update(
+        &self,
+        actor: &str,
+        action: &str,
+        id: &str,
+        old: Node,
+        spec: NodeSpec,
+        now: i64,
+    ) -> Result<(), QuotaError> {
+        if spec.parent.as_deref() != old.parent.as_deref() {
+            return Err(QuotaError::Conflict {
+                code: "parent_immutable",
+                message: format!(
+                    "the parent of {id:?} is {:?} and cannot change (asked for {:?})",
+                    old.parent.as_deref(),
+                    spec.parent.as_deref()
+                ),
+            });
+        }
+        let parent = match &old.parent {
+            Some(p) => Some(
+                self.counters
+                    .node(p)
+                    .ok_or_else(|| QuotaError::ParentNotFound(p.to_string()))?,
+            ),
+            None => None,
+        };
+        let limits = resolve_limits(&spec.limits, parent.as_ref())?;
+        let auto_reset = self.counters.auto_reset();
+        let mut grow: Vec<(String, Limit)> = Vec::new();
+        let mut shrink: Vec<(String, u64)> = Vec::new();
+        for (name, limit) in &limits {
+            match old.resource(name) {
+                Some(r) if r.window() != limit.window => {
+                    if r.allocated > 0 || r.used_at(now, auto_reset).1 > 0 {
+                        return Err(QuotaError::Conflict {
+                            code: "window_in_use",
+                            message: format!(
+                                "the window of {name:?} cannot change from {} to {} while it is used or allocated to children",
+                                r.window(),
+                                limit.window
+                            ),
+                        });
+                    }
+                    shrink.push((name.clone(), r.max));
+                    grow.push((name.clone(), *limit));
+                }
+                Some(r) if limit.max > r.max => grow.push((
+                    name.clone(),
+                    Limit {
+                        max: limit.max - r.max,
+                        window: limit.window,
+                    },
+                )),
+                Some(r) if limit.max < r.max => shrink.push((name.clone(), r.max - limit.max)),
+                Some(_) => {}
+                None => grow.push((name.clone(), *limit)),
+            }
+        }
+        for r in &old.resources {
+            if limits.iter().any(|(n, _)| *n == *r.name) {
+                continue;
+            }
+            if r.allocated > 0 || (r.window() == Window::None && r.counter.used > 0) {
+                return Err(QuotaError::Conflict {
+                    code: "resource_in_use",
+                    message: format!(
+                        "resource {:?} cannot be removed: children reserve it or it has claims",
+                        r.name
+                    ),
+                });
+            }
+            shrink.push((r.name.to_string(), r.max));
+        }
+
+        // 1. Reserve the growth from the parent.
+        if let (Some(p), false) = (&old.parent, grow.is_empty()) {
+            self.counters.reserve(p, &grow)?;
+        }
+        let mut new = old.clone();
+        new.state = spec.state.unwrap_or(old.state);
+        new.name = spec.name.clone().or(old.name.clone());
+        new.description = spec.description.clone().or(old.description.clone());
+        new.resources = limits
+            .iter()
+            .map(|(name, limit)| match old.resource(name) {
+                Some(r) if r.window() == limit.window => {
+                    let mut r = r.clone();
+                    r.max = limit.max;
+                    r
+                }
+                _ => crate::domain::node::Resource::new(name, *limit, now),
+            })
+            .collect();
+        new.last_updated = Some(now);
+
+        // 2. Write it.
+        let mut ops = node_ops(id, &new, now);
+        ops.push(self.audit(
+            actor,
+            action,
+            id,
+            Some(node_json(&old)),
+            Some(node_json(&new)),
+        ));
+        if let Err(e) = self.write(&ops).await {
+            if let (Some(p), false) = (&old.parent, grow.is_empty()) {
+                self.counters.unreserve(p, &amounts(&grow));
+            }
+            return Err(e.into());
+        }
+        // 3. Apply, then release the shrink.
+        self.counters.update(id, |n, _, _| {
+            let resources = new
+                .resources
+                .iter()
+                .map(|want| match n.resource(&want.name) {
+                    // Keep the live counter (usage may have moved on).
+                    Some(cur) if cur.window() == want.window() => {
+                        let mut r = cur.clone();
+                        r.max = want.max;
+                        r
+                    }
+                    _ => want.clone(),
+                })
+                .collect();
+            n.resources = resources;
+            n.state = new.state;
+            n.name = new.name.clone();
+            n.description = new.description.clone();
+            n.last_updated = Some(now);
+        });
+        if let (Some(p), false) = (&old.parent, shrink.is_empty()) {
+            self.counters.unreserve(p, &shrink);
+        }
+        Ok(())
+    }
+
+    /// Atomic check-and-increment over every resource in `usage`.
+    pub fn consume(&self, id: &str, usage: &[(&str, u64)]) -> Result<(), QuotaError> {
+        Ok(self.counters.consume(id, usage)?)
+    }
+
+    /// Tracking increment over every resource in `usage` (batch).
+    pub fn increment_node(&self, id: &str, usage: &[(&str, u64)]) -> Result<(), QuotaError> {
+        Ok(self.counters.increment(id, usage)?)
+    }
+
+    /// Changes a node's state (`active` or `suspended`).
+    pub async fn set_state(
+        &self,
+        actor: &str,
+        id: &str,
+        state: NodeState,
+    ) -> Result<NodeView, QuotaError> {
+        if state == NodeState::Deleted {
+            return Err(QuotaError::Invalid(
+                "state must be active or suspended; delete with DELETE".into(),
+            ));
+        }
+        let _serialised = self.flusher.write_lock().await;
+        let old = self
+            .counters
+            .node(id)
+            .filter(|n| n.state != NodeState::Deleted)
+            .ok_or_else(|| QuotaError::NotFound(id.to_owned()))?;
+        let now = self.now();
+        let mut new = old.clone();
+        new.state = state;
+        new.last_updated = Some(now);
+        let mut ops = node_ops(id, &new, now);
+        ops.truncate(1); // the node row only; limits are unchanged
+        ops.push(self.audit(
+            actor,
+            "state",
+            id,
+            Some(json!({"state": old.state.as_str()})),
+            Some(json!({"state": state.as_str()})),
+        ));
+        self.write(&ops).await?;
+        self.counters.update(id, |n, _, now| {
+            n.state = state;
+            n.last_updated = Some(now);
+        });
+        self.counters
+            .view(id)
+            .ok_or_else(|| QuotaError::NotFound(id.to_owned()))
+    }
+
+    /// Soft-deletes a node: refused while it has children; its unused limits
+    /// return to the parent, its current usage stays charged to the parent,
+    /// its claims move to the parent.
+    pub async fn delete(&self, actor: &str, id: &str) -> Result<NodeView, QuotaError> {
+        let _serialised = self.flusher.write_lock().await;
+        let old = self
+            .counters
+            .node(id)
+            .ok_or_else(|| QuotaError::NotFound(id.to_owned()))?;
+        if old.state == NodeState::Deleted {
+            return self
+                .counters
+                .view(id)
+                .ok_or_else(|| QuotaError::NotFound(id.to_owned()));
+        }
+        if !old.children.is_empty() {
+            return Err(QuotaError::Conflict {
+                code: "has_children",
+                message: format!(
+                    "{id:?} has children and cannot be deleted: {}",
+                    old.children
+                        .iter()
+                        .map(|c| c.as_ref())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
+        let claims = self.counters.claims(id).unwrap_or_default();
+        if let Some(p) = &old.parent {
+            let parent_claims = self.counters.claims(p).unwrap_or_default();
+            if let Some(rid) = claims.keys().find(|rid| parent_claims.contains_key(*rid)) {
+                return Err(QuotaError::Conflict {
+                    code: "claim_conflict",
+                    message: format!(
+                        "claim {rid:?} would move to the parent {p:?}, which holds a claim with the same resource_id; release one first"
+                    ),
+                });
+            }
+        }
+        let now = self.now();
+        let auto_reset = self.counters.auto_reset();
+
+        // 1. Stop usage of the node; charge its current usage to the parent.
+        self.counters
+            .update(id, |n, _, _| n.state = NodeState::Deleted);
+        let charged: Vec<_> = old
+            .resources
+            .iter()
+            .filter(|r| r.window() != Window::None)
+            .filter_map(|r| {
+                let (period, used) = r.used_at(now, auto_reset);
+                (used > 0).then(|| (r.name.clone(), period, used))
+            })
+            .collect();
+        // Re-read the child's counters now that usage is stopped.
+        let charged = match self.counters.node(id) {
+            Some(n) => n
+                .resources
+                .iter()
+                .filter(|r| r.window() != Window::None)
+                .filter_map(|r| {
+                    let (period, used) = r.used_at(now, auto_reset);
+                    (used > 0).then(|| (r.name.clone(), period, used))
+                })
+                .collect(),
+            None => charged,
+        };
+        if let Some(p) = &old.parent {
+            self.counters.charge(p, &charged);
+        }
+
+        // 2. Write it: the node, its claims re-homed, the parent's usage.
+        let mut deleted = old.clone();
+        deleted.state = NodeState::Deleted;
+        deleted.last_updated = Some(now);
+        let mut ops = node_ops(id, &deleted, now);
+        ops.truncate(1);
+        if let Some(p) = &old.parent {
+            ops.push(WriteOp::MoveClaims {
+                from: id.to_owned(),
+                to: p.to_string(),
+            });
+            if let Some(parent) = self.counters.node(p) {
+                let rows = parent
+                    .resources
+                    .iter()
+                    .filter(|r| r.window() != Window::None)
+                    .map(|r| {
+                        let (period, used) = r.used_at(now, auto_reset);
+                        UsageRow {
+                            node_id: p.to_string(),
+                            resource: r.name.clone(),
+                            period,
+                            used,
+                            last_updated: now,
+                        }
+                    })
+                    .collect();
+                ops.push(WriteOp::Usage(rows));
+            }
+        }
+        ops.push(self.audit(actor, "delete", id, Some(node_json(&old)), Some(json!({"state": "deleted", "charged_to_parent": charged.iter().map(|(r, _, u)| json!({"resource": r.as_ref(), "used": u})).collect::<Vec<_>>()}))));
+        if let Err(e) = self.write(&ops).await {
+            if let Some(p) = &old.parent {
+                self.counters.update(p, |n, _, _| {
+                    for (resource, _, amount) in &charged {
+                        n.release(resource, *amount, now);
+                    }
+                });
+            }
+            self.counters.update(id, |n, _, _| n.state = old.state);
+            return Err(e.into());
+        }
+
+        // 3. Return the child's limits to the parent; its claims move there.
+        if let Some(p) = &old.parent {
+            let limits: Vec<(String, u64)> = old
+                .resources
+                .iter()
+                .map(|r| (r.name.to_string(), r.max))
+                .collect();
+            self.counters.update(p, |n, parent_claims, now| {
+                for (resource, max) in &limits {
+                    n.unreserve(resource, *max);
+                }
+                for (rid, c) in &claims {
+                    if let Some(r) = n.resources.iter_mut().find(|r| *r.name == *c.resource) {
+                        r.counter.used = r.counter.used.saturating_add(c.amount);
+                    }
+                    parent_claims.insert(rid.clone(), c.clone());
+                }
+                n.remove_child(id);
+                n.last_updated = Some(now);
+            });
+            self.counters.mark_dirty(p);
+        }
+        self.counters.update(id, |n, c, now| {
+            c.clear();
+            n.last_updated = Some(now);
+        });
+        self.counters
+            .view(id)
+            .ok_or_else(|| QuotaError::NotFound(id.to_owned()))
+    }
+
+    /// Claims capacity; idempotent per `resource_id` (the same claim again
+    /// answers as the first time). Returns the claim and whether it is new.
+    pub async fn claim(
+        &self,
+        actor: &str,
+        id: &str,
+        spec: ClaimSpec,
+    ) -> Result<(Claim, bool), QuotaError> {
+        let _serialised = self.flusher.write_lock().await;
+        self.counters.check_usable(id)?;
+        if let Some(existing) = self
+            .counters
+            .claims(id)
+            .and_then(|c| c.get(&spec.resource_id).cloned())
+        {
+            if existing.resource == spec.resource && existing.amount == spec.amount {
+                return Ok((existing, false));
+            }
+            return Err(QuotaError::Conflict {
+                code: "claim_conflict",
+                message: format!(
+                    "resource_id {:?} already claims {} of {:?}; release it before claiming something else under that id",
+                    spec.resource_id, existing.amount, existing.resource
+                ),
+            });
+        }
+        let now = self.now();
+        // 1. Take the capacity.
+        self.counters
+            .update(id, |n, _, now| n.claim(&spec.resource, spec.amount, now))
+            .ok_or_else(|| QuotaError::NotFound(id.to_owned()))??;
+        let claim = Claim {
+            resource: spec.resource.clone(),
+            amount: spec.amount,
+            reason: spec.reason.clone(),
+            created_at: now,
+        };
+        // 2. Write it.
+        let ops = [
+            WriteOp::InsertClaim { node_id: id.to_owned(), resource_id: spec.resource_id.clone(), claim: claim.clone() },
+            self.audit(actor, "claim", id, None, Some(json!({"resource_id": spec.resource_id, "resource": spec.resource, "amount": spec.amount, "reason": spec.reason}))),
+        ];
+        if let Err(e) = self.write(&ops).await {
+            self.counters
+                .update(id, |n, _, now| n.release(&spec.resource, spec.amount, now));
+            return Err(e.into());
+        }
+        // 3. Record it.
+        self.counters.update(id, |_, claims, _| {
+            claims.insert(spec.resource_id.clone(), claim.clone())
+        });
+        Ok((claim, true))
+    }
+
+    /// Releases a claim.
+    pub async fn release(
+        &self,
+        actor: &str,
+        id: &str,
+        resource_id: &str,
+    ) -> Result<Claim, QuotaError> {
+        let _serialised = self.flusher.write_lock().await;
+        let claims = self
+            .counters
+            .claims(id)
+            .ok_or_else(|| QuotaError::NotFound(id.to_owned()))?;
+        let claim = claims.get(resource_id).cloned().ok_or_else(|| QuotaError::Conflict {
+            code: "claim_not_found",
+            message: format!("{id:?} holds no claim {resource_id:?} (claims of a deleted node move to its parent)"),
+        })?;
+        let ops = [
+            WriteOp::DeleteClaim { node_id: id.to_owned(), resource_id: resource_id.to_owned() },
+            self.audit(actor, "release", id, Some(json!({"resource_id": resource_id, "resource": claim.resource, "amount": claim.amount, "reason": claim.reason})), None),
+        ];
+        self.write(&ops).await?;
+        self.counters.update(id, |n, claims, now| {
+            claims.remove(resource_id);
+            n.release(&claim.resource, claim.amount, now);
+        });
+        Ok(claim)
+    }
+
+    /// Stores a grant (enforced by the access-control layer).
+    pub async fn grant(
+        &self,
+        actor: &str,
+        id: &str,
+        subject: &str,
+        role: &str,
+    ) -> Result<bool, QuotaError> {
+        validate_grant(subject, role)?;
+        let _serialised = self.flusher.write_lock().await;
+        self.counters
+            .node(id)
+            .filter(|n| n.state != NodeState::Deleted)
+            .ok_or_else(|| QuotaError::NotFound(id.to_owned()))?;
+        let exists = self
+            .db
+            .grants(id)
+            .await?
+            .iter()
+            .any(|g| g.subject == subject && g.role == role);
+        if exists {
+            return Ok(false);
+        }
+        let ops = [
+            WriteOp::InsertGrant {
+                node_id: id.to_owned(),
+                subject: subject.to_owned(),
+                role: role.to_owned(),
+                created_at: self.now(),
+            },
+            self.audit(
+                actor,
+                "grant",
+                id,
+                None,
+                Some(json!({"subject": subject, "role": role})),
+            ),
+        ];
+        self.write(&ops).await?;
+        Ok(true)
+    }
+
+    /// Removes a grant.
+    pub async fn revoke(
+        &self,
+        actor: &str,
+        id: &str,
+        subject: &str,
+        role: &str,
+    ) -> Result<(), QuotaError> {
+        validate_grant(subject, role)?;
+        let _serialised = self.flusher.write_lock().await;
+        if !self.counters.contains(id) {
+            return Err(QuotaError::NotFound(id.to_owned()));
+        }
+        let exists = self
+            .db
+            .grants(id)
+            .await?
+            .iter()
+            .any(|g| g.subject == subject && g.role == role);
+        if !exists {
+            return Err(QuotaError::Conflict {
+                code: "grant_not_found",
+                message: format!("{id:?} has no grant of role {role:?} to {subject:?}"),
+            });
+        }
+        let ops = [
+            WriteOp::DeleteGrant {
+                node_id: id.to_owned(),
+                subject: subject.to_owned(),
+                role: role.to_owned(),
+            },
+            self.audit(
+                actor,
+                "revoke",
+                id,
+                Some(json!({"subject": subject, "role": role})),
+                None,
+            ),
+        ];
+        self.write(&ops).await?;
+        Ok(())
+    }
+
+    pub async fn grants(&self, id: &str) -> Result<Vec<GrantRow>, QuotaError> {
+        if !self.counters.contains(id) {
+            return Err(QuotaError::NotFound(id.to_owned()));
+        }
+        Ok(self.db.grants(id).await?)
+    }
+
+    /// The audit trail of a node, newest first.
+    pub async fn audit_log(
+        &self,
+        id: &str,
+        limit: u32,
+        before: Option<i64>,
+    ) -> Result<Vec<AuditEntry>, QuotaError> {
+        if !self.counters.contains(id) {
+            return Err(QuotaError::NotFound(id.to_owned()));
+        }
+        Ok(self.db.audit_page(id, limit, before).await?)
+    }
+
+    /// Nodes changed since version `since`, and the version to ask from next.
+    pub fn snapshot(&self, since: u64) -> (u64, Vec<NodeView>) {
+        self.counters.changed_since(since)
+    }
+}
+
+/// The spec that reproduces a node.
+fn spec_of(n: &Node) -> NodeSpec {
+    NodeSpec {
+        parent: n.parent.as_deref().map(str::to_owned),
+        limits: n
+            .resources
+            .iter()
+            .map(|r| {
+                (
+                    r.name.to_string(),
+                    LimitSpec {
+                        max: r.max,
+                        window: Some(r.window()),
+                    },
+                )
+            })
+            .collect(),
+        state: Some(n.state),
+        name: n.name.clone(),
+        description: n.description.clone(),
+    }
+}
+
+/// Checks resource names and windows; a missing window comes from the
+/// parent's limit of the same resource (or the built-in window).
+fn resolve_limits(
+    limits: &BTreeMap<String, LimitSpec>,
+    parent: Option<&Node>,
+) -> Result<Vec<(String, Limit)>, QuotaError> {
+    let mut out = Vec::with_capacity(limits.len());
+    for (name, spec) in limits {
+        validate_resource_name(name).map_err(|e| QuotaError::Invalid(e.to_string()))?;
+        if spec.max > crate::domain::counter::MAX_COUNT {
+            return Err(QuotaError::Invalid(format!(
+                "max of {name:?} is {}; the maximum is {}",
+                spec.max,
+                crate::domain::counter::MAX_COUNT
+            )));
+        }
+        let inherited = parent.and_then(|p| p.resource(name)).map(|r| r.window());
+        let window = match (spec.window, builtin_window(name), inherited) {
+            (Some(w), Some(b), _) if w != b => {
+                return Err(QuotaError::Invalid(format!(
+                    "{name:?} is built in with window {b}; it cannot have window {w}"
+                )));
+            }
+            (Some(w), _, _) => w,
+            (None, Some(b), _) => b,
+            (None, None, Some(w)) => w,
+            (None, None, None) => {
+                return Err(QuotaError::Invalid(format!(
+                    "{name:?} needs a window (minute, hour, day, month or none){}",
+                    if parent.is_some() {
+                        ": the parent has no limit for it to inherit"
+                    } else {
+                        ""
+                    }
+                )));
+            }
+        };
+        out.push((
+            name.clone(),
+            Limit {
+                max: spec.max,
+                window,
+            },
+        ));
+    }
+    Ok(out)
+}
+
+fn amounts(limits: &[(String, Limit)]) -> Vec<(String, u64)> {
+    limits.iter().map(|(n, l)| (n.clone(), l.max)).collect()
+}
+
+/// The node row and its limits.
+fn node_ops(id: &str, n: &Node, now: i64) -> Vec<WriteOp> {
+    vec![
+        WriteOp::UpsertNode {
+            id: id.to_owned(),
+            parent: n.parent.as_deref().map(str::to_owned),
+            state: n.state,
+            name: n.name.clone(),
+            description: n.description.clone(),
+            created_at: n.created_at,
+            updated_at: now,
+        },
+        WriteOp::ReplaceLimits {
+            node_id: id.to_owned(),
+            limits: n
+                .resources
+                .iter()
+                .map(|r| (r.name.to_string(), r.limit()))
+                .collect(),
+        },
+    ]
+}
+
+/// A node's spec as audit JSON.
+fn node_json(n: &Node) -> serde_json::Value {
+    let limits: serde_json::Map<String, serde_json::Value> = n
+        .resources
+        .iter()
+        .map(|r| {
+            (
+                r.name.to_string(),
+                json!({"max": r.max, "window": r.window().as_str()}),
+            )
+        })
+        .collect();
+    json!({
+        "parent": n.parent.as_deref(),
+        "state": n.state.as_str(),
+        "name": n.name,
+        "description": n.description,
+        "limits": limits,
+    })
+}
+
+fn usage_json(n: &Node, now: i64, auto_reset: bool) -> serde_json::Value {
+    let usage: serde_json::Map<String, serde_json::Value> = n
+        .resources
+        .iter()
+        .map(|r| {
+            let (period, used) = r.used_at(now, auto_reset);
+            (
+                r.name.to_string(),
+                json!({"period": period.key(), "used": used}),
+            )
+        })
+        .collect();
+    json!({ "usage": usage })
+}
+
+fn validate_grant(subject: &str, role: &str) -> Result<(), QuotaError> {
+    if subject.is_empty() || subject.len() > 512 || subject.chars().any(char::is_control) {
+        return Err(QuotaError::Invalid(
+            "subject must be 1-512 printable characters".into(),
+        ));
+    }
+    if !ROLES.contains(&role) {
+        return Err(QuotaError::Invalid(format!(
+            "role {role:?} is unknown; expected reader, reporter or admin"
+        )));
+    }
+    Ok(())
 }

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use common::TestApp;
 use quota_service::app;
-use quota_service::domain::tenant::QuotaType;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -78,15 +77,13 @@ async fn concurrent_increments_are_exact_in_memory_and_in_the_database() {
     for (t, (messages, bytes)) in expected.iter().enumerate() {
         let id = format!("tenant-{t}");
         assert_eq!(
-            db.stored_usage(&id, QuotaType::Messages, "2026-11-22")
+            db.stored_usage(&id, "messages", "2026-11-22")
                 .await
                 .unwrap(),
             Some(*messages)
         );
         assert_eq!(
-            db.stored_usage(&id, QuotaType::Bandwidth, "2026-11")
-                .await
-                .unwrap(),
+            db.stored_usage(&id, "bandwidth", "2026-11").await.unwrap(),
             Some(*bytes)
         );
     }

@@ -9,7 +9,6 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::process::ServiceProcess;
-use quota_service::domain::tenant::QuotaType;
 use quota_service::domain::window::Window;
 use quota_service::persistence::SqliteStore;
 use serde_json::{Value, json};
@@ -110,10 +109,7 @@ async fn sigkill_keeps_what_was_flushed() {
     let db = SqliteStore::open(&data.join("quotas.db")).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let stored = db
-            .stored_usage("acme", QuotaType::Messages, &day)
-            .await
-            .unwrap();
+        let stored = db.stored_usage("acme", "messages", &day).await.unwrap();
         if stored == Some(FLUSHED) {
             break;
         }

@@ -7,7 +7,6 @@ mod common;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use common::{TestApp, assert_error};
-use quota_service::domain::tenant::QuotaType;
 use serde_json::{Value, json};
 
 const GIB: u64 = 1024 * 1024 * 1024;
@@ -289,7 +288,7 @@ async fn reset_zeroes_the_current_periods_and_is_durable_at_once() {
     app.quotas.flush().await.unwrap();
     let db = app.quotas.database();
     assert_eq!(
-        db.stored_usage("acme", QuotaType::Messages, "2026-11-22")
+        db.stored_usage("acme", "messages", "2026-11-22")
             .await
             .unwrap(),
         Some(7)
@@ -303,13 +302,13 @@ async fn reset_zeroes_the_current_periods_and_is_durable_at_once() {
     );
     // In the database before the call answered, without a flush.
     assert_eq!(
-        db.stored_usage("acme", QuotaType::Messages, "2026-11-22")
+        db.stored_usage("acme", "messages", "2026-11-22")
             .await
             .unwrap(),
         Some(0)
     );
     assert_eq!(
-        db.stored_usage("acme", QuotaType::Bandwidth, "2026-11")
+        db.stored_usage("acme", "bandwidth", "2026-11")
             .await
             .unwrap(),
         Some(0)
@@ -676,19 +675,19 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
     app.quotas.flush().await.unwrap();
     let db = app.quotas.database();
     assert_eq!(
-        db.stored_usage("acme", QuotaType::Messages, "2026-11-22")
+        db.stored_usage("acme", "messages", "2026-11-22")
             .await
             .unwrap(),
         Some(3)
     );
     assert_eq!(
-        db.stored_usage("big", QuotaType::Messages, "2026-11-22")
+        db.stored_usage("big", "messages", "2026-11-22")
             .await
             .unwrap(),
         Some(0)
     );
     assert_eq!(
-        db.stored_usage("big", QuotaType::Bandwidth, "2026-11")
+        db.stored_usage("big", "bandwidth", "2026-11")
             .await
             .unwrap(),
         Some(i64::MAX as u64)

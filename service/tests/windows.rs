@@ -5,7 +5,6 @@
 mod common;
 
 use common::{TestApp, at};
-use quota_service::domain::tenant::QuotaType;
 use serde_json::{Value, json};
 
 async fn inc(app: &TestApp, tenant: &str, messages: u64, bytes: u64) -> Value {
@@ -19,7 +18,7 @@ async fn inc(app: &TestApp, tenant: &str, messages: u64, bytes: u64) -> Value {
     m
 }
 
-async fn stored(app: &TestApp, tenant: &str, q: QuotaType, period: &str) -> Option<u64> {
+async fn stored(app: &TestApp, tenant: &str, q: &str, period: &str) -> Option<u64> {
     app.quotas
         .database()
         .stored_usage(tenant, q, period)
@@ -41,16 +40,16 @@ async fn a_day_change_restarts_messages_and_keeps_bandwidth() {
 
     app.quotas.flush().await.unwrap();
     assert_eq!(
-        stored(&app, "acme", QuotaType::Messages, "2026-11-22").await,
+        stored(&app, "acme", "messages", "2026-11-22").await,
         Some(7),
         "history row stays"
     );
     assert_eq!(
-        stored(&app, "acme", QuotaType::Messages, "2026-11-23").await,
+        stored(&app, "acme", "messages", "2026-11-23").await,
         Some(2)
     );
     assert_eq!(
-        stored(&app, "acme", QuotaType::Bandwidth, "2026-11").await,
+        stored(&app, "acme", "bandwidth", "2026-11").await,
         Some(150)
     );
 }
@@ -76,21 +75,18 @@ async fn a_month_change_restarts_both() {
 
     app.quotas.flush().await.unwrap();
     assert_eq!(
-        stored(&app, "acme", QuotaType::Messages, "2026-11-30").await,
+        stored(&app, "acme", "messages", "2026-11-30").await,
         Some(4)
     );
     assert_eq!(
-        stored(&app, "acme", QuotaType::Bandwidth, "2026-11").await,
+        stored(&app, "acme", "bandwidth", "2026-11").await,
         Some(1001)
     );
     assert_eq!(
-        stored(&app, "acme", QuotaType::Messages, "2026-12-01").await,
+        stored(&app, "acme", "messages", "2026-12-01").await,
         Some(1)
     );
-    assert_eq!(
-        stored(&app, "acme", QuotaType::Bandwidth, "2026-12").await,
-        Some(10)
-    );
+    assert_eq!(stored(&app, "acme", "bandwidth", "2026-12").await, Some(10));
 }
 
 #[tokio::test]
@@ -115,7 +111,7 @@ async fn an_idle_tenant_reads_zero_in_a_new_period_and_after_restart() {
         (0, "2027-01-01".to_owned())
     );
     assert_eq!(
-        stored(&app, "acme", QuotaType::Messages, "2026-11-22").await,
+        stored(&app, "acme", "messages", "2026-11-22").await,
         Some(5)
     );
 }
@@ -130,7 +126,7 @@ async fn several_rollovers_between_flushes_keep_every_period() {
     app.quotas.flush().await.unwrap();
     for (day, n) in [("2026-11-22", 1), ("2026-11-23", 2), ("2026-11-24", 3)] {
         assert_eq!(
-            stored(&app, "acme", QuotaType::Messages, day).await,
+            stored(&app, "acme", "messages", day).await,
             Some(n),
             "{day}"
         );

@@ -11,16 +11,19 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::domain::counter::Overflow;
+use crate::domain::node::Refusal;
 use crate::domain::tenant_id::TenantIdError;
 use crate::persistence::StoreError;
+use crate::quotas::QuotaError;
 
 /// An error answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AppError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Extra machine-readable detail (e.g. what is missing for a 409).
+    pub details: Option<serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -32,6 +35,8 @@ struct Body<'a> {
 struct Inner<'a> {
     code: &'a str,
     message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<&'a serde_json::Value>,
 }
 
 impl AppError {
@@ -40,6 +45,7 @@ impl AppError {
             status,
             code,
             message: message.into(),
+            details: None,
         }
     }
 
@@ -58,6 +64,7 @@ impl IntoResponse for AppError {
             error: Inner {
                 code: self.code,
                 message: &self.message,
+                details: self.details.as_ref(),
             },
         };
         (self.status, Json(body)).into_response()
@@ -107,13 +114,51 @@ impl From<TenantIdError> for AppError {
     }
 }
 
-impl From<Overflow> for AppError {
-    fn from(e: Overflow) -> Self {
-        AppError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "counter_overflow",
-            e.to_string(),
-        )
+impl From<QuotaError> for AppError {
+    fn from(e: QuotaError) -> Self {
+        let message = e.to_string();
+        match e {
+            QuotaError::NotFound(_) => AppError::not_found("node_not_found", message),
+            QuotaError::Invalid(_) => {
+                AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", message)
+            }
+            QuotaError::ParentNotFound(_) => {
+                AppError::new(StatusCode::CONFLICT, "parent_not_found", message)
+            }
+            QuotaError::DoesNotFit { shortages, .. } => {
+                let mut err = AppError::new(StatusCode::CONFLICT, "does_not_fit", message);
+                err.details = Some(serde_json::json!({
+                    "shortages": shortages.iter().map(|s| serde_json::json!({
+                        "resource": s.resource,
+                        "requested": s.requested,
+                        "available": s.available,
+                        "missing": s.requested.saturating_sub(s.available),
+                    })).collect::<Vec<_>>()
+                }));
+                err
+            }
+            QuotaError::Conflict { code, .. } => AppError::new(StatusCode::CONFLICT, code, message),
+            QuotaError::Refused(r) => r.into(),
+            QuotaError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<Refusal> for AppError {
+    fn from(r: Refusal) -> Self {
+        let message = r.to_string();
+        let (status, code) = match &r {
+            Refusal::Suspended { .. } => (StatusCode::FORBIDDEN, "node_suspended"),
+            Refusal::Deleted { .. } => (StatusCode::GONE, "node_deleted"),
+            Refusal::UnknownResource { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "unknown_resource")
+            }
+            Refusal::Capacity { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "capacity_resource"),
+            Refusal::NotCapacity { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "not_a_capacity"),
+            Refusal::Exhausted { .. } => (StatusCode::TOO_MANY_REQUESTS, "quota_exhausted"),
+            Refusal::Overflow { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "counter_overflow"),
+        };
+        AppError::new(status, code, message)
     }
 }
 

@@ -29,6 +29,9 @@ use crate::quotas::{LimitsUpdate, Quotas};
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
+/// Who the audit log names until callers authenticate (access control).
+pub const ACTOR: &str = "anonymous";
+
 /// Body of `increment` and `check`.
 #[derive(Debug, Deserialize)]
 pub struct UsageRequest {
@@ -205,7 +208,7 @@ pub async fn set_limits(
             )));
         }
     }
-    let view = quotas.set_limits(&req.tenant_id, update).await?;
+    let view = quotas.set_limits(ACTOR, &req.tenant_id, update).await?;
     Ok(Json(QuotaMetrics::new(req.tenant_id, &view)))
 }
 
@@ -234,7 +237,7 @@ pub async fn reset(
 ) -> Result<Json<QuotaMetrics>, AppError> {
     validate_tenant_id(&tenant_id)?;
     let view = quotas
-        .reset(&tenant_id)
+        .reset(ACTOR, &tenant_id)
         .await?
         .ok_or_else(|| unknown(&tenant_id))?;
     Ok(Json(QuotaMetrics::new(tenant_id, &view)))

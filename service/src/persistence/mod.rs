@@ -7,7 +7,7 @@
 
 pub mod sqlite;
 
-pub use sqlite::SqliteStore;
+pub use sqlite::{AuditEntry, AuditRecord, GrantRow, SqliteStore, WriteOp};
 
 /// A persistence operation that failed.
 #[derive(Debug, thiserror::Error)]
