@@ -7,13 +7,14 @@ mod error;
 mod extract;
 pub mod flat;
 mod health;
+pub mod v1;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 
 pub use error::AppError;
 
@@ -21,6 +22,8 @@ use crate::quotas::Quotas;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Largest accepted batch body (`POST /api/v1/usage/batch`).
+pub const MAX_BATCH_BODY_BYTES: usize = 1024 * 1024;
 
 /// The quota service's router.
 pub fn app(quotas: Arc<Quotas>) -> Router {
@@ -32,6 +35,28 @@ pub fn app(quotas: Arc<Quotas>) -> Router {
         .route("/api/quota/limits", post(flat::set_limits))
         .route("/api/quota/{tenant_id}", get(flat::get_tenant))
         .route("/api/quota/{tenant_id}/reset", post(flat::reset))
+        .route("/api/v1/quotas", get(v1::list))
+        .route(
+            "/api/v1/quotas/{id}",
+            put(v1::put).get(v1::get).delete(v1::delete),
+        )
+        .route("/api/v1/quotas/{id}/allocate", post(v1::allocate))
+        .route("/api/v1/quotas/{id}/consume", post(v1::consume))
+        .route("/api/v1/quotas/{id}/usage/allocate", post(v1::claim))
+        .route(
+            "/api/v1/quotas/{id}/usage/{resource_id}",
+            delete(v1::release),
+        )
+        .route("/api/v1/quotas/{id}/state", post(v1::set_state))
+        .route("/api/v1/quotas/{id}/permissions", get(v1::grants))
+        .route("/api/v1/quotas/{id}/permissions/grant", post(v1::grant))
+        .route("/api/v1/quotas/{id}/permissions/revoke", post(v1::revoke))
+        .route("/api/v1/quotas/{id}/audit", get(v1::audit))
+        .route(
+            "/api/v1/usage/batch",
+            post(v1::batch).layer(DefaultBodyLimit::max(MAX_BATCH_BODY_BYTES)),
+        )
+        .route("/api/v1/snapshot", get(v1::snapshot))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

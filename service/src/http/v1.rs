@@ -1,0 +1,719 @@
+//! The hierarchical API under `/api/v1`.
+//!
+//! | route | does |
+//! |---|---|
+//! | `PUT /api/v1/quotas/{id}` | create or update a node idempotently (201 created, 200 updated; 409 when it does not fit) |
+//! | `GET /api/v1/quotas/{id}` | the node with per-resource usage, allocated, available, children, state |
+//! | `GET /api/v1/quotas?limit=&after=` | nodes sorted by id, paged |
+//! | `DELETE /api/v1/quotas/{id}` | soft delete (409 while it has children) |
+//! | `POST /api/v1/quotas/{id}/allocate` | create a child of this node (409 with what is missing) |
+//! | `POST /api/v1/quotas/{id}/consume` | atomic check-and-increment; 429 with `retry_after_secs` when refused |
+//! | `POST /api/v1/quotas/{id}/usage/allocate` | claim capacity, idempotent per `resource_id` |
+//! | `DELETE /api/v1/quotas/{id}/usage/{resource_id}` | release a claim |
+//! | `POST /api/v1/quotas/{id}/state` | `active` or `suspended` |
+//! | `POST /api/v1/quotas/{id}/permissions/grant` / `revoke`, `GET .../permissions` | grants |
+//! | `GET /api/v1/quotas/{id}/audit?limit=&after=` | the audit trail, newest first, paged |
+//! | `POST /api/v1/usage/batch` | many increments (or consumes) in one request, answered in order |
+//! | `GET /api/v1/snapshot?since=N` | nodes changed since version N, and the new version |
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::error::AppError;
+use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::flat::ACTOR;
+use crate::counters::{Claim, NodeView};
+use crate::domain::calendar::rfc3339;
+use crate::domain::counter::MAX_COUNT;
+use crate::domain::node::{NodeState, Refusal};
+use crate::domain::tenant_id::{validate_id, validate_node_id};
+use crate::domain::window::Window;
+use crate::persistence::AuditEntry;
+use crate::quotas::{ClaimSpec, LimitSpec, NodeSpec, QuotaError, Quotas};
+
+/// Most items in one batch request.
+pub const MAX_BATCH_ITEMS: usize = 10_000;
+/// Largest page of a list.
+pub const MAX_PAGE: usize = 1_000;
+
+// === request bodies ===
+
+#[derive(Debug, Deserialize)]
+pub struct LimitBody {
+    pub max: u64,
+    /// Optional for a child (inherited from the parent) and for the
+    /// built-in resources.
+    pub window: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PutBody {
+    pub parent: Option<String>,
+    #[serde(default)]
+    pub limits: BTreeMap<String, LimitBody>,
+    pub state: Option<String>,
+    pub name: Option<String>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AllocateBody {
+    pub id: String,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    #[serde(default)]
+    pub limits: BTreeMap<String, LimitBody>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct UsageBody {
+    pub usage: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ClaimBody {
+    pub resource: String,
+    pub resource_id: String,
+    pub amount: u64,
+    pub reason: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct StateBody {
+    pub state: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct GrantBody {
+    pub subject: String,
+    pub role: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PageQuery {
+    pub limit: Option<usize>,
+    pub after: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AuditQuery {
+    pub limit: Option<u32>,
+    pub after: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SnapshotQuery {
+    #[serde(default)]
+    pub since: u64,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchMode {
+    /// Always count (tracking), like the flat `increment`.
+    #[default]
+    Increment,
+    /// Check-and-increment per item.
+    Consume,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct BatchBody {
+    #[serde(default)]
+    pub mode: BatchMode,
+    pub items: Vec<BatchItem>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct BatchItem {
+    pub id: String,
+    pub usage: BTreeMap<String, u64>,
+}
+
+// === response bodies ===
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct ResourceBody {
+    pub max: u64,
+    pub window: String,
+    pub used: u64,
+    pub subtree_used: u64,
+    pub allocated: u64,
+    pub available: u64,
+    pub period: String,
+    pub reset_at: Option<String>,
+    pub exceeded: bool,
+    pub overcommitted: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct NodeBody {
+    pub id: String,
+    pub parent: Option<String>,
+    pub state: String,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub resources: BTreeMap<String, ResourceBody>,
+    pub children: Vec<String>,
+    pub claims: usize,
+    pub exceeded: bool,
+    pub overcommitted: bool,
+    pub version: u64,
+    pub created_at: String,
+    pub last_updated: Option<String>,
+}
+
+impl From<&NodeView> for NodeBody {
+    fn from(v: &NodeView) -> Self {
+        NodeBody {
+            id: v.id.clone(),
+            parent: v.parent.clone(),
+            state: v.state.as_str().to_owned(),
+            name: v.name.clone(),
+            description: v.description.clone(),
+            resources: v
+                .resources
+                .iter()
+                .map(|r| {
+                    (
+                        r.name.clone(),
+                        ResourceBody {
+                            max: r.max,
+                            window: r.window.as_str().to_owned(),
+                            used: r.used,
+                            subtree_used: r.subtree_used,
+                            allocated: r.allocated,
+                            available: r.available,
+                            period: r.period.key(),
+                            reset_at: r.reset_at.map(rfc3339),
+                            exceeded: r.exceeded,
+                            overcommitted: r.overcommitted,
+                        },
+                    )
+                })
+                .collect(),
+            children: v.children.clone(),
+            claims: v.claims,
+            exceeded: v.exceeded(),
+            overcommitted: v.overcommitted(),
+            version: v.version,
+            created_at: rfc3339(v.created_at),
+            last_updated: v.last_updated.map(rfc3339),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `after` for the next page; null on the last page.
+    pub next_after: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ClaimResponse {
+    pub id: String,
+    pub resource_id: String,
+    pub resource: String,
+    pub amount: u64,
+    pub reason: String,
+    pub created_at: String,
+    /// False when the same claim existed already (idempotent repeat).
+    pub created: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AuditBody {
+    pub id: i64,
+    pub ts: String,
+    pub actor: String,
+    pub action: String,
+    pub node_id: String,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+}
+
+impl From<AuditEntry> for AuditBody {
+    fn from(e: AuditEntry) -> Self {
+        AuditBody {
+            id: e.id,
+            ts: rfc3339(e.record.ts),
+            actor: e.record.actor,
+            action: e.record.action,
+            node_id: e.record.node_id,
+            before: e.record.before,
+            after: e.record.after,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct BatchResult {
+    pub id: String,
+    pub status: u16,
+    pub allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<BatchError>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BatchError {
+    pub code: &'static str,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_secs: Option<u64>,
+}
+
+// === handlers ===
+
+fn check_id(id: &str) -> Result<(), AppError> {
+    validate_node_id(id).map_err(|e| AppError::bad_request("invalid_id", e.to_string()))
+}
+
+fn node_spec(
+    parent: Option<String>,
+    limits: BTreeMap<String, LimitBody>,
+    state: Option<String>,
+    name: Option<String>,
+    description: Option<String>,
+) -> Result<NodeSpec, AppError> {
+    let invalid = |m: String| AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", m);
+    if let Some(p) = &parent {
+        validate_id("parent", p, crate::domain::tenant_id::MAX_NODE_ID_LEN)
+            .map_err(|e| invalid(e.to_string()))?;
+    }
+    let state = match state.as_deref() {
+        None => None,
+        Some("active") => Some(NodeState::Active),
+        Some("suspended") => Some(NodeState::Suspended),
+        Some(other) => {
+            return Err(invalid(format!(
+                "state {other:?} is not active or suspended"
+            )));
+        }
+    };
+    for (field, v) in [("name", &name), ("description", &description)] {
+        if v.as_ref().is_some_and(|s| s.chars().count() > 1024) {
+            return Err(invalid(format!("{field} is longer than 1024 characters")));
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (resource, l) in limits {
+        let window = match l.window.as_deref() {
+            None => None,
+            Some(w) => Some(
+                w.parse::<Window>()
+                    .map_err(|e| invalid(format!("limits.{resource}.window: {e}")))?,
+            ),
+        };
+        if l.max > MAX_COUNT {
+            return Err(invalid(format!(
+                "limits.{resource}.max is {}; the maximum is {MAX_COUNT}",
+                l.max
+            )));
+        }
+        out.insert(resource, LimitSpec { max: l.max, window });
+    }
+    Ok(NodeSpec {
+        parent,
+        limits: out,
+        state,
+        name,
+        description,
+    })
+}
+
+pub async fn put(
+    State(q): State<Arc<Quotas>>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<PutBody>,
+) -> Result<Response, AppError> {
+    check_id(&id)?;
+    let spec = node_spec(
+        body.parent,
+        body.limits,
+        body.state,
+        body.name,
+        body.description,
+    )?;
+    let (view, created) = q.put(ACTOR, &id, spec).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(NodeBody::from(&view))).into_response())
+}
+
+pub async fn get(
+    State(q): State<Arc<Quotas>>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<NodeBody>, AppError> {
+    check_id(&id)?;
+    let view = q.node(&id).ok_or(QuotaError::NotFound(id))?;
+    Ok(Json(NodeBody::from(&view)))
+}
+
+pub async fn list(
+    State(q): State<Arc<Quotas>>,
+    ApiQuery(page): ApiQuery<PageQuery>,
+) -> Result<Json<Page<NodeBody>>, AppError> {
+    let limit = page.limit.unwrap_or(100);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(AppError::bad_request(
+            "invalid_query",
+            format!("limit must be 1-{MAX_PAGE}"),
+        ));
+    }
+    let (items, next) = q.list_nodes(limit, page.after.as_deref());
+    Ok(Json(Page {
+        items: items.iter().map(NodeBody::from).collect(),
+        next_after: next.map(serde_json::Value::String),
+    }))
+}
+
+pub async fn delete(
+    State(q): State<Arc<Quotas>>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<NodeBody>, AppError> {
+    check_id(&id)?;
+    let view = q.delete(ACTOR, &id).await?;
+    Ok(Json(NodeBody::from(&view)))
+}
+
+pub async fn allocate(
+    State(q): State<Arc<Quotas>>,
+    ApiPath(parent): ApiPath<String>,
+    ApiJson(body): ApiJson<AllocateBody>,
+) -> Result<Response, AppError> {
+    check_id(&parent)?;
+    check_id(&body.id)?;
+    let spec = node_spec(None, body.limits, None, body.name, body.description)?;
+    let view = q.allocate(ACTOR, &parent, &body.id, spec).await?;
+    Ok((StatusCode::CREATED, Json(NodeBody::from(&view))).into_response())
+}
+
+fn usage_pairs(usage: &BTreeMap<String, u64>) -> Result<Vec<(&str, u64)>, AppError> {
+    if usage.is_empty() {
+        return Err(AppError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            "usage must name at least one resource",
+        ));
+    }
+    usage
+        .iter()
+        .map(|(r, &n)| {
+            if n > MAX_COUNT {
+                Err(AppError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_body",
+                    format!("usage.{r} is {n}; the maximum is {MAX_COUNT}"),
+                ))
+            } else {
+                Ok((r.as_str(), n))
+            }
+        })
+        .collect()
+}
+
+pub async fn consume(
+    State(q): State<Arc<Quotas>>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<UsageBody>,
+) -> Result<Response, AppError> {
+    check_id(&id)?;
+    let usage = usage_pairs(&body.usage)?;
+    match q.consume(&id, &usage) {
+        Ok(()) => Ok(
+            Json(serde_json::json!({"allowed": true, "id": id, "usage": body.usage}))
+                .into_response(),
+        ),
+        Err(QuotaError::Refused(r)) => Ok(refusal_response(&id, r)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A refused consume: `allowed: false` with the reason, plus the error
+/// envelope every error has; 429 with `Retry-After` when a window reset will
+/// help, 403 when a node is suspended.
+fn refusal_response(id: &str, r: Refusal) -> Response {
+    let err = AppError::from(r.clone());
+    let (resource, requested, available, retry) = match &r {
+        Refusal::Exhausted {
+            resource,
+            requested,
+            available,
+            retry_after_secs,
+        } => (
+            Some(resource.clone()),
+            Some(*requested),
+            Some(*available),
+            *retry_after_secs,
+        ),
+        Refusal::UnknownResource { resource }
+        | Refusal::Capacity { resource }
+        | Refusal::NotCapacity { resource }
+        | Refusal::Overflow { resource } => (Some(resource.clone()), None, None, None),
+        Refusal::Suspended { .. } | Refusal::Deleted { .. } => (None, None, None, None),
+    };
+    let body = serde_json::json!({
+        "allowed": false,
+        "id": id,
+        "resource": resource,
+        "reason": err.code,
+        "requested": requested,
+        "available": available,
+        "retry_after_secs": retry,
+        "error": {"code": err.code, "message": err.message},
+    });
+    let mut resp = (err.status, Json(body)).into_response();
+    if let Some(secs) = retry
+        && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+    {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
+}
+
+pub async fn claim(
+    State(q): State<Arc<Quotas>>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<ClaimBody>,
+) -> Result<Response, AppError> {
+    check_id(&id)?;
+    validate_id(
+        "resource_id",
+        &body.resource_id,
+        crate::domain::tenant_id::MAX_NODE_ID_LEN,
+    )
+    .map_err(|e| {
+        AppError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            e.to_string(),
+        )
+    })?;
+    if body.amount > MAX_COUNT
+        || body.reason.trim().is_empty()
+        || body.reason.chars().count() > 1024
+    {
+        return Err(AppError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            "amount must be at most 2^63-1 and reason 1-1024 characters",
+        ));
+    }
+    let spec = ClaimSpec {
+        resource: body.resource,
+        resource_id: body.resource_id.clone(),
+        amount: body.amount,
+        reason: body.reason,
+    };
+    match q.claim(ACTOR, &id, spec).await {
+        Ok((c, created)) => {
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok((
+                status,
+                Json(claim_response(&id, &body.resource_id, c, created)),
+            )
+                .into_response())
+        }
+        Err(QuotaError::Refused(r)) => Ok(refusal_response(&id, r)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn claim_response(id: &str, resource_id: &str, c: Claim, created: bool) -> ClaimResponse {
+    ClaimResponse {
+        id: id.to_owned(),
+        resource_id: resource_id.to_owned(),
+        resource: c.resource,
+        amount: c.amount,
+        reason: c.reason,
+        created_at: rfc3339(c.created_at),
+        created,
+    }
+}
+
+pub async fn release(
+    State(q): State<Arc<Quotas>>,
+    ApiPath((id, resource_id)): ApiPath<(String, String)>,
+) -> Result<Json<ClaimResponse>, AppError> {
+    check_id(&id)?;
+    let c = q.release(ACTOR, &id, &resource_id).await?;
+    Ok(Json(claim_response(&id, &resource_id, c, false)))
+}
+
+pub async fn set_state(
+    State(q): State<Arc<Quotas>>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<StateBody>,
+) -> Result<Json<NodeBody>, AppError> {
+    check_id(&id)?;
+    let state = match body.state.as_str() {
+        "active" => NodeState::Active,
+        "suspended" => NodeState::Suspended,
+        other => {
+            return Err(AppError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                format!("state {other:?} is not active or suspended"),
+            ));
+        }
+    };
+    let view = q.set_state(ACTOR, &id, state).await?;
+    Ok(Json(NodeBody::from(&view)))
+}
+
+pub async fn grant(
+    State(q): State<Arc<Quotas>>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<GrantBody>,
+) -> Result<Response, AppError> {
+    check_id(&id)?;
+    let created = q.grant(ACTOR, &id, &body.subject, &body.role).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let out = serde_json::json!({"id": id, "subject": body.subject, "role": body.role, "created": created});
+    Ok((status, Json(out)).into_response())
+}
+
+pub async fn revoke(
+    State(q): State<Arc<Quotas>>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<GrantBody>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    check_id(&id)?;
+    q.revoke(ACTOR, &id, &body.subject, &body.role).await?;
+    Ok(Json(
+        serde_json::json!({"id": id, "subject": body.subject, "role": body.role, "revoked": true}),
+    ))
+}
+
+pub async fn grants(
+    State(q): State<Arc<Quotas>>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    check_id(&id)?;
+    let rows = q.grants(&id).await?;
+    let items: Vec<_> = rows
+        .into_iter()
+        .map(|g| serde_json::json!({"subject": g.subject, "role": g.role, "created_at": rfc3339(g.created_at)}))
+        .collect();
+    Ok(Json(serde_json::json!({"id": id, "items": items})))
+}
+
+pub async fn audit(
+    State(q): State<Arc<Quotas>>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(page): ApiQuery<AuditQuery>,
+) -> Result<Json<Page<AuditBody>>, AppError> {
+    check_id(&id)?;
+    let limit = page.limit.unwrap_or(50);
+    if limit == 0 || limit as usize > MAX_PAGE {
+        return Err(AppError::bad_request(
+            "invalid_query",
+            format!("limit must be 1-{MAX_PAGE}"),
+        ));
+    }
+    let rows = q.audit_log(&id, limit + 1, page.after).await?;
+    let more = rows.len() > limit as usize;
+    let items: Vec<AuditBody> = rows
+        .into_iter()
+        .take(limit as usize)
+        .map(AuditBody::from)
+        .collect();
+    let next_after = more
+        .then(|| items.last().map(|a| serde_json::Value::from(a.id)))
+        .flatten();
+    Ok(Json(Page { items, next_after }))
+}
+
+pub async fn batch(
+    State(q): State<Arc<Quotas>>,
+    ApiJson(body): ApiJson<BatchBody>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    if body.items.is_empty() || body.items.len() > MAX_BATCH_ITEMS {
+        return Err(AppError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            format!("items must hold 1-{MAX_BATCH_ITEMS} entries"),
+        ));
+    }
+    let mut counted = 0usize;
+    let results: Vec<BatchResult> = body
+        .items
+        .iter()
+        .map(|item| {
+            let outcome = check_id(&item.id)
+                .and_then(|()| usage_pairs(&item.usage))
+                .map_err(|e| (e, None))
+                .and_then(|usage| {
+                    let r = match body.mode {
+                        BatchMode::Increment => q.increment_node(&item.id, &usage),
+                        BatchMode::Consume => q.consume(&item.id, &usage),
+                    };
+                    r.map_err(|e| {
+                        let retry = match &e {
+                            QuotaError::Refused(Refusal::Exhausted {
+                                retry_after_secs, ..
+                            }) => *retry_after_secs,
+                            _ => None,
+                        };
+                        (AppError::from(e), retry)
+                    })
+                });
+            match outcome {
+                Ok(()) => {
+                    counted += 1;
+                    BatchResult {
+                        id: item.id.clone(),
+                        status: 200,
+                        allowed: true,
+                        error: None,
+                    }
+                }
+                Err((e, retry_after_secs)) => BatchResult {
+                    id: item.id.clone(),
+                    status: e.status.as_u16(),
+                    allowed: false,
+                    error: Some(BatchError {
+                        code: e.code,
+                        message: e.message,
+                        retry_after_secs,
+                    }),
+                },
+            }
+        })
+        .collect();
+    Ok(Json(
+        serde_json::json!({"counted": counted, "results": results}),
+    ))
+}
+
+pub async fn snapshot(
+    State(q): State<Arc<Quotas>>,
+    ApiQuery(s): ApiQuery<SnapshotQuery>,
+) -> Json<serde_json::Value> {
+    let (version, nodes) = q.snapshot(s.since);
+    let nodes: Vec<NodeBody> = nodes.iter().map(NodeBody::from).collect();
+    Json(serde_json::json!({
+        "instance_id": q.instance_id(),
+        "version": version,
+        "nodes": nodes,
+    }))
+}
