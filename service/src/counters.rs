@@ -796,6 +796,22 @@ impl CounterStore {
         Some(out)
     }
 
+    /// Like [`CounterStore::update`] for a fallible change: records a change
+    /// only when `f` succeeds (a refused claim changes nothing).
+    pub fn try_update<T, E>(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut Node, i64) -> Result<T, E>,
+    ) -> Option<Result<T, E>> {
+        let now = self.now();
+        let mut e = self.nodes.get_mut(id)?;
+        let out = f(&mut e.node, now);
+        if out.is_ok() {
+            e.version = self.next_version();
+        }
+        Some(out)
+    }
+
     /// Reserves a child's limits from `parent` (all or nothing).
     pub fn reserve(&self, parent: &str, wants: &[(String, Limit)]) -> Result<(), ReserveFailure> {
         let now = self.now();

@@ -895,7 +895,7 @@ impl Quotas {
         let now = self.now();
         // 1. Take the capacity.
         self.counters
-            .update(id, |n, _, now| n.claim(&spec.resource, spec.amount, now))
+            .try_update(id, |n, now| n.claim(&spec.resource, spec.amount, now))
             .ok_or_else(|| QuotaError::NotFound(id.to_owned()))??;
         let claim = Claim {
             resource: spec.resource.clone(),
