@@ -222,7 +222,9 @@ impl CounterStore {
     /// reservations are derived from the parents named by the nodes.
     pub fn load(&self, nodes: impl IntoIterator<Item = LoadedNode>) {
         let nodes: Vec<LoadedNode> = nodes.into_iter().collect();
-        let mut reservations: Vec<(String, String, Vec<(String, u64)>)> = Vec::new();
+        // (parent, child, [(resource, max)]) for every live child.
+        type Reservation = (String, String, Vec<(String, u64)>);
+        let mut reservations: Vec<Reservation> = Vec::new();
         for n in &nodes {
             if let (Some(parent), false) = (&n.node.parent, n.node.state == NodeState::Deleted) {
                 let wants = n
@@ -766,9 +768,9 @@ impl CounterStore {
 impl CounterStore {
     /// Inserts a node that the database already holds. Fails (returning the
     /// node) if the id was taken meanwhile.
-    pub fn insert_node(&self, id: &str, node: Node) -> Result<(), Node> {
+    pub fn insert_node(&self, id: &str, node: Node) -> Result<(), Box<Node>> {
         match self.nodes.entry(id.into()) {
-            dashmap::Entry::Occupied(_) => Err(node),
+            dashmap::Entry::Occupied(_) => Err(Box::new(node)),
             dashmap::Entry::Vacant(v) => {
                 v.insert(Entry {
                     node,

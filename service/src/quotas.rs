@@ -523,7 +523,7 @@ impl Quotas {
         } else if let Err(node) = self.counters.insert_node(id, node) {
             // A flat increment created the id meanwhile: keep ours, which is
             // what the database now holds.
-            self.counters.update(id, |n, _, _| *n = node);
+            self.counters.update(id, |n, _, _| *n = *node);
         }
         if let Some(p) = &spec.parent {
             self.counters.update(p, |n, _, _| n.add_child(id));
@@ -858,7 +858,13 @@ impl Quotas {
             self.counters.mark_dirty(p);
         }
         self.counters.update(id, |n, c, now| {
+            // The claims moved to the parent; so did the capacity they held.
             c.clear();
+            for r in &mut n.resources {
+                if r.window() == Window::None {
+                    r.counter.used = 0;
+                }
+            }
             n.last_updated = Some(now);
         });
         self.counters
@@ -905,6 +911,7 @@ impl Quotas {
         };
         // 2. Write it.
         let ops = [
+            WriteOp::Touch { node_id: id.to_owned(), at: now },
             WriteOp::InsertClaim { node_id: id.to_owned(), resource_id: spec.resource_id.clone(), claim: claim.clone() },
             self.audit(actor, "claim", id, None, Some(json!({"resource_id": spec.resource_id, "resource": spec.resource, "amount": spec.amount, "reason": spec.reason}))),
         ];
@@ -937,6 +944,7 @@ impl Quotas {
             message: format!("{id:?} holds no claim {resource_id:?} (claims of a deleted node move to its parent)"),
         })?;
         let ops = [
+            WriteOp::Touch { node_id: id.to_owned(), at: self.now() },
             WriteOp::DeleteClaim { node_id: id.to_owned(), resource_id: resource_id.to_owned() },
             self.audit(actor, "release", id, Some(json!({"resource_id": resource_id, "resource": claim.resource, "amount": claim.amount, "reason": claim.reason})), None),
         ];

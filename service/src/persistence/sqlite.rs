@@ -75,6 +75,11 @@ pub enum WriteOp {
     },
     /// Usage rows (absolute values), e.g. a reset.
     Usage(Vec<UsageRow>),
+    /// Moves a node's `updated_at` (a change that is not in its row, e.g. a claim).
+    Touch {
+        node_id: String,
+        at: i64,
+    },
     Audit(AuditRecord),
 }
 
@@ -468,6 +473,7 @@ async fn apply_op(tx: &mut Transaction<'_, Sqlite>, op: &WriteOp) -> Result<(), 
                 "INSERT INTO quota_nodes (id, parent_id, state, name, description, created_at, updated_at)
                  VALUES (?, ?, ?, ?, ?, ?, ?)
                  ON CONFLICT (id) DO UPDATE SET parent_id = excluded.parent_id, state = excluded.state,
+                     created_at = excluded.created_at,
                      name = excluded.name, description = excluded.description, updated_at = excluded.updated_at",
             )
             .bind(id.clone())
@@ -563,6 +569,13 @@ async fn apply_op(tx: &mut Transaction<'_, Sqlite>, op: &WriteOp) -> Result<(), 
                 .await?;
         }
         WriteOp::Usage(rows) => write_usage(tx, rows).await?,
+        WriteOp::Touch { node_id, at } => {
+            sqlx::query("UPDATE quota_nodes SET updated_at = ? WHERE id = ?")
+                .bind(rfc3339(*at))
+                .bind(node_id.clone())
+                .execute(&mut **tx)
+                .await?;
+        }
         WriteOp::Audit(a) => {
             let json = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
             sqlx::query(
