@@ -89,3 +89,116 @@ async fn concurrent_increments_are_exact_in_memory_and_in_the_database() {
     }
     server.abort();
 }
+
+/// 64 clients consume from one node with demand far above `max`: exactly
+/// `max` is counted, never more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_consumers_never_pass_max() {
+    const MAX: u64 = 5_000;
+    let app_state = TestApp::new().await;
+    let quotas = app_state.quotas.clone();
+    let (s, _) = app_state
+        .call(
+            axum::http::Method::PUT,
+            "/api/v1/quotas/org",
+            Some(r#"{"limits": {"requests": {"max": 100000, "window": "day"}}}"#),
+        )
+        .await;
+    assert!(s.is_success());
+    let (s, _) = app_state
+        .post(
+            "/api/v1/quotas/org/allocate",
+            json!({"id": "team", "limits": {"requests": {"max": MAX}}}),
+        )
+        .await;
+    assert!(s.is_success());
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(axum::serve(listener, app(quotas.clone())).into_future());
+    let client = reqwest::Client::new();
+    let url = format!("http://{addr}/api/v1/quotas/team/consume");
+    let mut tasks = Vec::new();
+    for c in 0..CLIENTS {
+        let (client, url) = (client.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut ok, mut refused) = (0u64, 0u64);
+            // 64 x 100 requests of 1-3 units: about 12,800 units asked for.
+            for i in 0..100u64 {
+                let amount = 1 + (c + i) % 3;
+                let resp = client
+                    .post(&url)
+                    .json(&json!({"usage": {"requests": amount}}))
+                    .send()
+                    .await
+                    .expect("request");
+                match resp.status().as_u16() {
+                    200 => ok += amount,
+                    429 => refused += 1,
+                    other => panic!("unexpected status {other}"),
+                }
+            }
+            (ok, refused)
+        }));
+    }
+    let mut granted = 0;
+    let mut refused = 0;
+    for t in tasks {
+        let (ok, r) = t.await.unwrap();
+        granted += ok;
+        refused += r;
+    }
+    let team = quotas.node("team").unwrap();
+    let used = team.resource("requests").unwrap().used;
+    assert_eq!(used, granted, "every 200 was counted, no 429 was");
+    assert!(used <= MAX, "used {used} > max {MAX}");
+    assert!(
+        used >= MAX - 2,
+        "demand exceeded max, so it is used up to the last unit that fits: {used}"
+    );
+    assert!(refused > 0);
+    server.abort();
+}
+
+/// Two allocations that together exceed the parent, at the same time:
+/// exactly one succeeds, whatever the interleaving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn of_two_allocations_that_do_not_both_fit_exactly_one_succeeds() {
+    for round in 0..20 {
+        let app_state = TestApp::new().await;
+        let quotas = app_state.quotas.clone();
+        let (s, _) = app_state
+            .call(
+                axum::http::Method::PUT,
+                "/api/v1/quotas/org",
+                Some(r#"{"limits": {"messages": {"max": 100}}}"#),
+            )
+            .await;
+        assert!(s.is_success());
+        let spawn = |id: &'static str, max: u64| {
+            let q = quotas.clone();
+            tokio::spawn(async move {
+                common::call(
+                    &q,
+                    axum::http::Method::POST,
+                    "/api/v1/quotas/org/allocate",
+                    Some(&json!({"id": id, "limits": {"messages": {"max": max}}}).to_string()),
+                )
+                .await
+                .0
+            })
+        };
+        let (a, b) = (spawn("team-a", 60), spawn("team-b", 50));
+        let (a, b) = (a.await.unwrap(), b.await.unwrap());
+        let created = [a, b].iter().filter(|s| s.as_u16() == 201).count();
+        let refused = [a, b].iter().filter(|s| s.as_u16() == 409).count();
+        assert_eq!((created, refused), (1, 1), "round {round}: {a} {b}");
+        let org = quotas.node("org").unwrap();
+        let allocated = org.resource("messages").unwrap().allocated;
+        assert!(
+            allocated == 60 || allocated == 50,
+            "round {round}: allocated {allocated}"
+        );
+        assert_eq!(org.children.len(), 1);
+    }
+}

@@ -168,3 +168,196 @@ async fn without_auto_reset_counting_goes_on_across_days_months_and_restarts() {
     let v = reopened.get("acme").unwrap();
     assert_eq!((v.messages.used, v.bandwidth.used), (6, 51));
 }
+
+async fn v1_consume(app: &TestApp, id: &str, usage: Value) -> axum::http::StatusCode {
+    app.post(
+        &format!("/api/v1/quotas/{id}/consume"),
+        json!({ "usage": usage }),
+    )
+    .await
+    .0
+}
+
+/// Each window resets at its own calendar boundary; a capacity never does.
+#[tokio::test]
+async fn every_window_kind_resets_at_its_boundary() {
+    let app = TestApp::new().await;
+    // 2026-11-30T23:59:30Z: a minute, hour, day and month all end in 30 s.
+    app.clock.set(at(2026, 11, 30, 23, 59, 30));
+    let body = json!({"limits": {
+        "per-minute": {"max": 5, "window": "minute"},
+        "per-hour": {"max": 5, "window": "hour"},
+        "per-day": {"max": 5, "window": "day"},
+        "per-month": {"max": 5, "window": "month"},
+        "disk": {"max": 5, "window": "none"},
+    }});
+    let (s, v) = app
+        .call(
+            axum::http::Method::PUT,
+            "/api/v1/quotas/n",
+            Some(&body.to_string()),
+        )
+        .await;
+    assert!(s.is_success(), "{v}");
+    let all = json!({"per-minute": 5, "per-hour": 5, "per-day": 5, "per-month": 5});
+    assert_eq!(
+        v1_consume(&app, "n", all.clone()).await,
+        axum::http::StatusCode::OK
+    );
+    let (s, _) = app
+        .post(
+            "/api/v1/quotas/n/usage/allocate",
+            json!({"resource": "disk", "resource_id": "v1", "amount": 5, "reason": "r"}),
+        )
+        .await;
+    assert!(s.is_success());
+    for r in ["per-minute", "per-hour", "per-day", "per-month"] {
+        assert_eq!(
+            v1_consume(&app, "n", json!({ r: 1 })).await,
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "{r}"
+        );
+    }
+    // Each resource resets at the end of its own period: step through them.
+    // (time, resources that start again from zero, resources still used up)
+    let checks: [(i64, &[&str], &[&str]); 4] = [
+        (
+            at(2026, 12, 1, 0, 0, 0),
+            &["per-minute", "per-hour", "per-day", "per-month"],
+            &[],
+        ),
+        (
+            at(2026, 12, 1, 0, 0, 59),
+            &[],
+            &["per-minute", "per-hour", "per-day", "per-month"],
+        ),
+        (
+            at(2026, 12, 1, 0, 1, 0),
+            &["per-minute"],
+            &["per-hour", "per-day", "per-month"],
+        ),
+        (
+            at(2026, 12, 1, 1, 0, 0),
+            &["per-minute", "per-hour"],
+            &["per-day", "per-month"],
+        ),
+    ];
+    for (t, resets, stays) in checks {
+        app.clock.set(t);
+        for r in resets {
+            assert_eq!(
+                v1_consume(&app, "n", json!({ *r: 5 })).await,
+                axum::http::StatusCode::OK,
+                "{r} at {t}"
+            );
+        }
+        for r in stays {
+            assert_eq!(
+                v1_consume(&app, "n", json!({ *r: 1 })).await,
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "{r} at {t}"
+            );
+        }
+    }
+    app.clock.set(at(2026, 12, 2, 0, 0, 0));
+    assert_eq!(
+        v1_consume(&app, "n", json!({"per-day": 5})).await,
+        axum::http::StatusCode::OK
+    );
+    assert_eq!(
+        v1_consume(&app, "n", json!({"per-month": 1})).await,
+        axum::http::StatusCode::TOO_MANY_REQUESTS
+    );
+    app.clock.set(at(2027, 1, 1, 0, 0, 0));
+    assert_eq!(
+        v1_consume(&app, "n", json!({"per-month": 5})).await,
+        axum::http::StatusCode::OK
+    );
+    // The capacity is still fully claimed, a year later.
+    let (_, n) = app.get("/api/v1/quotas/n").await;
+    assert_eq!(n["resources"]["disk"]["used"], 5);
+    assert_eq!(n["resources"]["disk"]["reset_at"], json!(null));
+    assert_eq!(n["resources"]["disk"]["period"], "all");
+    // History rows of the finished periods are in the database.
+    app.quotas.flush().await.unwrap();
+    assert_eq!(stored(&app, "n", "per-day", "2026-11-30").await, Some(5));
+    assert_eq!(stored(&app, "n", "per-month", "2026-11").await, Some(5));
+    assert_eq!(
+        stored(&app, "n", "per-hour", "2026-11-30T23").await,
+        Some(5)
+    );
+}
+
+/// A subtree shares its parent's window: when the parent's period ends, the
+/// children's usage and the usage charged to the parent by a deleted child
+/// reset too, while reservations stay.
+#[tokio::test]
+async fn a_subtree_resets_with_its_parent() {
+    let app = TestApp::new().await;
+    app.clock.set(at(2026, 11, 22, 23, 0, 0));
+    app.call(
+        axum::http::Method::PUT,
+        "/api/v1/quotas/org",
+        Some(r#"{"limits": {"messages": {"max": 100}}}"#),
+    )
+    .await;
+    for (id, max) in [("team-a", 40), ("team-b", 40)] {
+        let (s, _) = app
+            .post(
+                "/api/v1/quotas/org/allocate",
+                json!({"id": id, "limits": {"messages": {"max": max}}}),
+            )
+            .await;
+        assert!(s.is_success());
+    }
+    let (s, _) = app
+        .post(
+            "/api/v1/quotas/team-a/allocate",
+            json!({"id": "squad", "limits": {"messages": {"max": 10}}}),
+        )
+        .await;
+    assert!(s.is_success());
+    for (id, n) in [("org", 20), ("team-a", 30), ("squad", 10), ("team-b", 40)] {
+        assert_eq!(
+            v1_consume(&app, id, json!({"messages": n})).await,
+            axum::http::StatusCode::OK,
+            "{id}"
+        );
+    }
+    app.call(axum::http::Method::DELETE, "/api/v1/quotas/team-b", None)
+        .await;
+    let (_, org) = app.get("/api/v1/quotas/org").await;
+    assert_eq!(
+        org["resources"]["messages"]["used"], 60,
+        "20 own + 40 charged by team-b"
+    );
+    assert_eq!(org["resources"]["messages"]["subtree_used"], 100);
+
+    app.clock.set(at(2026, 11, 23, 0, 0, 0));
+    let (_, org) = app.get("/api/v1/quotas/org").await;
+    let m = &org["resources"]["messages"];
+    assert_eq!(
+        (m["used"].clone(), m["subtree_used"].clone()),
+        (json!(0), json!(0))
+    );
+    assert_eq!(
+        (m["allocated"].clone(), m["available"].clone()),
+        (json!(40), json!(60))
+    );
+    assert_eq!(
+        v1_consume(&app, "squad", json!({"messages": 10})).await,
+        axum::http::StatusCode::OK
+    );
+    assert_eq!(
+        v1_consume(&app, "team-a", json!({"messages": 30})).await,
+        axum::http::StatusCode::OK
+    );
+    assert_eq!(
+        v1_consume(&app, "org", json!({"messages": 60})).await,
+        axum::http::StatusCode::OK
+    );
+    assert_eq!(
+        v1_consume(&app, "org", json!({"messages": 1})).await,
+        axum::http::StatusCode::TOO_MANY_REQUESTS
+    );
+}
