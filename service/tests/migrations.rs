@@ -21,11 +21,19 @@ async fn a_flat_only_database_upgrades_without_losing_anything() {
     // 1. A database as the first version left it: only migration 0001.
     let old_migrations = dir.path().join("old-migrations");
     std::fs::create_dir_all(&old_migrations).unwrap();
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations/sqlite/0001_flat_quotas.sql");
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../migrations/sqlite/0001_flat_quotas.sql");
     std::fs::copy(&src, old_migrations.join("0001_flat_quotas.sql")).unwrap();
-    let opts = SqliteConnectOptions::new().filename(&db_path).create_if_missing(true);
+    let opts = SqliteConnectOptions::new()
+        .filename(&db_path)
+        .create_if_missing(true);
     let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
-    sqlx::migrate::Migrator::new(old_migrations).await.unwrap().run(&pool).await.unwrap();
+    sqlx::migrate::Migrator::new(old_migrations)
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
     for stmt in [
         "INSERT INTO quota_limits VALUES ('acme', 500, 1073741824, '2026-11-01T00:00:00Z', '2026-11-02T00:00:00Z')",
         "INSERT INTO quota_usage (tenant_id, period, quota_type, used, last_updated) VALUES ('acme', '2026-11-21', 'message_count', 77, '2026-11-21T10:00:00Z')",
@@ -37,20 +45,35 @@ async fn a_flat_only_database_upgrades_without_losing_anything() {
     pool.close().await;
 
     // 2. This version opens it.
-    let quotas = Arc::new(Quotas::open(&config(&dir, &[]), ManualClock::new(noon_nov22())).await.unwrap());
+    let quotas = Arc::new(
+        Quotas::open(&config(&dir, &[]), ManualClock::new(noon_nov22()))
+            .await
+            .unwrap(),
+    );
     let v = quotas.get("acme").expect("acme survived the upgrade");
-    assert_eq!((v.limits.message_limit, v.limits.bandwidth_limit_bytes), (500, 1 << 30));
+    assert_eq!(
+        (v.limits.message_limit, v.limits.bandwidth_limit_bytes),
+        (500, 1 << 30)
+    );
     assert_eq!((v.messages.used, v.bandwidth.used), (12, 4096));
     let node = quotas.node("acme").unwrap();
     assert_eq!(node.resource("messages").unwrap().window.as_str(), "day");
 
     // The old table name still answers, with the old columns.
     let pool = quotas.database().pool();
-    let row: (String, i64, i64) = sqlx::query_as("SELECT tenant_id, message_limit, bandwidth_limit_bytes FROM quota_limits")
-        .fetch_one(pool)
-        .await
-        .unwrap();
+    let row: (String, i64, i64) =
+        sqlx::query_as("SELECT tenant_id, message_limit, bandwidth_limit_bytes FROM quota_limits")
+            .fetch_one(pool)
+            .await
+            .unwrap();
     assert_eq!(row, ("acme".to_owned(), 500, 1 << 30));
     // History rows are untouched.
-    assert_eq!(quotas.database().stored_usage("acme", "messages", "2026-11-21").await.unwrap(), Some(77));
+    assert_eq!(
+        quotas
+            .database()
+            .stored_usage("acme", "messages", "2026-11-21")
+            .await
+            .unwrap(),
+        Some(77)
+    );
 }

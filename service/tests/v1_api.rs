@@ -889,3 +889,112 @@ async fn v1_errors_change_nothing() {
         );
     }
 }
+
+/// When the database refuses a write, every write-through call answers 503
+/// and leaves memory exactly as it was (reservations and charges undone);
+/// usage calls keep working from memory.
+#[tokio::test]
+async fn a_failing_database_changes_nothing_and_answers_503() {
+    let app = TestApp::new().await;
+    tree(&app).await;
+    consume(&app, "team-a", json!({"messages": 10})).await;
+    app.post(
+        "/api/v1/quotas/org/usage/allocate",
+        json!({"resource": "storage", "resource_id": "keep", "amount": 2, "reason": "r"}),
+    )
+    .await;
+    let pool = app.quotas.database().pool();
+    sqlx::query(
+        "CREATE TRIGGER broken BEFORE INSERT ON quota_audit_logs BEGIN SELECT RAISE(ABORT, 'disk on fire'); END",
+    )
+    .execute(pool)
+    .await
+    .unwrap();
+    let memory = |app: &TestApp| {
+        let (_, nodes) = app.quotas.snapshot(0);
+        nodes
+            .into_iter()
+            .map(|mut n| {
+                n.version = 0;
+                n
+            })
+            .collect::<Vec<_>>()
+    };
+    let before = memory(&app);
+    let calls: Vec<(Method, &str, Option<Value>)> = vec![
+        (
+            Method::PUT,
+            "/api/v1/quotas/new-root",
+            Some(json!({"limits": {"messages": {"max": 5}}})),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/quotas/team-a",
+            Some(json!({"parent": "org", "limits": {"messages": {"max": 60}}})),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/quotas/team-a",
+            Some(json!({"parent": "org", "limits": {"messages": {"max": 20}}})),
+        ),
+        (
+            Method::POST,
+            "/api/v1/quotas/org/allocate",
+            Some(json!({"id": "team-c", "limits": {"messages": {"max": 10}}})),
+        ),
+        (
+            Method::POST,
+            "/api/v1/quotas/org/state",
+            Some(json!({"state": "suspended"})),
+        ),
+        (Method::DELETE, "/api/v1/quotas/team-a", None),
+        (
+            Method::POST,
+            "/api/v1/quotas/org/usage/allocate",
+            Some(json!({"resource": "storage", "resource_id": "x", "amount": 1, "reason": "r"})),
+        ),
+        (Method::DELETE, "/api/v1/quotas/org/usage/keep", None),
+        (
+            Method::POST,
+            "/api/v1/quotas/org/permissions/grant",
+            Some(json!({"subject": "s", "role": "admin"})),
+        ),
+        (
+            Method::POST,
+            "/api/quota/limits",
+            Some(json!({"tenant_id": "org", "message_limit": 500})),
+        ),
+        (Method::POST, "/api/quota/team-a/reset", None),
+    ];
+    for (method, uri, body) in calls {
+        let body = body.map(|b| b.to_string());
+        let resp = app.call(method.clone(), uri, body.as_deref()).await;
+        assert_error(&resp, StatusCode::SERVICE_UNAVAILABLE, "store_unavailable");
+        assert_eq!(memory(&app), before, "{method} {uri} changed memory");
+    }
+    let (_, health) = app.get("/health").await;
+    assert_eq!(health["store"]["status"], "degraded");
+    // Usage keeps working from memory meanwhile.
+    assert_eq!(
+        consume(&app, "team-a", json!({"messages": 1})).await.0,
+        StatusCode::OK
+    );
+
+    sqlx::query("DROP TRIGGER broken")
+        .execute(pool)
+        .await
+        .unwrap();
+    let (s, _) = app
+        .post(
+            "/api/v1/quotas/org/allocate",
+            json!({"id": "team-c", "limits": {"messages": {"max": 30}}}),
+        )
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::CREATED,
+        "the full 30 is available again: nothing stayed reserved"
+    );
+    let (_, health) = app.get("/health").await;
+    assert_eq!(health["store"]["status"], "ok");
+}
