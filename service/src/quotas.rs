@@ -109,7 +109,7 @@ impl From<ReserveFailure> for QuotaError {
             ReserveFailure::DoesNotFit(ReserveError::Short(shortages)) => QuotaError::DoesNotFit {
                 message: format!(
                     "the limits do not fit in the parent: {}",
-                    ReserveError::Short(shortages.clone())
+                    crate::domain::node::describe_shortages(&shortages)
                 ),
                 shortages,
             },

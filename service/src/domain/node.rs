@@ -113,16 +113,20 @@ pub enum ReserveError {
         parent: Window,
         child: Window,
     },
-    #[error("the parent cannot spare it: {}", describe_shortages(.0))]
+    #[error("{}", describe_shortages(.0))]
     Short(Vec<Shortage>),
 }
 
-fn describe_shortages(s: &[Shortage]) -> String {
+/// `messages requested 70, available 60 (missing 10); ...`
+pub fn describe_shortages(s: &[Shortage]) -> String {
     s.iter()
         .map(|s| {
             format!(
-                "{} requested {}, available {}",
-                s.resource, s.requested, s.available
+                "{} requested {}, available {} (missing {})",
+                s.resource,
+                s.requested,
+                s.available,
+                s.requested.saturating_sub(s.available)
             )
         })
         .collect::<Vec<_>>()
