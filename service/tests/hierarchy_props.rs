@@ -34,6 +34,11 @@ enum Op {
         messages: u64,
         storage: u64,
     },
+    Allocate {
+        node: usize,
+        parent: usize,
+        messages: u64,
+    },
     Consume {
         node: usize,
         amount: u64,
@@ -62,6 +67,7 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (1..NODES, 0..NODES, 0u64..120, 0u64..20).prop_map(|(node, parent, messages, storage)| Op::Put { node, parent, messages, storage }),
+        2 => (1..NODES, 0..NODES, 0u64..120).prop_map(|(node, parent, messages)| Op::Allocate { node, parent, messages }),
         6 => (0..NODES, 0u64..60).prop_map(|(node, amount)| Op::Consume { node, amount }),
         3 => (0..NODES, 0u8..4, 0u64..15).prop_map(|(node, rid, amount)| Op::Claim { node, rid, amount }),
         2 => (0..NODES, 0u8..4).prop_map(|(node, rid)| Op::Release { node, rid }),
@@ -201,6 +207,32 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let _ = q
                     .put("test", &id(*node), spec(Some(parent), *messages, *storage))
                     .await;
+            }
+            Op::Allocate {
+                node,
+                parent,
+                messages,
+            } => {
+                let parent = id((*parent).min(node - 1));
+                let exists = before
+                    .get(&id(*node))
+                    .is_some_and(|v| v.state != NodeState::Deleted);
+                let mut s = spec(Some(0), *messages, 0);
+                s.parent = None;
+                let result = q.allocate("test", &parent, &id(*node), s).await;
+                if exists {
+                    prop_assert!(result.is_err(), "allocate over an existing node succeeded");
+                }
+                if result.is_ok() {
+                    let avail = before
+                        .get(&parent)
+                        .and_then(|v| v.resource("messages"))
+                        .map(|r| r.available);
+                    prop_assert!(
+                        avail.is_some_and(|a| *messages <= a),
+                        "allocated {messages} from {parent} with {avail:?} available"
+                    );
+                }
             }
             Op::Consume { node, amount } => {
                 let n = id(*node);
