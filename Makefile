@@ -10,7 +10,7 @@ export CARGO_TARGET_DIR EDGE_QUOTA_CACHE
 
 CARGO ?= cargo
 
-.PHONY: help run build release test test-unit fmt fmt-check lint ci test-env cluster-up cluster-down clean
+.PHONY: help run build release test test-unit generate fmt fmt-check lint ci test-env cluster-up cluster-down clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -29,6 +29,9 @@ test: ## Run every test: unit, API, durability, and cluster tests on a real kube
 
 test-unit: ## Only the pure unit tests (fast)
 	$(CARGO) test --workspace --lib
+
+generate: ## Regenerate crds/ from operator/src/crd.rs (a test fails when it is stale)
+	$(CARGO) run -q -p quota-operator --bin crdgen -- crds
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
