@@ -44,7 +44,7 @@ pub const MAX_PAGE: usize = 1_000;
 
 // === request bodies ===
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LimitBody {
     pub max: u64,
     /// Optional for a child (inherited from the parent) and for the
@@ -52,7 +52,7 @@ pub struct LimitBody {
     pub window: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PutBody {
     pub parent: Option<String>,
     #[serde(default)]
@@ -62,7 +62,7 @@ pub struct PutBody {
     pub description: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AllocateBody {
     pub id: String,
     pub name: Option<String>,
@@ -71,12 +71,12 @@ pub struct AllocateBody {
     pub limits: BTreeMap<String, LimitBody>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UsageBody {
     pub usage: BTreeMap<String, u64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClaimBody {
     pub resource: String,
     pub resource_id: String,
@@ -84,12 +84,12 @@ pub struct ClaimBody {
     pub reason: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StateBody {
     pub state: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GrantBody {
     pub subject: String,
     pub role: String,
@@ -138,7 +138,7 @@ pub struct BatchItem {
 
 // === response bodies ===
 
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ResourceBody {
     pub max: u64,
     pub window: String,
@@ -152,7 +152,7 @@ pub struct ResourceBody {
     pub overcommitted: bool,
 }
 
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct NodeBody {
     pub id: String,
     pub parent: Option<String>,
@@ -705,15 +705,26 @@ pub async fn batch(
     ))
 }
 
+/// Answer of `GET /api/v1/snapshot`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SnapshotBody {
+    /// Changes on every start of the service: a new value means its memory
+    /// was rebuilt (from its database, or empty).
+    pub instance_id: String,
+    /// Ask with `since` = this next time.
+    pub version: u64,
+    /// Nodes changed since `since`, and their ancestors.
+    pub nodes: Vec<NodeBody>,
+}
+
 pub async fn snapshot(
     State(q): State<Arc<Quotas>>,
     ApiQuery(s): ApiQuery<SnapshotQuery>,
-) -> Json<serde_json::Value> {
+) -> Json<SnapshotBody> {
     let (version, nodes) = q.snapshot(s.since);
-    let nodes: Vec<NodeBody> = nodes.iter().map(NodeBody::from).collect();
-    Json(serde_json::json!({
-        "instance_id": q.instance_id(),
-        "version": version,
-        "nodes": nodes,
-    }))
+    Json(SnapshotBody {
+        instance_id: q.instance_id().to_owned(),
+        version,
+        nodes: nodes.iter().map(NodeBody::from).collect(),
+    })
 }
