@@ -7,9 +7,23 @@
 //! ```
 //!
 //! - [`crd`]: the two custom resources and their generated CRDs.
-//! - [`quantity`]: limits as whole numbers, and back for people.
+//! - [`tenant`], [`allocation`]: the reconcilers (routing to `finalizer()`).
+//! - [`sync`]: the usage sync (snapshot poll → status).
 //! - [`status`]: status, conditions and Events as pure functions.
+//! - [`context`]: shared clients and caches; the status writer.
+//! - [`controller`]: wiring; [`leader`]: Lease election; [`config`]: environment.
+//! - [`quantity`], [`selector`], [`ids`]: small pure helpers.
 
+pub mod allocation;
+pub mod config;
+pub mod context;
+pub mod controller;
 pub mod crd;
+pub mod error;
+pub mod ids;
+pub mod leader;
 pub mod quantity;
+pub mod selector;
 pub mod status;
+pub mod sync;
+pub mod tenant;

@@ -1,0 +1,364 @@
+//! The QuotaAllocation reconciler: an allocation is a child node, reserved
+//! from its parent.
+//!
+//! ```text
+//! apply:  resolve parentRef ──(missing / cycle / namespace refused)──▶ Bound=False, not pushed
+//!           │
+//!           ├─ an older sibling is still waiting ──▶ zero limits, Bound=False ParentExhausted
+//!           ▼
+//!         PUT with its limits ──409 does_not_fit──▶ zero limits (or keep the limits it had)
+//!           │                                        Bound=False ParentExhausted
+//!           ▼
+//!         Bound=True, grants, status from the node
+//! cleanup: wait while allocations point here ─▶ DELETE the node
+//! ```
+//!
+//! Allocations bind in creation order: while an older allocation of the same
+//! parent waits for capacity, a younger one does not take what frees up.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use quota_service::client::ClientError;
+
+use crate::context::{self, Context, FINALIZER, QuotaObject};
+use crate::crd::{ParentKind, QuotaAllocation, TenantQuota};
+use crate::error::{Error, Result};
+use crate::selector;
+use crate::status::{BindReason, Binding, Observation};
+
+/// Routes to apply or cleanup through the finalizer.
+pub async fn reconcile(qa: Arc<QuotaAllocation>, ctx: Arc<Context>) -> Result<Action> {
+    let api: Api<QuotaAllocation> =
+        Api::namespaced(ctx.client.clone(), &qa.namespace().unwrap_or_default());
+    finalizer(&api, FINALIZER, qa, |event| async {
+        match event {
+            Finalizer::Apply(qa) => apply(&qa, &ctx).await,
+            Finalizer::Cleanup(qa) => cleanup(&qa, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+/// The parent as far as binding needs it.
+struct Parent {
+    node_id: String,
+    key: ParentKey,
+}
+
+/// Identifies a parent for sibling comparison.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ParentKey {
+    Tenant(String),
+    Allocation(String, String),
+}
+
+/// The parent key an allocation points at.
+pub fn parent_key(qa: &QuotaAllocation) -> ParentKey {
+    let r = &qa.spec.parent_ref;
+    match r.kind {
+        ParentKind::TenantQuota => ParentKey::Tenant(r.name.clone()),
+        ParentKind::QuotaAllocation => ParentKey::Allocation(
+            r.namespace
+                .clone()
+                .unwrap_or_else(|| qa.namespace().unwrap_or_default()),
+            r.name.clone(),
+        ),
+    }
+}
+
+fn rejected(reason: BindReason, message: impl Into<String>) -> Binding {
+    Binding::Rejected {
+        reason,
+        message: message.into(),
+    }
+}
+
+/// Follows `parentRef` up to the tenant: the direct parent, or why it cannot bind.
+async fn resolve(
+    qa: &QuotaAllocation,
+    ctx: &Context,
+) -> Result<std::result::Result<Parent, Binding>> {
+    let ns = qa.namespace().unwrap_or_default();
+    let me = (ns.clone(), qa.name_any());
+    let mut seen: HashSet<(String, String)> = HashSet::from([me.clone()]);
+    let mut key = parent_key(qa);
+    let mut direct: Option<Parent> = None;
+    for _ in 0..64 {
+        match key {
+            ParentKey::Tenant(name) => {
+                let Some(tq) = ctx.tenants.get(&ObjectRef::new(&name)) else {
+                    return Ok(Err(rejected(
+                        BindReason::ParentNotFound,
+                        format!("TenantQuota {name} does not exist"),
+                    )));
+                };
+                if tq.metadata.deletion_timestamp.is_some() {
+                    return Ok(Err(rejected(
+                        BindReason::ParentNotFound,
+                        format!("TenantQuota {name} is being deleted"),
+                    )));
+                }
+                if !namespace_allowed(&tq, &ns, ctx).await? {
+                    return Ok(Err(rejected(
+                        BindReason::NamespaceNotAllowed,
+                        format!(
+                            "the allocationNamespaceSelector of TenantQuota {name} does not select namespace {ns}"
+                        ),
+                    )));
+                }
+                let parent = direct.unwrap_or(Parent {
+                    node_id: tq.node_id(),
+                    key: ParentKey::Tenant(name),
+                });
+                return Ok(Ok(parent));
+            }
+            ParentKey::Allocation(pns, pname) => {
+                if !seen.insert((pns.clone(), pname.clone())) {
+                    return Ok(Err(rejected(
+                        BindReason::CycleDetected,
+                        format!("parentRef leads back to {pns}/{pname}"),
+                    )));
+                }
+                let Some(p) = ctx.allocations.get(&ObjectRef::new(&pname).within(&pns)) else {
+                    return Ok(Err(rejected(
+                        BindReason::ParentNotFound,
+                        format!("QuotaAllocation {pns}/{pname} does not exist"),
+                    )));
+                };
+                if direct.is_none() {
+                    let bound = p.status.as_ref().is_some_and(|s| {
+                        s.conditions
+                            .iter()
+                            .any(|c| c.type_ == "Bound" && c.status == "True")
+                    });
+                    if !bound || p.metadata.deletion_timestamp.is_some() {
+                        return Ok(Err(rejected(
+                            BindReason::ParentNotFound,
+                            format!("QuotaAllocation {pns}/{pname} is not bound"),
+                        )));
+                    }
+                    direct = Some(Parent {
+                        node_id: p.node_id(),
+                        key: ParentKey::Allocation(pns.clone(), pname.clone()),
+                    });
+                }
+                key = parent_key(&p);
+            }
+        }
+    }
+    Ok(Err(rejected(
+        BindReason::CycleDetected,
+        "parentRef chain deeper than 64",
+    )))
+}
+
+async fn namespace_allowed(tq: &TenantQuota, ns: &str, ctx: &Context) -> Result<bool> {
+    let Some(sel) = &tq.spec.allocation_namespace_selector else {
+        return Ok(false);
+    };
+    let labels = Api::<Namespace>::all(ctx.client.clone())
+        .get(ns)
+        .await?
+        .metadata
+        .labels
+        .unwrap_or_default();
+    selector::matches(sel, &labels).map_err(Error::Spec)
+}
+
+/// Older allocations of the same parent that wait for capacity.
+fn older_waiting(qa: &QuotaAllocation, key: &ParentKey, ctx: &Context) -> Vec<String> {
+    let mine = (
+        qa.metadata.creation_timestamp.clone(),
+        qa.namespace(),
+        qa.name_any(),
+    );
+    let mut older: Vec<_> = ctx
+        .allocations
+        .state()
+        .iter()
+        .filter(|o| &parent_key(o) == key && o.metadata.deletion_timestamp.is_none())
+        .filter(|o| {
+            (
+                o.metadata.creation_timestamp.clone(),
+                o.namespace(),
+                o.name_any(),
+            ) < mine
+        })
+        .filter(|o| {
+            o.status.as_ref().is_some_and(|s| {
+                s.conditions.iter().any(|c| {
+                    c.type_ == "Bound" && c.status == "False" && c.reason == "ParentExhausted"
+                })
+            })
+        })
+        .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
+        .collect();
+    older.sort();
+    older
+}
+
+fn was_bound(qa: &QuotaAllocation) -> bool {
+    qa.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Bound" && c.status == "True")
+    })
+}
+
+async fn apply(qa: &QuotaAllocation, ctx: &Context) -> Result<Action> {
+    let id = qa.node_id();
+    let parent = match resolve(qa, ctx).await? {
+        Ok(p) => p,
+        Err(binding) => {
+            // Not bindable: make sure the service holds nothing for it.
+            match ctx.service.delete_node(&id).await {
+                Ok(_) | Err(ClientError::Api { .. }) => {}
+                Err(e) => {
+                    context::write_status(
+                        ctx,
+                        qa,
+                        Observation::ServiceError {
+                            message: e.to_string(),
+                        },
+                    )
+                    .await?;
+                    return Err(e.into());
+                }
+            }
+            context::write_status(ctx, qa, Observation::NotPushed { binding }).await?;
+            return Ok(Action::requeue(Duration::from_secs(30)));
+        }
+    };
+    let limits: BTreeMap<String, (String, Option<crate::crd::Window>)> = qa
+        .spec
+        .limits
+        .iter()
+        .map(|(n, l)| (n.clone(), (l.max.0.clone(), None)))
+        .collect();
+    let full = context::put_body(Some(parent.node_id.clone()), &limits, qa.spec.state, false)?;
+    let zero = context::put_body(Some(parent.node_id.clone()), &limits, qa.spec.state, true)?;
+
+    let waiting = if was_bound(qa) {
+        Vec::new()
+    } else {
+        older_waiting(qa, &parent.key, ctx)
+    };
+    let outcome = if waiting.is_empty() {
+        ctx.service
+            .put_node(&id, &full)
+            .await
+            .map(|(n, _)| (n, Binding::Bound))
+    } else {
+        Err(ClientError::Api {
+            status: 409,
+            code: "does_not_fit".into(),
+            message: format!(
+                "waiting for older allocations of the same parent: {}",
+                waiting.join(", ")
+            ),
+            details: None,
+        })
+    };
+    let (node, binding) = match outcome {
+        Ok(ok) => ok,
+        Err(ClientError::Api { code, message, .. }) if code == "does_not_fit" => {
+            let binding = rejected(BindReason::ParentExhausted, message.clone());
+            let existing = ctx.service.get_node(&id).await?;
+            let keep = was_bound(qa) && existing.as_ref().is_some_and(|n| n.state != "deleted");
+            let pushed = match (keep, existing) {
+                // Already bound: it keeps the limits it has; it just cannot grow.
+                (true, Some(n)) => Ok(n),
+                _ => ctx.service.put_node(&id, &zero).await.map(|(n, _)| n),
+            };
+            match pushed {
+                Ok(n) => (n, binding),
+                Err(ClientError::Api { message, .. }) => {
+                    let binding = rejected(BindReason::ParentExhausted, message);
+                    context::write_status(ctx, qa, Observation::NotPushed { binding }).await?;
+                    return Ok(Action::requeue(Duration::from_secs(30)));
+                }
+                Err(e) => {
+                    context::write_status(
+                        ctx,
+                        qa,
+                        Observation::ServiceError {
+                            message: e.to_string(),
+                        },
+                    )
+                    .await?;
+                    return Err(e.into());
+                }
+            }
+        }
+        Err(ClientError::Api { code, message, .. }) if code == "parent_not_found" => {
+            let binding = rejected(BindReason::ParentNotFound, message);
+            context::write_status(ctx, qa, Observation::NotPushed { binding }).await?;
+            return Ok(Action::requeue(Duration::from_secs(30)));
+        }
+        Err(e) => {
+            context::write_status(
+                ctx,
+                qa,
+                Observation::ServiceError {
+                    message: e.to_string(),
+                },
+            )
+            .await?;
+            return Err(e.into());
+        }
+    };
+    context::sync_access(ctx, &id, &qa.spec.access).await?;
+    let bound = binding == Binding::Bound;
+    context::write_status(
+        ctx,
+        qa,
+        Observation::Synced {
+            node: &node,
+            binding: Some(binding),
+        },
+    )
+    .await?;
+    // A waiting allocation retries soon; capacity changes also wake it.
+    let every = if bound { 300 } else { 15 };
+    Ok(Action::requeue(Duration::from_secs(every)))
+}
+
+async fn cleanup(qa: &QuotaAllocation, ctx: &Context) -> Result<Action> {
+    let me = ParentKey::Allocation(qa.namespace().unwrap_or_default(), qa.name_any());
+    let children: Vec<String> = ctx
+        .allocations
+        .state()
+        .iter()
+        .filter(|o| parent_key(o) == me)
+        .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
+        .collect();
+    if !children.is_empty() {
+        let list = children.join(", ");
+        context::write_status(ctx, qa, Observation::DeletionBlocked { children }).await?;
+        return Err(Error::DeletionBlocked(list));
+    }
+    match ctx.service.delete_node(&qa.node_id()).await {
+        Ok(_) => Ok(Action::await_change()),
+        Err(ClientError::Api { code, message, .. }) if code == "has_children" => {
+            context::write_status(
+                ctx,
+                qa,
+                Observation::DeletionBlocked {
+                    children: vec![message.clone()],
+                },
+            )
+            .await?;
+            Err(Error::DeletionBlocked(message))
+        }
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,283 @@
+//! What the reconcilers and the usage sync share: clients, caches, and the
+//! one place that writes status (server-side apply) and Events.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::Store;
+use kube::{Resource, ResourceExt};
+use quota_service::client::Client as ServiceClient;
+use quota_service::http::v1::{LimitBody, PutBody};
+
+use crate::crd::{QuotaAllocation, QuotaState, QuotaStatus, TenantQuota};
+use crate::error::{Error, Result};
+use crate::status::{self, Kind, Observation};
+use crate::{ids, quantity};
+
+/// The field manager of every status patch.
+pub const MANAGER: &str = "edge-quota-operator";
+/// The finalizer on both kinds: the service node is deleted first.
+pub const FINALIZER: &str = "quota.edgepolicy.io/node";
+
+/// Shared by the controllers and the usage sync.
+#[derive(Clone)]
+pub struct Context {
+    pub client: kube::Client,
+    pub service: ServiceClient,
+    pub recorder: Arc<Recorder>,
+    pub tenants: Store<TenantQuota>,
+    pub allocations: Store<QuotaAllocation>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("service", &self.service.base_url())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    pub fn new(
+        client: kube::Client,
+        service: ServiceClient,
+        identity: &str,
+        tenants: Store<TenantQuota>,
+        allocations: Store<QuotaAllocation>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: MANAGER.into(),
+            instance: Some(identity.to_owned()),
+        };
+        Context {
+            recorder: Arc::new(Recorder::new(client.clone(), reporter)),
+            client,
+            service,
+            tenants,
+            allocations,
+        }
+    }
+}
+
+/// What both kinds have in common for status writing.
+pub trait QuotaObject:
+    Resource<DynamicType = ()>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+    const KIND: Kind;
+    fn quota_status(&self) -> Option<&QuotaStatus>;
+    fn api(&self, client: kube::Client) -> Api<Self>;
+    fn node_id(&self) -> String;
+    fn near_limit_percent(&self) -> u32;
+    /// Resources whose limit was written with a binary suffix (`10Gi`).
+    fn binary_resources(&self) -> BTreeSet<String>;
+}
+
+impl QuotaObject for TenantQuota {
+    const KIND: Kind = Kind::TenantQuota;
+    fn quota_status(&self) -> Option<&QuotaStatus> {
+        self.status.as_ref()
+    }
+    fn api(&self, client: kube::Client) -> Api<Self> {
+        Api::all(client)
+    }
+    fn node_id(&self) -> String {
+        ids::tenant_node_id(self)
+    }
+    fn near_limit_percent(&self) -> u32 {
+        self.spec
+            .near_limit_percent
+            .and_then(|p| u32::try_from(p).ok())
+            .unwrap_or(80)
+    }
+    fn binary_resources(&self) -> BTreeSet<String> {
+        self.spec
+            .limits
+            .iter()
+            .filter(|(_, l)| quantity::is_binary(&l.max.0))
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+}
+
+impl QuotaObject for QuotaAllocation {
+    const KIND: Kind = Kind::QuotaAllocation;
+    fn quota_status(&self) -> Option<&QuotaStatus> {
+        self.status.as_ref()
+    }
+    fn api(&self, client: kube::Client) -> Api<Self> {
+        Api::namespaced(client, &self.namespace().unwrap_or_default())
+    }
+    fn node_id(&self) -> String {
+        ids::allocation_node_id(&self.namespace().unwrap_or_default(), &self.name_any())
+    }
+    fn near_limit_percent(&self) -> u32 {
+        80
+    }
+    fn binary_resources(&self) -> BTreeSet<String> {
+        self.spec
+            .limits
+            .iter()
+            .filter(|(_, l)| quantity::is_binary(&l.max.0))
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+}
+
+/// The current time as a Kubernetes `Time`.
+pub fn now() -> Time {
+    Time(Timestamp::now())
+}
+
+/// Computes the new status from an observation and writes it (server-side
+/// apply) only if it changed; records the Events its transitions call for.
+/// Returns the status written (or kept).
+pub async fn write_status<K: QuotaObject>(
+    ctx: &Context,
+    obj: &K,
+    observation: Observation<'_>,
+) -> Result<QuotaStatus> {
+    let binary = obj.binary_resources();
+    let (new, events) = status::compute(status::Input {
+        kind: K::KIND,
+        generation: obj.meta().generation,
+        previous: obj.quota_status(),
+        observation,
+        near_limit_percent: obj.near_limit_percent(),
+        binary: &binary,
+        now: now(),
+    });
+    let unchanged = obj
+        .quota_status()
+        .is_some_and(|old| same_but_sync_time(old, &new));
+    if !unchanged {
+        let patch = serde_json::json!({
+            "apiVersion": K::api_version(&()),
+            "kind": K::kind(&()),
+            "status": new,
+        });
+        obj.api(ctx.client.clone())
+            .patch_status(
+                &obj.name_any(),
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await?;
+    }
+    let reference = obj.object_ref(&());
+    for e in events {
+        let event = Event {
+            type_: if e.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: e.reason.into(),
+            note: Some(e.note.chars().take(1000).collect()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(err) = ctx.recorder.publish(&event, &reference).await {
+            tracing::warn!(error = %err, reason = e.reason, "cannot record event");
+        }
+    }
+    Ok(new)
+}
+
+/// Whether two statuses differ only in `lastSyncTime`.
+fn same_but_sync_time(a: &QuotaStatus, b: &QuotaStatus) -> bool {
+    let strip = |s: &QuotaStatus| QuotaStatus {
+        last_sync_time: None,
+        ..s.clone()
+    };
+    strip(a) == strip(b)
+}
+
+/// The service body for a spec: limits as whole numbers (zero for every
+/// resource when `zero`), state, parent.
+pub fn put_body(
+    parent: Option<String>,
+    limits: &BTreeMap<String, (String, Option<crate::crd::Window>)>,
+    state: QuotaState,
+    zero: bool,
+) -> Result<PutBody> {
+    let mut out = BTreeMap::new();
+    for (name, (max, window)) in limits {
+        let max = if zero {
+            0
+        } else {
+            quantity::parse(max).map_err(|e| Error::Spec(format!("limits.{name}.max: {e}")))?
+        };
+        out.insert(
+            name.clone(),
+            LimitBody {
+                max,
+                window: window.map(|w| w.as_str().to_owned()),
+            },
+        );
+    }
+    Ok(PutBody {
+        parent,
+        limits: out,
+        state: Some(
+            match state {
+                QuotaState::Active => "active",
+                QuotaState::Suspended => "suspended",
+            }
+            .to_owned(),
+        ),
+        name: None,
+        description: None,
+    })
+}
+
+/// Makes the service's grants on `node_id` equal `spec.access`.
+pub async fn sync_access(
+    ctx: &Context,
+    node_id: &str,
+    access: &[crate::crd::AccessGrant],
+) -> Result<()> {
+    use quota_service::http::v1::GrantBody;
+    let role = |r: crate::crd::Role| match r {
+        crate::crd::Role::Reader => "reader",
+        crate::crd::Role::Reporter => "reporter",
+        crate::crd::Role::Admin => "admin",
+    };
+    let want: BTreeSet<(String, String)> = access
+        .iter()
+        .map(|g| (g.subject.clone(), role(g.role).to_owned()))
+        .collect();
+    let have: BTreeSet<(String, String)> = ctx.service.grants(node_id).await?.into_iter().collect();
+    for (subject, role) in want.difference(&have) {
+        ctx.service
+            .grant(
+                node_id,
+                &GrantBody {
+                    subject: subject.clone(),
+                    role: role.clone(),
+                },
+            )
+            .await?;
+    }
+    for (subject, role) in have.difference(&want) {
+        ctx.service
+            .revoke(
+                node_id,
+                &GrantBody {
+                    subject: subject.clone(),
+                    role: role.clone(),
+                },
+            )
+            .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,95 @@
+//! The `quota-operator` binary: configuration, logging, leader election,
+//! then [`quota_operator::controller::run`] until SIGTERM/SIGINT.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use quota_operator::config::Config;
+use quota_operator::controller;
+use quota_operator::leader::Elector;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+/// How long a leader's Lease lasts without renewal.
+const LEASE_DURATION: Duration = Duration::from_secs(15);
+
+fn main() -> ExitCode {
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("quota-operator: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.log_level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("quota-operator: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("quota-operator: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> Result<(), String> {
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| format!("cannot reach Kubernetes: {e}"))?;
+    let stop = CancellationToken::new();
+    let signal_stop = stop.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown requested");
+        signal_stop.cancel();
+    });
+    if config.leader_election {
+        let elector = Elector::new(
+            client.clone(),
+            &config.lease_namespace,
+            &config.lease_name,
+            &config.identity,
+            LEASE_DURATION,
+        );
+        if !elector.acquire(&stop).await {
+            return Ok(());
+        }
+        let lost = stop.child_token();
+        elector.keep(stop.clone(), stop.clone());
+        drop(lost);
+    }
+    controller::run(&config, client, stop)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}

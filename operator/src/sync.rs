@@ -1,0 +1,152 @@
+//! The usage sync: pulls what changed from the quota service every
+//! `SYNC_INTERVAL_SECS` and writes it to the objects' status.
+//!
+//! ```text
+//!  every interval: GET /api/v1/snapshot?since=V ──▶ node id → object ──▶ write_status (only if changed)
+//!                  new instance_id?  ──▶ re-push every spec (the service restarted, maybe empty)
+//!                  unreachable?      ──▶ Synced=False ServiceUnavailable on every object, once
+//! ```
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::ResourceExt;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::context::{self, Context, QuotaObject};
+use crate::crd::{QuotaAllocation, TenantQuota};
+use crate::status::{BindReason, Binding, Observation};
+
+/// Runs until `stop` is cancelled.
+pub async fn run(
+    ctx: Arc<Context>,
+    interval: Duration,
+    repush: broadcast::Sender<()>,
+    stop: CancellationToken,
+) {
+    let mut since = 0u64;
+    let mut instance: Option<String> = None;
+    let mut down = false;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        let snap = match ctx.service.snapshot(since).await {
+            Ok(s) => s,
+            Err(e) => {
+                if !down {
+                    tracing::warn!(error = %e, "quota service unreachable");
+                    mark_unavailable(&ctx, &e.to_string()).await;
+                }
+                down = true;
+                continue;
+            }
+        };
+        down = false;
+        let snap = if instance.as_deref() != Some(snap.instance_id.as_str()) {
+            if instance.is_some() {
+                tracing::info!(instance = %snap.instance_id, "quota service restarted; pushing every spec again");
+                let _ = repush.send(());
+            }
+            instance = Some(snap.instance_id.clone());
+            if since == 0 {
+                snap
+            } else {
+                // Versions restart with the service: read everything.
+                match ctx.service.snapshot(0).await {
+                    Ok(s) => s,
+                    Err(_) => continue,
+                }
+            }
+        } else {
+            snap
+        };
+        since = snap.version;
+        apply(&ctx, &snap.nodes).await;
+    }
+}
+
+/// Writes the status of every object whose node is in `nodes`.
+async fn apply(ctx: &Context, nodes: &[quota_service::http::v1::NodeBody]) {
+    if nodes.is_empty() {
+        return;
+    }
+    let tenants: HashMap<String, Arc<TenantQuota>> = ctx
+        .tenants
+        .state()
+        .into_iter()
+        .map(|t| (t.node_id(), t))
+        .collect();
+    let allocations: HashMap<String, Arc<QuotaAllocation>> = ctx
+        .allocations
+        .state()
+        .into_iter()
+        .map(|a| (a.node_id(), a))
+        .collect();
+    for node in nodes.iter().filter(|n| n.state != "deleted") {
+        let result = if let Some(tq) = tenants.get(&node.id) {
+            context::write_status(
+                ctx,
+                tq.as_ref(),
+                Observation::Synced {
+                    node,
+                    binding: None,
+                },
+            )
+            .await
+        } else if let Some(qa) = allocations.get(&node.id) {
+            let binding = current_binding(qa);
+            context::write_status(
+                ctx,
+                qa.as_ref(),
+                Observation::Synced {
+                    node,
+                    binding: Some(binding),
+                },
+            )
+            .await
+        } else {
+            continue;
+        };
+        if let Err(e) = result {
+            tracing::warn!(node = %node.id, error = %e, "cannot write status");
+        }
+    }
+}
+
+/// The binding an allocation's status shows now (the sync does not change it).
+fn current_binding(qa: &QuotaAllocation) -> Binding {
+    let bound = qa
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Bound"));
+    match bound {
+        Some(c) if c.status == "False" && c.reason == "ParentExhausted" => Binding::Rejected {
+            reason: BindReason::ParentExhausted,
+            message: c.message.clone(),
+        },
+        _ => Binding::Bound,
+    }
+}
+
+async fn mark_unavailable(ctx: &Context, message: &str) {
+    for tq in ctx.tenants.state() {
+        let obs = Observation::ServiceError {
+            message: message.to_owned(),
+        };
+        if let Err(e) = context::write_status(ctx, tq.as_ref(), obs).await {
+            tracing::warn!(tenant = %tq.name_any(), error = %e, "cannot write status");
+        }
+    }
+    for qa in ctx.allocations.state() {
+        let obs = Observation::ServiceError {
+            message: message.to_owned(),
+        };
+        if let Err(e) = context::write_status(ctx, qa.as_ref(), obs).await {
+            tracing::warn!(allocation = %qa.name_any(), error = %e, "cannot write status");
+        }
+    }
+}
