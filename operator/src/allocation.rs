@@ -101,7 +101,9 @@ async fn resolve(
                         format!("TenantQuota {name} does not exist"),
                     )));
                 };
-                if tq.metadata.deletion_timestamp.is_some() {
+                // A bound allocation keeps working while its tenant waits to be
+                // deleted; nothing new binds under it.
+                if tq.metadata.deletion_timestamp.is_some() && !was_bound(qa, ctx) {
                     return Ok(Err(rejected(
                         BindReason::ParentNotFound,
                         format!("TenantQuota {name} is being deleted"),
@@ -135,12 +137,8 @@ async fn resolve(
                     )));
                 };
                 if direct.is_none() {
-                    let bound = p.status.as_ref().is_some_and(|s| {
-                        s.conditions
-                            .iter()
-                            .any(|c| c.type_ == "Bound" && c.status == "True")
-                    });
-                    if !bound || p.metadata.deletion_timestamp.is_some() {
+                    let bound = is_bound(context::latest_status(ctx, p.as_ref()).as_ref());
+                    if !bound || (p.metadata.deletion_timestamp.is_some() && !was_bound(qa, ctx)) {
                         return Ok(Err(rejected(
                             BindReason::ParentNotFound,
                             format!("QuotaAllocation {pns}/{pname} is not bound"),
@@ -194,7 +192,7 @@ fn older_waiting(qa: &QuotaAllocation, key: &ParentKey, ctx: &Context) -> Vec<St
             ) < mine
         })
         .filter(|o| {
-            o.status.as_ref().is_some_and(|s| {
+            context::latest_status(ctx, o.as_ref()).is_some_and(|s| {
                 s.conditions.iter().any(|c| {
                     c.type_ == "Bound" && c.status == "False" && c.reason == "ParentExhausted"
                 })
@@ -206,8 +204,13 @@ fn older_waiting(qa: &QuotaAllocation, key: &ParentKey, ctx: &Context) -> Vec<St
     older
 }
 
-fn was_bound(qa: &QuotaAllocation) -> bool {
-    qa.status.as_ref().is_some_and(|s| {
+/// Bound, as this operator last wrote it (the watched object may lag).
+fn was_bound(qa: &QuotaAllocation, ctx: &Context) -> bool {
+    is_bound(context::latest_status(ctx, qa).as_ref())
+}
+
+fn is_bound(s: Option<&crate::crd::QuotaStatus>) -> bool {
+    s.is_some_and(|s| {
         s.conditions
             .iter()
             .any(|c| c.type_ == "Bound" && c.status == "True")
@@ -247,7 +250,7 @@ async fn apply(qa: &QuotaAllocation, ctx: &Context) -> Result<Action> {
     let full = context::put_body(Some(parent.node_id.clone()), &limits, qa.spec.state, false)?;
     let zero = context::put_body(Some(parent.node_id.clone()), &limits, qa.spec.state, true)?;
 
-    let waiting = if was_bound(qa) {
+    let waiting = if was_bound(qa, ctx) {
         Vec::new()
     } else {
         older_waiting(qa, &parent.key, ctx)
@@ -273,7 +276,8 @@ async fn apply(qa: &QuotaAllocation, ctx: &Context) -> Result<Action> {
         Err(ClientError::Api { code, message, .. }) if code == "does_not_fit" => {
             let binding = rejected(BindReason::ParentExhausted, message.clone());
             let existing = ctx.service.get_node(&id).await?;
-            let keep = was_bound(qa) && existing.as_ref().is_some_and(|n| n.state != "deleted");
+            let keep =
+                was_bound(qa, ctx) && existing.as_ref().is_some_and(|n| n.state != "deleted");
             let pushed = match (keep, existing) {
                 // Already bound: it keeps the limits it has; it just cannot grow.
                 (true, Some(n)) => Ok(n),
@@ -347,7 +351,10 @@ async fn cleanup(qa: &QuotaAllocation, ctx: &Context) -> Result<Action> {
         return Err(Error::DeletionBlocked(list));
     }
     match ctx.service.delete_node(&qa.node_id()).await {
-        Ok(_) => Ok(Action::await_change()),
+        Ok(_) => {
+            context::forget(ctx, qa);
+            Ok(Action::await_change())
+        }
         Err(ClientError::Api { code, message, .. }) if code == "has_children" => {
             context::write_status(
                 ctx,

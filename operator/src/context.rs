@@ -31,6 +31,10 @@ pub struct Context {
     pub recorder: Arc<Recorder>,
     pub tenants: Store<TenantQuota>,
     pub allocations: Store<QuotaAllocation>,
+    /// The last status written per object (by uid), behind a per-object lock:
+    /// the reconcilers and the sync never compute from a stale status at the
+    /// same time (which would record an Event twice).
+    written: Arc<dashmap::DashMap<String, Arc<tokio::sync::Mutex<Option<QuotaStatus>>>>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -59,6 +63,7 @@ impl Context {
             service,
             tenants,
             allocations,
+            written: Arc::default(),
         }
     }
 }
@@ -154,6 +159,7 @@ pub async fn write_status<K: QuotaObject>(
         observation,
         near_limit_percent: obj.near_limit_percent(),
         binary: &binary,
+        deleting: obj.meta().deletion_timestamp.is_some(),
         now: now(),
     });
     let unchanged = obj
@@ -191,6 +197,25 @@ pub async fn write_status<K: QuotaObject>(
         }
     }
     Ok(new)
+}
+
+/// The newest status of an object: what this operator wrote last, or what
+/// the (possibly older) cached object says.
+pub fn latest_status<K: QuotaObject>(ctx: &Context, obj: &K) -> Option<QuotaStatus> {
+    let cached = obj
+        .meta()
+        .uid
+        .as_ref()
+        .and_then(|uid| ctx.written.get(uid).map(|slot| slot.clone()))
+        .and_then(|slot| slot.try_lock().ok().and_then(|g| g.clone()));
+    cached.or_else(|| obj.quota_status().cloned())
+}
+
+/// Forgets what was written for a deleted object.
+pub fn forget<K: QuotaObject>(ctx: &Context, obj: &K) {
+    if let Some(uid) = &obj.meta().uid {
+        ctx.written.remove(uid);
+    }
 }
 
 /// Whether two statuses differ only in `lastSyncTime`.

@@ -86,6 +86,8 @@ pub struct Input<'a> {
     pub near_limit_percent: u32,
     /// Resources to show in binary units (`10Gi`) in the summary.
     pub binary: &'a BTreeSet<String>,
+    /// The object has a deletion timestamp (a blocked deletion keeps saying so).
+    pub deleting: bool,
     pub now: Time,
 }
 
@@ -119,13 +121,15 @@ pub fn compute(input: Input<'_>) -> (QuotaStatus, Vec<EventSpec>) {
 
     match &input.observation {
         Observation::Synced { node, binding } => {
+            let pending = matches!(binding, Some(Binding::Rejected { .. }));
             status.node_id = Some(node.id.clone());
             status.resources = node
                 .resources
                 .iter()
                 .map(|(name, r)| (name.clone(), resource_status(r)))
                 .collect();
-            status.exceeded = node.exceeded;
+            // A pending allocation holds zero limits: that is not exceeding.
+            status.exceeded = node.exceeded && !pending;
             status.summary = Some(summary(node, input.binary));
             status.last_sync_time = Some(input.now.clone());
             set.put(
@@ -140,7 +144,14 @@ pub fn compute(input: Input<'_>) -> (QuotaStatus, Vec<EventSpec>) {
                 .filter(|(_, r)| r.exceeded)
                 .map(|(n, _)| n)
                 .collect();
-            if exceeded.is_empty() {
+            if pending {
+                set.put(
+                    EXCEEDED,
+                    false,
+                    "NotBound",
+                    "the allocation waits for its share".into(),
+                );
+            } else if exceeded.is_empty() {
                 set.put(
                     EXCEEDED,
                     false,
@@ -170,7 +181,14 @@ pub fn compute(input: Input<'_>) -> (QuotaStatus, Vec<EventSpec>) {
                     )
                 })
                 .collect();
-            if near.is_empty() {
+            if pending {
+                set.put(
+                    NEAR_LIMIT,
+                    false,
+                    "NotBound",
+                    "the allocation waits for its share".into(),
+                );
+            } else if near.is_empty() {
                 set.put(
                     NEAR_LIMIT,
                     false,
@@ -262,7 +280,11 @@ pub fn compute(input: Input<'_>) -> (QuotaStatus, Vec<EventSpec>) {
         }
     }
 
-    if !matches!(input.observation, Observation::DeletionBlocked { .. }) {
+    let still_blocked = input.deleting
+        && set
+            .get(READY)
+            .is_some_and(|c| c.reason == "DeletionBlocked");
+    if !matches!(input.observation, Observation::DeletionBlocked { .. }) && !still_blocked {
         let synced = set.is_true(SYNCED);
         let bound = input.kind == Kind::TenantQuota || set.is_true(BOUND);
         match (synced, bound) {
@@ -518,6 +540,7 @@ mod tests {
             observation: obs,
             near_limit_percent: 80,
             binary,
+            deleting: false,
             now: at(t),
         })
     }
@@ -734,7 +757,15 @@ mod tests {
         );
         assert!(cond(&s1, BOUND).message.contains("missing 10"));
         assert_eq!(cond(&s1, READY).reason, "NotBound");
-        assert!(reasons(&e1).contains(&"AllocationRejected"));
+        assert!(!s1.exceeded, "zero limits while pending are not exceeding");
+        assert_eq!(
+            (
+                cond(&s1, EXCEEDED).status.as_str(),
+                cond(&s1, EXCEEDED).reason.as_str()
+            ),
+            ("False", "NotBound")
+        );
+        assert_eq!(reasons(&e1), vec!["QuotaSynced", "AllocationRejected"]);
         // Rejected again for the same reason: no second event.
         let (s2, e2) = run(
             Kind::QuotaAllocation,
@@ -820,5 +851,21 @@ mod tests {
         );
         assert!(cond(&s2, READY).message.contains("a/team-a, b/team-b"));
         assert_eq!(reasons(&e2), vec!["DeletionBlocked"]);
+        // A usage sync while it waits does not make it Ready again.
+        let (s3, e3) = compute(Input {
+            kind: Kind::TenantQuota,
+            generation: Some(3),
+            previous: Some(&s2),
+            observation: Observation::Synced {
+                node: &n,
+                binding: None,
+            },
+            near_limit_percent: 80,
+            binary: &b,
+            deleting: true,
+            now: at(9),
+        });
+        assert_eq!(cond(&s3, READY).reason, "DeletionBlocked");
+        assert!(e3.is_empty(), "{e3:?}");
     }
 }

@@ -79,7 +79,10 @@ async fn cleanup(tq: &TenantQuota, ctx: &Context) -> Result<Action> {
         return blocked(tq, ctx, children).await;
     }
     match ctx.service.delete_node(&tq.node_id()).await {
-        Ok(_) => Ok(Action::await_change()),
+        Ok(_) => {
+            context::forget(ctx, tq);
+            Ok(Action::await_change())
+        }
         Err(ClientError::Api { code, message, .. }) if code == "has_children" => {
             blocked(tq, ctx, vec![message]).await
         }
