@@ -51,7 +51,7 @@ pub fn free_port() -> u16 {
 
 pub fn start_service(port: u16, data: &Path) -> Child {
     let log = std::fs::File::create(data.with_extension(format!("{port}.log"))).unwrap();
-    let child = Command::new(service_binary())
+    let mut child = Command::new(service_binary())
         .env("QUOTA_PORT", port.to_string())
         .env("QUOTA_DATA_DIR", data)
         .env("PERSISTENCE_INTERVAL_SECS", "1")
@@ -66,6 +66,8 @@ pub fn start_service(port: u16, data: &Path) -> Child {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("quota-service did not listen on {port}");
 }
 
