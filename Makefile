@@ -10,13 +10,16 @@ export CARGO_TARGET_DIR EDGE_QUOTA_CACHE
 
 CARGO ?= cargo
 
-.PHONY: help run build release test test-unit generate fmt fmt-check lint ci test-env cluster-up cluster-down clean
+.PHONY: help run run-operator build release test test-unit generate fmt fmt-check lint ci test-env cluster-up cluster-down clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 run: ## Run the quota service on its embedded SQLite default (data/quota/quotas.db); reads .env if present
 	set -a; [ ! -f .env ] || . ./.env; set +a; $(CARGO) run -p quota-service --bin quota-service
+
+run-operator: ## Run the operator against the cluster in KUBECONFIG and the service on 127.0.0.1:8183
+	LEADER_ELECTION=$${LEADER_ELECTION:-false} $(CARGO) run -p quota-operator --bin quota-operator
 
 build: ## Build everything (debug)
 	$(CARGO) build --workspace --all-targets

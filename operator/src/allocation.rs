@@ -172,7 +172,8 @@ async fn namespace_allowed(tq: &TenantQuota, ns: &str, ctx: &Context) -> Result<
     selector::matches(sel, &labels).map_err(Error::Spec)
 }
 
-/// Older allocations of the same parent that wait for capacity.
+/// Older allocations of the same parent (by creation time, then
+/// namespace/name) that wait for capacity or have not tried yet.
 fn older_waiting(qa: &QuotaAllocation, key: &ParentKey, ctx: &Context) -> Vec<String> {
     let mine = (
         qa.metadata.creation_timestamp.clone(),
@@ -191,12 +192,17 @@ fn older_waiting(qa: &QuotaAllocation, key: &ParentKey, ctx: &Context) -> Vec<St
                 o.name_any(),
             ) < mine
         })
+        // An older sibling blocks while it waits for capacity, or has not
+        // been reconciled yet (no Bound condition): it gets the first try.
         .filter(|o| {
-            context::latest_status(ctx, o.as_ref()).is_some_and(|s| {
-                s.conditions.iter().any(|c| {
-                    c.type_ == "Bound" && c.status == "False" && c.reason == "ParentExhausted"
-                })
-            })
+            let status = context::latest_status(ctx, o.as_ref());
+            let bound = status
+                .as_ref()
+                .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Bound"));
+            match bound {
+                None => true,
+                Some(c) => c.status == "False" && c.reason == "ParentExhausted",
+            }
         })
         .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
         .collect();

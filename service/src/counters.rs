@@ -570,11 +570,11 @@ impl CounterStore {
                 .get_mut(tenant_id)
                 .ok_or_else(|| UsageError::NotFound(tenant_id.to_owned()))?;
         }
-        let retired = e.node.increment(
-            &[(MESSAGES, usage.messages), (BANDWIDTH, usage.bytes)],
-            now,
-            self.auto_reset,
-        )?;
+        // Zero amounts are skipped: a node without a `bandwidth` limit still
+        // counts messages (counting zero of something it lacks is no error).
+        let pairs = [(MESSAGES, usage.messages), (BANDWIDTH, usage.bytes)];
+        let counted: Vec<(&str, u64)> = pairs.into_iter().filter(|(_, n)| *n > 0).collect();
+        let retired = e.node.increment(&counted, now, self.auto_reset)?;
         self.mark_changed(&mut e, tenant_id, retired, now);
         Ok(flat_view(&e.node, now, self.auto_reset))
     }

@@ -998,3 +998,35 @@ async fn a_failing_database_changes_nothing_and_answers_503() {
     let (_, health) = app.get("/health").await;
     assert_eq!(health["store"]["status"], "ok");
 }
+
+/// The flat API on a v1 node: it counts the resources the node has.
+#[tokio::test]
+async fn flat_increment_on_a_node_without_bandwidth_counts_messages() {
+    let app = TestApp::new().await;
+    tree(&app).await;
+    let (s, m) = app
+        .post(
+            "/api/quota/increment",
+            json!({"tenant_id": "org", "message_count": 5}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{m}");
+    assert_eq!(m["message_count"], 5);
+    assert_eq!(m["bandwidth_limit_bytes"], 0);
+    let (s, v) = app
+        .post(
+            "/api/quota/increment",
+            json!({"tenant_id": "org", "message_count": 0, "bytes_sent": 10}),
+        )
+        .await;
+    assert_error(
+        &(s, v),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown_resource",
+    );
+    assert_eq!(
+        node(&app, "org").await["resources"]["messages"]["used"],
+        5,
+        "nothing counted by the refused call"
+    );
+}
