@@ -676,6 +676,7 @@ pub fn flat_view(node: &Node, now: i64, auto_reset: bool) -> TenantView {
                 used,
                 limit: r.max,
                 allocated: r.allocated,
+                tracked: true,
             }
         }
         None => QuotaView {
@@ -683,6 +684,7 @@ pub fn flat_view(node: &Node, now: i64, auto_reset: bool) -> TenantView {
             used: 0,
             limit: 0,
             allocated: 0,
+            tracked: false,
         },
     };
     let messages = quota(MESSAGES, Window::Day);

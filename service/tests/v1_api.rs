@@ -1013,6 +1013,10 @@ async fn flat_increment_on_a_node_without_bandwidth_counts_messages() {
     assert_eq!(s, StatusCode::OK, "{m}");
     assert_eq!(m["message_count"], 5);
     assert_eq!(m["bandwidth_limit_bytes"], 0);
+    assert_eq!(
+        (m["bandwidth_quota_exceeded"].clone(), m["exceeded"].clone()),
+        (json!(false), json!(false))
+    );
     let (s, v) = app
         .post(
             "/api/quota/increment",

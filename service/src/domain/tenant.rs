@@ -34,6 +34,9 @@ pub struct QuotaView {
     pub limit: u64,
     /// Reserved by the node's children (0 for a flat tenant).
     pub allocated: u64,
+    /// The node has a limit for this resource (a v1 node may lack one; then
+    /// nothing of it fits, but nothing is exceeded either).
+    pub tracked: bool,
 }
 
 /// A tenant as seen at an instant (what the flat API reports).
@@ -58,7 +61,7 @@ impl QuotaView {
     /// The limit is reached: no further unit fits (and something was used,
     /// or the limit is zero).
     pub fn exceeded(&self) -> bool {
-        self.remaining() == 0 && (self.used > 0 || self.limit == 0)
+        self.tracked && self.remaining() == 0 && (self.used > 0 || self.limit == 0)
     }
 
     /// Whether `amount` more still fits.
@@ -91,6 +94,7 @@ mod tests {
             used,
             limit,
             allocated,
+            tracked: true,
         }
     }
 
@@ -106,6 +110,11 @@ mod tests {
             "all delegated to children, nothing used"
         );
         assert!(q(1, 10, 9).exceeded());
+        let untracked = QuotaView {
+            tracked: false,
+            ..q(0, 0, 0)
+        };
+        assert!(!untracked.exceeded() && !untracked.fits(1) && untracked.fits(0));
     }
 
     #[test]
