@@ -92,6 +92,7 @@ async fn resolve(
     let mut seen: HashSet<(String, String)> = HashSet::from([me.clone()]);
     let mut key = parent_key(qa);
     let mut direct: Option<Parent> = None;
+    let mut unbound: Option<String> = None;
     for _ in 0..64 {
         match key {
             ParentKey::Tenant(name) => {
@@ -117,6 +118,9 @@ async fn resolve(
                         ),
                     )));
                 }
+                if let Some(why) = unbound {
+                    return Ok(Err(rejected(BindReason::ParentNotFound, why)));
+                }
                 let parent = direct.unwrap_or(Parent {
                     node_id: tq.node_id(),
                     key: ParentKey::Tenant(name),
@@ -137,12 +141,10 @@ async fn resolve(
                     )));
                 };
                 if direct.is_none() {
+                    // Checked once the whole chain is known to be sound.
                     let bound = is_bound(context::latest_status(ctx, p.as_ref()).as_ref());
                     if !bound || (p.metadata.deletion_timestamp.is_some() && !was_bound(qa, ctx)) {
-                        return Ok(Err(rejected(
-                            BindReason::ParentNotFound,
-                            format!("QuotaAllocation {pns}/{pname} is not bound"),
-                        )));
+                        unbound = Some(format!("QuotaAllocation {pns}/{pname} is not bound"));
                     }
                     direct = Some(Parent {
                         node_id: p.node_id(),

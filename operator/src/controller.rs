@@ -56,6 +56,16 @@ pub async fn run(
         qa_controller.store(),
     ));
     let (repush, _) = broadcast::channel::<()>(4);
+    // Graceful shutdown must not start before a controller's first list is
+    // in its store: kube-runtime holds the runner until the store is ready,
+    // and a watcher stopped earlier would never make it so.
+    let shutdown = |store: kube::runtime::reflector::Store<_>| {
+        let stop = stop.clone();
+        async move {
+            stop.cancelled().await;
+            let _ = tokio::time::timeout(Duration::from_secs(10), store.wait_until_ready()).await;
+        }
+    };
     let trigger = |tx: &broadcast::Sender<()>| {
         BroadcastStream::new(tx.subscribe()).filter_map(|r| async move { r.ok() })
     };
@@ -67,8 +77,16 @@ pub async fn run(
                 .then(|| ObjectRef::new(&qa.spec.parent_ref.name))
         })
         .reconcile_all_on(trigger(&repush))
-        .graceful_shutdown_on(stop.clone().cancelled_owned());
+        .graceful_shutdown_on(shutdown(ctx.tenants.clone()));
 
+    let shutdown_allocations = {
+        let stop = stop.clone();
+        let store = ctx.allocations.clone();
+        async move {
+            stop.cancelled().await;
+            let _ = tokio::time::timeout(Duration::from_secs(10), store.wait_until_ready()).await;
+        }
+    };
     // An allocation wakes when its tenant changes, or when an allocation
     // beside, above or below it changes (capacity moved, parent bound).
     let store = ctx.allocations.clone();
@@ -102,7 +120,7 @@ pub async fn run(
                 .collect::<Vec<_>>()
         })
         .reconcile_all_on(trigger(&repush))
-        .graceful_shutdown_on(stop.clone().cancelled_owned());
+        .graceful_shutdown_on(shutdown_allocations);
 
     let tq_run = tq_controller
         .run(tenant::reconcile, error_policy, ctx.clone())

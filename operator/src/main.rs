@@ -10,6 +10,9 @@ use quota_operator::leader::Elector;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
+/// How long a graceful stop may take before the process exits anyway.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(30);
+
 /// How long a leader's Lease lasts without renewal.
 const LEASE_DURATION: Duration = Duration::from_secs(15);
 
@@ -59,6 +62,7 @@ async fn run(config: Config) -> Result<(), String> {
         tracing::info!("shutdown requested");
         signal_stop.cancel();
     });
+    let lost = CancellationToken::new();
     if config.leader_election {
         let elector = Elector::new(
             client.clone(),
@@ -70,13 +74,30 @@ async fn run(config: Config) -> Result<(), String> {
         if !elector.acquire(&stop).await {
             return Ok(());
         }
-        let lost = stop.child_token();
-        elector.keep(stop.clone(), stop.clone());
-        drop(lost);
+        elector.keep(stop.clone(), lost.clone());
+        let (lost, stop) = (lost.clone(), stop.clone());
+        tokio::spawn(async move {
+            lost.cancelled().await;
+            stop.cancel();
+        });
     }
-    controller::run(&config, client, stop)
-        .await
-        .map_err(|e| e.to_string())
+    // Reconciles in flight may finish; past this deadline the process exits anyway.
+    let deadline = {
+        let stop = stop.clone();
+        async move {
+            stop.cancelled().await;
+            tokio::time::sleep(SHUTDOWN_DEADLINE).await;
+        }
+    };
+    tokio::select! {
+        r = controller::run(&config, client, stop) => r.map_err(|e| e.to_string())?,
+        () = deadline => return Err(format!("did not stop within {SHUTDOWN_DEADLINE:?} of the signal")),
+    }
+    if lost.is_cancelled() {
+        // Exit non-zero so the pod restarts and competes for the Lease again.
+        return Err("lost the leader Lease; stopped reconciling".into());
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {

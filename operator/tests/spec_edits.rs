@@ -70,6 +70,36 @@ spec:
         "{events:?}"
     );
 
+    // Two allocations naming each other as parent: a cycle, refused.
+    let cycle = |name: &str, parent: &str| {
+        format!(
+            "apiVersion: quota.edgepolicy.io/v1alpha1\nkind: QuotaAllocation\nmetadata: {{name: {name}, namespace: {allowed}}}\nspec:\n  parentRef: {{kind: QuotaAllocation, name: {parent}}}\n  limits: {{messages: {{max: 1}}}}\n"
+        )
+    };
+    env.apply(&format!(
+        "{}---\n{}",
+        cycle("ping", "pong"),
+        cycle("pong", "ping")
+    ));
+    for name in ["ping", "pong"] {
+        env.wait_condition(
+            &["qa", name, "-n", &allowed],
+            "Bound",
+            "False/CycleDetected",
+            WAIT,
+        )
+        .await;
+    }
+    env.kubectl(&[
+        "delete",
+        "qa",
+        "ping",
+        "pong",
+        "-n",
+        &allowed,
+        "--wait=false",
+    ]);
+
     env.apply(&qa(&allowed, "web", 600));
     let web = ["qa", "web", "-n", allowed.as_str()];
     env.wait_condition(&web, "Bound", "True/Allocated", WAIT)
