@@ -233,17 +233,7 @@ async fn apply(qa: &QuotaAllocation, ctx: &Context) -> Result<Action> {
             // Not bindable: make sure the service holds nothing for it.
             match ctx.service.delete_node(&id).await {
                 Ok(_) | Err(ClientError::Api { .. }) => {}
-                Err(e) => {
-                    context::write_status(
-                        ctx,
-                        qa,
-                        Observation::ServiceError {
-                            message: e.to_string(),
-                        },
-                    )
-                    .await?;
-                    return Err(e.into());
-                }
+                Err(e) => return unavailable(ctx, qa, e).await,
             }
             context::write_status(ctx, qa, Observation::NotPushed { binding }).await?;
             return Ok(Action::requeue(Duration::from_secs(30)));
@@ -294,39 +284,16 @@ async fn apply(qa: &QuotaAllocation, ctx: &Context) -> Result<Action> {
             match pushed {
                 Ok(n) => (n, binding),
                 Err(ClientError::Api { message, .. }) => {
-                    let binding = rejected(BindReason::ParentExhausted, message);
-                    context::write_status(ctx, qa, Observation::NotPushed { binding }).await?;
-                    return Ok(Action::requeue(Duration::from_secs(30)));
+                    return not_pushed(ctx, qa, rejected(BindReason::ParentExhausted, message))
+                        .await;
                 }
-                Err(e) => {
-                    context::write_status(
-                        ctx,
-                        qa,
-                        Observation::ServiceError {
-                            message: e.to_string(),
-                        },
-                    )
-                    .await?;
-                    return Err(e.into());
-                }
+                Err(e) => return unavailable(ctx, qa, e).await,
             }
         }
         Err(ClientError::Api { code, message, .. }) if code == "parent_not_found" => {
-            let binding = rejected(BindReason::ParentNotFound, message);
-            context::write_status(ctx, qa, Observation::NotPushed { binding }).await?;
-            return Ok(Action::requeue(Duration::from_secs(30)));
+            return not_pushed(ctx, qa, rejected(BindReason::ParentNotFound, message)).await;
         }
-        Err(e) => {
-            context::write_status(
-                ctx,
-                qa,
-                Observation::ServiceError {
-                    message: e.to_string(),
-                },
-            )
-            .await?;
-            return Err(e.into());
-        }
+        Err(e) => return unavailable(ctx, qa, e).await,
     };
     context::sync_access(ctx, &id, &qa.spec.access).await?;
     let bound = binding == Binding::Bound;
@@ -342,6 +309,20 @@ async fn apply(qa: &QuotaAllocation, ctx: &Context) -> Result<Action> {
     // A waiting allocation retries soon; capacity changes also wake it.
     let every = if bound { 300 } else { 15 };
     Ok(Action::requeue(Duration::from_secs(every)))
+}
+
+/// Not bindable now: status says why; try again soon (parents, capacity and
+/// a restarted service all change).
+async fn not_pushed(ctx: &Context, qa: &QuotaAllocation, binding: Binding) -> Result<Action> {
+    context::write_status(ctx, qa, Observation::NotPushed { binding }).await?;
+    Ok(Action::requeue(Duration::from_secs(5)))
+}
+
+/// The service could not be reached or refused: status says so; retried.
+async fn unavailable(ctx: &Context, qa: &QuotaAllocation, e: ClientError) -> Result<Action> {
+    let message = e.to_string();
+    context::write_status(ctx, qa, Observation::ServiceError { message }).await?;
+    Err(e.into())
 }
 
 async fn cleanup(qa: &QuotaAllocation, ctx: &Context) -> Result<Action> {

@@ -105,12 +105,7 @@ impl QuotaObject for TenantQuota {
             .unwrap_or(80)
     }
     fn binary_resources(&self) -> BTreeSet<String> {
-        self.spec
-            .limits
-            .iter()
-            .filter(|(_, l)| quantity::is_binary(&l.max.0))
-            .map(|(n, _)| n.clone())
-            .collect()
+        binary_names(self.spec.limits.iter().map(|(n, l)| (n, &l.max.0)))
     }
 }
 
@@ -129,13 +124,16 @@ impl QuotaObject for QuotaAllocation {
         80
     }
     fn binary_resources(&self) -> BTreeSet<String> {
-        self.spec
-            .limits
-            .iter()
-            .filter(|(_, l)| quantity::is_binary(&l.max.0))
-            .map(|(n, _)| n.clone())
-            .collect()
+        binary_names(self.spec.limits.iter().map(|(n, l)| (n, &l.max.0)))
     }
+}
+
+/// Names of the limits written with a binary suffix (`10Gi`).
+fn binary_names<'a>(limits: impl Iterator<Item = (&'a String, &'a String)>) -> BTreeSet<String> {
+    limits
+        .filter(|(_, max)| quantity::is_binary(max))
+        .map(|(n, _)| n.clone())
+        .collect()
 }
 
 /// The current time as a Kubernetes `Time`.

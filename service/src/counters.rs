@@ -515,6 +515,25 @@ fn subtree_sums(
 impl CounterStore {
     /// Atomic check-and-increment on a node (v1 `consume`).
     pub fn consume(&self, id: &str, usage: &[(&str, u64)]) -> Result<(), UsageError> {
+        self.apply_usage(id, |node, now, auto_reset| {
+            node.consume(usage, now, auto_reset)
+        })
+    }
+
+    /// Tracking increment on a node: always counts (v1 batch `increment`).
+    pub fn increment(&self, id: &str, usage: &[(&str, u64)]) -> Result<(), UsageError> {
+        self.apply_usage(id, |node, now, auto_reset| {
+            node.increment(usage, now, auto_reset)
+        })
+    }
+
+    /// Checks that the node and its ancestors accept usage, then applies `f`
+    /// under the node's lock (re-checking its own state there).
+    fn apply_usage(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut Node, i64, bool) -> Result<Vec<(Box<str>, Retired)>, Refusal>,
+    ) -> Result<(), UsageError> {
         self.check_usable(id)?;
         let now = self.now();
         let mut e = self
@@ -527,20 +546,7 @@ impl CounterStore {
             }
             .into());
         }
-        let retired = e.node.consume(usage, now, self.auto_reset)?;
-        self.mark_changed(&mut e, id, retired, now);
-        Ok(())
-    }
-
-    /// Tracking increment on a node: always counts (v1 batch `increment`).
-    pub fn increment(&self, id: &str, usage: &[(&str, u64)]) -> Result<(), UsageError> {
-        self.check_usable(id)?;
-        let now = self.now();
-        let mut e = self
-            .nodes
-            .get_mut(id)
-            .ok_or_else(|| UsageError::NotFound(id.to_owned()))?;
-        let retired = e.node.increment(usage, now, self.auto_reset)?;
+        let retired = f(&mut e.node, now, self.auto_reset)?;
         self.mark_changed(&mut e, id, retired, now);
         Ok(())
     }
