@@ -264,3 +264,39 @@ pub fn to_yaml<T: serde::Serialize>(obj: &T) -> String {
         Err(e) => panic!("yaml: {e}"),
     }
 }
+
+/// A real PostgreSQL server for this test binary (started on first use by
+/// `hack/postgres.sh`, stopped when the binary exits); its `DATABASE_URL`.
+///
+/// # Panics
+/// When PostgreSQL cannot be installed or started: a test that needs it
+/// fails, it never skips.
+pub fn postgres() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        let pid = std::process::id();
+        let out = run(Command::new(repo_root().join("hack/postgres.sh")).args([
+            "up",
+            "--name",
+            &format!("test-{pid}"),
+            "--owner-pid",
+            &pid.to_string(),
+        ]));
+        match out {
+            Ok(o) if o.status.success() => last_line(&o.stdout)
+                .strip_prefix("DATABASE_URL=")
+                .map(str::to_owned)
+                .unwrap_or_else(|| {
+                    panic!(
+                        "unexpected output of hack/postgres.sh: {:?}",
+                        last_line(&o.stdout)
+                    )
+                }),
+            Ok(o) => panic!(
+                "PostgreSQL did not start (hack/postgres.sh up):\n{}",
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) => panic!("{e}"),
+        }
+    })
+}

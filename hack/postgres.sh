@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Starts and stops a real PostgreSQL server for tests: Debian's package
+# (installed when missing), `initdb` into its own directory, a free loopback
+# port, trust authentication on loopback only.
+#
+#   hack/postgres.sh up   [--name NAME] [--owner-pid PID]
+#   hack/postgres.sh down [--name NAME]
+#
+# Each server lives in /tmp/edge-quota-postgres-<uid>/NAME (a place the
+# `postgres` user can reach when we run as root), so several run side by side. With --owner-pid it stops by itself when that process exits.
+# The last line `up` prints is
+#   DATABASE_URL=postgres://postgres@127.0.0.1:<port>/quota
+# PostgreSQL refuses to run as root; as root the server runs as `postgres`.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "$0")" && pwd)"
+cmd="${1:-}"
+shift || true
+NAME="default"
+OWNER_PID=""
+while (($#)); do
+    case "$1" in
+        --name) NAME="$2"; shift 2 ;;
+        --owner-pid) OWNER_PID="$2"; shift 2 ;;
+        *) echo "postgres.sh: unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+[[ "$NAME" =~ ^[A-Za-z0-9._-]+$ ]] || { echo "postgres.sh: --name must match [A-Za-z0-9._-]+" >&2; exit 2; }
+BASE="${EDGE_QUOTA_PG_DIR:-${TMPDIR:-/tmp}/edge-quota-postgres-$(id -u)}"
+DIR="$BASE/$NAME"
+
+log() { echo "postgres[$NAME]: $*" >&2; }
+
+pg_bin() {
+    ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1
+}
+
+ensure_installed() {
+    if [[ -n "$(pg_bin)" && -x "$(pg_bin)/initdb" ]]; then
+        return
+    fi
+    if [[ $(id -u) -ne 0 ]] && ! command -v sudo >/dev/null; then
+        log "error: PostgreSQL is not installed; install Debian's postgresql package (apt-get install postgresql)"
+        exit 1
+    fi
+    log "installing Debian's postgresql package"
+    local sudo=""
+    [[ $(id -u) -ne 0 ]] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
+    # The package may start a cluster of its own on 5432; the tests do not use it.
+}
+
+# Runs a PostgreSQL command as the right user.
+as_pg() {
+    if [[ $(id -u) -eq 0 ]]; then
+        runuser -u postgres -- "$@"
+    else
+        "$@"
+    fi
+}
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+running() {
+    [[ -f "$DIR/port" ]] && as_pg "$(pg_bin)/pg_ctl" -D "$DIR/data" status >/dev/null 2>&1
+}
+
+up() {
+    ensure_installed
+    local bin
+    bin="$(pg_bin)"
+    if running; then
+        log "already running"
+        echo "DATABASE_URL=postgres://postgres@127.0.0.1:$(cat "$DIR/port")/quota"
+        return
+    fi
+    rm -rf "$DIR"
+    mkdir -p "$DIR"
+    chmod 755 "$BASE"
+    if [[ $(id -u) -eq 0 ]]; then chown postgres "$DIR"; fi
+    as_pg "$bin/initdb" -D "$DIR/data" -U postgres --auth=trust --encoding=UTF8 --no-sync >"$DIR/initdb.log" 2>&1 || {
+        log "initdb failed:"; cat "$DIR/initdb.log" >&2; exit 1
+    }
+    local port
+    port="$(free_port)"
+    echo "$port" >"$DIR/port"
+    # fsync off: test data only; a crash of the test server loses nothing that matters.
+    as_pg "$bin/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 60 \
+        -o "-p $port -c listen_addresses=127.0.0.1 -k $DIR -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+        start >/dev/null || { log "start failed:"; tail -20 "$DIR/server.log" >&2; exit 1; }
+    as_pg "$bin/psql" -h 127.0.0.1 -p "$port" -U postgres -qc "CREATE DATABASE quota" >/dev/null
+    log "ready on 127.0.0.1:$port"
+    if [[ -n "$OWNER_PID" ]]; then
+        setsid bash -c '
+            while kill -0 "$1" 2>/dev/null; do sleep 1; done
+            "$2" down --name "$3" >/dev/null 2>&1
+        ' reaper "$OWNER_PID" "$HERE/postgres.sh" "$NAME" >/dev/null 2>&1 </dev/null &
+    fi
+    echo "DATABASE_URL=postgres://postgres@127.0.0.1:$port/quota"
+}
+
+down() {
+    if [[ ! -d "$DIR" ]]; then
+        log "not running"
+        return
+    fi
+    local bin
+    bin="$(pg_bin)"
+    [[ -n "$bin" ]] && as_pg "$bin/pg_ctl" -D "$DIR/data" -m fast -w stop >/dev/null 2>&1 || true
+    rm -rf "$DIR"
+    log "stopped"
+}
+
+case "$cmd" in
+    up) up ;;
+    down) down ;;
+    *) echo "usage: $0 up|down [--name NAME] [--owner-pid PID]" >&2; exit 2 ;;
+esac
