@@ -300,3 +300,22 @@ pub fn postgres() -> &'static str {
         }
     })
 }
+
+/// A new, empty database on this binary's PostgreSQL server (one per test,
+/// so tests can run in parallel); its URL.
+pub fn postgres_database() -> String {
+    let base = postgres();
+    let name = unique_name("db").replace('-', "_");
+    let out = Command::new("psql")
+        .args([base, "-qc", &format!("CREATE DATABASE {name}")])
+        .output()
+        .unwrap_or_else(|e| panic!("psql: {e}"));
+    if !out.status.success() {
+        panic!(
+            "CREATE DATABASE {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let prefix = base.strip_suffix("/quota").unwrap_or(base);
+    format!("{prefix}/{name}")
+}
