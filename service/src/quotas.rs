@@ -177,6 +177,24 @@ impl Quotas {
         self.flusher.flush().await
     }
 
+    /// Ready to take traffic that needs the store: it answers a ping within
+    /// two seconds and the last write to it succeeded. `Err` says why not.
+    pub async fn ready(&self) -> Result<(), String> {
+        match tokio::time::timeout(Duration::from_secs(2), self.db.ping()).await {
+            Err(_) => return Err("the database did not answer within 2 s".into()),
+            Ok(Err(e)) => return Err(e.to_string()),
+            Ok(Ok(())) => {}
+        }
+        let h = self.flusher.health();
+        if h.degraded {
+            return Err(format!(
+                "the last write failed: {}",
+                h.last_error.unwrap_or_default()
+            ));
+        }
+        Ok(())
+    }
+
     pub fn flush_health(&self) -> FlushHealth {
         self.flusher.health()
     }

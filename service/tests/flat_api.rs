@@ -328,6 +328,11 @@ async fn health_reports_ok() {
     assert_eq!(h["status"], "ok");
     assert_eq!(h["store"]["status"], "ok");
     assert_eq!(h["tenants"], 0);
+    let (status, r) = app.get("/ready").await;
+    assert_eq!(
+        (status, r["status"].clone()),
+        (StatusCode::OK, json!("ready"))
+    );
 }
 
 /// Each bad request gets the expected status and code, and leaves every

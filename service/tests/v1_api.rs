@@ -974,6 +974,19 @@ async fn a_failing_database_changes_nothing_and_answers_503() {
     }
     let (_, health) = app.get("/health").await;
     assert_eq!(health["store"]["status"], "degraded");
+    let (s, ready) = app.get("/ready").await;
+    assert_error(
+        &(s, ready.clone()),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "store_unavailable",
+    );
+    assert!(
+        ready["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("disk on fire"),
+        "{ready}"
+    );
     // Usage keeps working from memory meanwhile.
     assert_eq!(
         consume(&app, "team-a", json!({"messages": 1})).await.0,
@@ -997,6 +1010,11 @@ async fn a_failing_database_changes_nothing_and_answers_503() {
     );
     let (_, health) = app.get("/health").await;
     assert_eq!(health["store"]["status"], "ok");
+    let (s, ready) = app.get("/ready").await;
+    assert_eq!(
+        (s, ready["status"].clone()),
+        (StatusCode::OK, json!("ready"))
+    );
 }
 
 /// The flat API on a v1 node: it counts the resources the node has.

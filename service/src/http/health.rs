@@ -1,4 +1,6 @@
 //! `GET /health`: liveness, with the persistence state for humans.
+//! `GET /ready`: readiness: 503 while the store is unreachable or its last
+//! write failed (the service keeps counting in memory meanwhile).
 //!
 //! It answers 200 while the process serves requests, also when the database
 //! is unreachable (the service keeps counting in memory then; `store.status`
@@ -10,6 +12,7 @@ use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
 
+use super::error::AppError;
 use crate::domain::calendar::rfc3339;
 use crate::quotas::Quotas;
 
@@ -42,4 +45,15 @@ pub async fn health(State(quotas): State<Arc<Quotas>>) -> Json<Health> {
             pending_rows: quotas.pending_rows(),
         },
     })
+}
+
+pub async fn ready(State(quotas): State<Arc<Quotas>>) -> Result<Json<serde_json::Value>, AppError> {
+    match quotas.ready().await {
+        Ok(()) => Ok(Json(serde_json::json!({"status": "ready", "store": "ok"}))),
+        Err(why) => Err(AppError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            format!("not ready: {why}"),
+        )),
+    }
 }

@@ -29,6 +29,7 @@ pub const MAX_BATCH_BODY_BYTES: usize = 1024 * 1024;
 pub fn app(quotas: Arc<Quotas>) -> Router {
     Router::new()
         .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
         .route("/api/quota", get(flat::list))
         .route("/api/quota/increment", post(flat::increment))
         .route("/api/quota/check", post(flat::check))
