@@ -352,18 +352,7 @@ impl Quotas {
         };
         let now = self.now();
         let auto_reset = self.counters.auto_reset();
-        let rows: Vec<UsageRow> = node
-            .resources
-            .iter()
-            .filter(|r| r.window() != Window::None)
-            .map(|r| UsageRow {
-                node_id: tenant_id.to_owned(),
-                resource: r.name.clone(),
-                period: r.used_at(now, auto_reset).0,
-                used: 0,
-                last_updated: now,
-            })
-            .collect();
+        let rows = usage_rows(tenant_id, &node, now, auto_reset, true);
         let before = usage_json(&node, now, auto_reset);
         let mut ops = Vec::new();
         if self.counters.is_unsaved(tenant_id) {
@@ -719,8 +708,7 @@ impl Quotas {
         let mut new = old.clone();
         new.state = state;
         new.last_updated = Some(now);
-        let mut ops = node_ops(id, &new, now);
-        ops.truncate(1); // the node row only; limits are unchanged
+        let mut ops = vec![node_row(id, &new, now)]; // limits are unchanged
         ops.push(self.audit(
             actor,
             "state",
@@ -784,28 +772,11 @@ impl Quotas {
         // 1. Stop usage of the node; charge its current usage to the parent.
         self.counters
             .update(id, |n, _, _| n.state = NodeState::Deleted);
-        let charged: Vec<_> = old
-            .resources
-            .iter()
-            .filter(|r| r.window() != Window::None)
-            .filter_map(|r| {
-                let (period, used) = r.used_at(now, auto_reset);
-                (used > 0).then(|| (r.name.clone(), period, used))
-            })
+        // Read the child's counters after usage is stopped: nothing moves now.
+        let stopped = self.counters.node(id).unwrap_or_else(|| old.clone());
+        let charged: Vec<_> = counted_usage(&stopped, now, auto_reset)
+            .filter(|(_, _, used)| *used > 0)
             .collect();
-        // Re-read the child's counters now that usage is stopped.
-        let charged = match self.counters.node(id) {
-            Some(n) => n
-                .resources
-                .iter()
-                .filter(|r| r.window() != Window::None)
-                .filter_map(|r| {
-                    let (period, used) = r.used_at(now, auto_reset);
-                    (used > 0).then(|| (r.name.clone(), period, used))
-                })
-                .collect(),
-            None => charged,
-        };
         if let Some(p) = &old.parent {
             self.counters.charge(p, &charged);
         }
@@ -814,29 +785,14 @@ impl Quotas {
         let mut deleted = old.clone();
         deleted.state = NodeState::Deleted;
         deleted.last_updated = Some(now);
-        let mut ops = node_ops(id, &deleted, now);
-        ops.truncate(1);
+        let mut ops = vec![node_row(id, &deleted, now)];
         if let Some(p) = &old.parent {
             ops.push(WriteOp::MoveClaims {
                 from: id.to_owned(),
                 to: p.to_string(),
             });
             if let Some(parent) = self.counters.node(p) {
-                let rows = parent
-                    .resources
-                    .iter()
-                    .filter(|r| r.window() != Window::None)
-                    .map(|r| {
-                        let (period, used) = r.used_at(now, auto_reset);
-                        UsageRow {
-                            node_id: p.to_string(),
-                            resource: r.name.clone(),
-                            period,
-                            used,
-                            last_updated: now,
-                        }
-                    })
-                    .collect();
+                let rows = usage_rows(p, &parent, now, auto_reset, false);
                 ops.push(WriteOp::Usage(rows));
             }
         }
@@ -1160,18 +1116,23 @@ fn amounts(limits: &[(String, Limit)]) -> Vec<(String, u64)> {
     limits.iter().map(|(n, l)| (n.clone(), l.max)).collect()
 }
 
+/// The node's row (no limits).
+fn node_row(id: &str, n: &Node, now: i64) -> WriteOp {
+    WriteOp::UpsertNode {
+        id: id.to_owned(),
+        parent: n.parent.as_deref().map(str::to_owned),
+        state: n.state,
+        name: n.name.clone(),
+        description: n.description.clone(),
+        created_at: n.created_at,
+        updated_at: now,
+    }
+}
+
 /// The node row and its limits.
 fn node_ops(id: &str, n: &Node, now: i64) -> Vec<WriteOp> {
     vec![
-        WriteOp::UpsertNode {
-            id: id.to_owned(),
-            parent: n.parent.as_deref().map(str::to_owned),
-            state: n.state,
-            name: n.name.clone(),
-            description: n.description.clone(),
-            created_at: n.created_at,
-            updated_at: now,
-        },
+        node_row(id, n, now),
         WriteOp::ReplaceLimits {
             node_id: id.to_owned(),
             limits: n
@@ -1181,6 +1142,35 @@ fn node_ops(id: &str, n: &Node, now: i64) -> Vec<WriteOp> {
                 .collect(),
         },
     ]
+}
+
+/// The counted (not capacity) resources of a node: name, current period, usage.
+fn counted_usage(
+    n: &Node,
+    now: i64,
+    auto_reset: bool,
+) -> impl Iterator<Item = (Box<str>, crate::domain::window::Period, u64)> + '_ {
+    n.resources
+        .iter()
+        .filter(|r| r.window() != Window::None)
+        .map(move |r| {
+            let (period, used) = r.used_at(now, auto_reset);
+            (r.name.clone(), period, used)
+        })
+}
+
+/// Usage rows of a node's counted resources at `now` (with `used` replaced
+/// by `zero` when resetting).
+fn usage_rows(id: &str, n: &Node, now: i64, auto_reset: bool, zero: bool) -> Vec<UsageRow> {
+    counted_usage(n, now, auto_reset)
+        .map(|(resource, period, used)| UsageRow {
+            node_id: id.to_owned(),
+            resource,
+            period,
+            used: if zero { 0 } else { used },
+            last_updated: now,
+        })
+        .collect()
 }
 
 /// A node's spec as audit JSON.
