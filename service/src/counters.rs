@@ -284,37 +284,26 @@ impl CounterStore {
     /// The node with its subtree usage, or `None` when unknown.
     pub fn view(&self, id: &str) -> Option<NodeView> {
         let now = self.now();
-        let (node, claims, version) = {
-            let e = self.nodes.get(id)?;
-            (e.node.clone(), e.claims.len(), e.version)
-        };
-        let subtree = self.subtree_used(&node, now);
-        Some(self.build_view(id, &node, claims, version, &subtree, now))
+        let subtree = self.collect_subtree(id)?;
+        let sums = subtree_sums(&subtree, now, self.auto_reset);
+        let (node, claims, version) = subtree.get(id)?;
+        let empty = HashMap::new();
+        let s = sums.get(id).unwrap_or(&empty);
+        Some(self.build_view(id, node, *claims, *version, s, now))
     }
 
-    /// Usage of `node` and its not-deleted descendants, per resource.
-    fn subtree_used(&self, node: &Node, now: i64) -> HashMap<String, u64> {
-        let mut sums: HashMap<String, u64> = node
-            .resources
-            .iter()
-            .map(|r| (r.name.to_string(), r.used_at(now, self.auto_reset).1))
-            .collect();
-        let mut stack: Vec<Box<str>> = node.children.clone();
-        while let Some(child) = stack.pop() {
-            let Some(e) = self.nodes.get(&child) else {
+    /// Copies of `id` and its descendants: `(node, claims, version)` by id.
+    fn collect_subtree(&self, id: &str) -> Option<HashMap<String, (Node, usize, u64)>> {
+        let mut out = HashMap::new();
+        let mut stack: Vec<String> = vec![id.to_owned()];
+        while let Some(cur) = stack.pop() {
+            let Some(e) = self.nodes.get(cur.as_str()) else {
                 continue;
             };
-            if e.node.state == NodeState::Deleted {
-                continue;
-            }
-            for r in &e.node.resources {
-                if let Some(s) = sums.get_mut(&*r.name) {
-                    *s = s.saturating_add(r.used_at(now, self.auto_reset).1);
-                }
-            }
-            stack.extend(e.node.children.iter().cloned());
+            stack.extend(e.node.children.iter().map(|c| c.to_string()));
+            out.insert(cur, (e.node.clone(), e.claims.len(), e.version));
         }
-        sums
+        out.contains_key(id).then_some(out)
     }
 
     fn build_view(
