@@ -2,9 +2,6 @@
 //! CRDs install, explain themselves and enforce their CEL rules.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write as _;
-use std::process::Stdio;
-
 fn repo() -> std::path::PathBuf {
     testenv::repo_root()
 }
@@ -20,31 +17,6 @@ fn crds_in_the_repo_are_up_to_date() {
             path.display()
         );
     }
-}
-
-/// `kubectl <args>` with `stdin`, returning (success, stdout + stderr).
-fn kubectl(c: &testenv::TestCluster, args: &[&str], stdin: &str) -> (bool, String) {
-    let mut child = c
-        .kubectl()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
 }
 
 fn install(c: &testenv::TestCluster) {
@@ -94,7 +66,7 @@ async fn the_api_server_enforces_what_one_object_can_check() {
         &name,
         r#"{"limits":{"messages":{"max":100},"bandwidth":{"max":"100Gi"},"storage":{"max":"10Gi","window":"none"},"requests":{"max":"2k","window":"minute"}},"nearLimitPercent":90}"#,
     );
-    let (ok, out) = kubectl(c, &["apply", "-f", "-"], &good);
+    let (ok, out) = c.kubectl_stdin(&["apply", "-f", "-"], &good);
     assert!(ok, "{out}");
     let state = c.kubectl_ok(&["get", "tq", &name, "-o", "jsonpath={.spec.state}"]);
     assert_eq!(state, "Active", "state defaults to Active");
@@ -105,7 +77,7 @@ async fn the_api_server_enforces_what_one_object_can_check() {
             r#"{{"parentRef":{{"kind":"TenantQuota","name":"{name}"}},"limits":{{"messages":{{"max":40}}}}}}"#
         ),
     );
-    let (ok, out) = kubectl(c, &["apply", "-f", "-"], &alloc);
+    let (ok, out) = c.kubectl_stdin(&["apply", "-f", "-"], &alloc);
     assert!(ok, "{out}");
 
     // What one object can check by itself is refused at admission.
@@ -156,11 +128,8 @@ async fn the_api_server_enforces_what_one_object_can_check() {
         (r#"{}"#, "limits: Required value"),
     ];
     for (spec, expect) in bad_tq {
-        let (ok, out) = kubectl(
-            c,
-            &["apply", "--dry-run=server", "-f", "-"],
-            &tq("bad", spec),
-        );
+        let (ok, out) =
+            c.kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &tq("bad", spec));
         assert!(
             !ok && out.contains(expect),
             "{spec} should be refused with {expect:?}: {out}"
@@ -182,8 +151,7 @@ async fn the_api_server_enforces_what_one_object_can_check() {
         (r#"{"limits":{}}"#, "parentRef: Required value"),
     ];
     for (spec, expect) in bad_qa {
-        let (ok, out) = kubectl(
-            c,
+        let (ok, out) = c.kubectl_stdin(
             &["apply", "--dry-run=server", "-f", "-"],
             &qa(&ns, "bad", spec),
         );
@@ -194,8 +162,7 @@ async fn the_api_server_enforces_what_one_object_can_check() {
     }
 
     // Immutable fields: parentRef, and tenantId (also adding or removing it).
-    let (ok, out) = kubectl(
-        c,
+    let (ok, out) = c.kubectl_stdin(
         &[
             "patch",
             "qa",
@@ -210,8 +177,7 @@ async fn the_api_server_enforces_what_one_object_can_check() {
         "",
     );
     assert!(!ok && out.contains("parentRef is immutable"), "{out}");
-    let (ok, out) = kubectl(
-        c,
+    let (ok, out) = c.kubectl_stdin(
         &[
             "patch",
             "tq",
@@ -225,8 +191,7 @@ async fn the_api_server_enforces_what_one_object_can_check() {
     );
     assert!(!ok && out.contains("tenantId is immutable"), "{out}");
     // Other fields change freely.
-    let (ok, out) = kubectl(
-        c,
+    let (ok, out) = c.kubectl_stdin(
         &[
             "patch",
             "tq",

@@ -186,43 +186,53 @@ impl TestCluster {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Applies YAML with server-side apply (idempotent, safe when tests race).
-    pub fn apply_yaml(&self, yaml: &str) -> String {
+    /// Runs kubectl with `stdin` fed to it: whether it succeeded, and its
+    /// stdout followed by its stderr.
+    pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> (bool, String) {
         use std::io::Write as _;
         let mut child = match self
             .kubectl()
-            .args([
-                "apply",
-                "--server-side",
-                "--force-conflicts",
-                "--field-manager=edge-quota-tests",
-                "-f",
-                "-",
-            ])
+            .args(args)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
         {
             Ok(c) => c,
-            Err(e) => panic!("kubectl apply: {e}"),
+            Err(e) => panic!("kubectl {args:?}: {e}"),
         };
-        if let Some(mut stdin) = child.stdin.take()
-            && let Err(e) = stdin.write_all(yaml.as_bytes())
+        if let Some(mut input) = child.stdin.take()
+            && let Err(e) = input.write_all(stdin.as_bytes())
         {
-            panic!("kubectl apply stdin: {e}");
+            panic!("kubectl {args:?} stdin: {e}");
         }
         let out = match child.wait_with_output() {
             Ok(o) => o,
-            Err(e) => panic!("kubectl apply: {e}"),
+            Err(e) => panic!("kubectl {args:?}: {e}"),
         };
-        if !out.status.success() {
-            panic!(
-                "kubectl apply failed: {}\n---\n{yaml}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
+    /// Applies YAML with server-side apply (idempotent, safe when tests race).
+    pub fn apply_yaml(&self, yaml: &str) -> String {
+        let args = [
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=edge-quota-tests",
+            "-f",
+            "-",
+        ];
+        let (ok, out) = self.kubectl_stdin(&args, yaml);
+        if !ok {
+            panic!("kubectl apply failed: {out}\n---\n{yaml}");
         }
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        out
     }
 }
 

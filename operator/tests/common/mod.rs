@@ -2,7 +2,6 @@
 //! binary on a real SQLite file, and the operator running in-process.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -127,27 +126,8 @@ impl Env {
     }
 
     pub fn apply(&self, yaml: &str) {
-        let mut child = self
-            .cluster
-            .kubectl()
-            .args(["apply", "-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(yaml.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "kubectl apply: {}\n{yaml}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (ok, out) = self.cluster.kubectl_stdin(&["apply", "-f", "-"], yaml);
+        assert!(ok, "kubectl apply: {out}\n{yaml}");
     }
 
     pub fn kubectl(&self, args: &[&str]) -> String {
