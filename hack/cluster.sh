@@ -20,6 +20,8 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=lib.sh
+source "$HERE/lib.sh"
 CACHE_ROOT="${EDGE_QUOTA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/edge-quota}"
 CONTEXT="edge-quota-test-env"
 
@@ -41,10 +43,6 @@ fi
 DIR="$CACHE_ROOT/clusters/$NAME"
 
 log() { echo "cluster[$NAME]: $*" >&2; }
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
 
 # A process is alive when it exists and is not a zombie (an exited child whose
 # parent is gone may linger unreaped where PID 1 does not reap).
@@ -214,10 +212,7 @@ up() {
 
     if [[ -n "$OWNER_PID" ]]; then
         # Stop the cluster when its owner (a test binary) exits.
-        setsid bash -c '
-            while kill -0 "$1" 2>/dev/null; do sleep 1; done
-            "$2" down --name "$3" >/dev/null 2>&1
-        ' reaper "$OWNER_PID" "$HERE/cluster.sh" "$NAME" >/dev/null 2>&1 </dev/null &
+        start_reaper "$OWNER_PID" "$HERE/cluster.sh" "$NAME"
     fi
     echo "export KUBECONFIG=$DIR/kubeconfig"
 }

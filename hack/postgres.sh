@@ -14,6 +14,8 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=lib.sh
+source "$HERE/lib.sh"
 cmd="${1:-}"
 shift || true
 NAME="default"
@@ -60,10 +62,6 @@ as_pg() {
     fi
 }
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-
 running() {
     [[ -f "$DIR/port" ]] && as_pg "$(pg_bin)/pg_ctl" -D "$DIR/data" status >/dev/null 2>&1
 }
@@ -94,10 +92,7 @@ up() {
     as_pg "$bin/psql" -h 127.0.0.1 -p "$port" -U postgres -qc "CREATE DATABASE quota" >/dev/null
     log "ready on 127.0.0.1:$port"
     if [[ -n "$OWNER_PID" ]]; then
-        setsid bash -c '
-            while kill -0 "$1" 2>/dev/null; do sleep 1; done
-            "$2" down --name "$3" >/dev/null 2>&1
-        ' reaper "$OWNER_PID" "$HERE/postgres.sh" "$NAME" >/dev/null 2>&1 </dev/null &
+        start_reaper "$OWNER_PID" "$HERE/postgres.sh" "$NAME"
     fi
     echo "DATABASE_URL=postgres://postgres@127.0.0.1:$port/quota"
 }
