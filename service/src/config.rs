@@ -10,9 +10,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::domain::counter::MAX_COUNT;
-
-const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+use crate::domain::counter::{MAX_COUNT, gib_to_bytes};
 
 /// The service's settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -121,15 +119,12 @@ impl Config {
             "100.0",
             "expected a non-negative number of GiB, such as 100 or 0.5",
         );
-        let gb = v
+        let default_bandwidth_limit_bytes = v
             .trim()
             .parse::<f64>()
             .ok()
-            .filter(|g| g.is_finite() && *g >= 0.0);
-        let bytes = gb
-            .map(|g| (g * GIB).round())
-            .filter(|b| *b <= MAX_COUNT as f64);
-        let default_bandwidth_limit_bytes = bytes.map(|b| b as u64).ok_or_else(|| bad(&v))?;
+            .and_then(gib_to_bytes)
+            .ok_or_else(|| bad(&v))?;
 
         let (v, bad) = parse("ENABLE_AUTO_RESET", "true", "expected true or false");
         let enable_auto_reset = match v.trim().to_ascii_lowercase().as_str() {

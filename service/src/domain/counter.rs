@@ -15,6 +15,19 @@ use super::window::{Period, Window};
 /// Largest value a counter (or a limit) may hold.
 pub const MAX_COUNT: u64 = i64::MAX as u64;
 
+/// Bytes in one GiB (the flat tracker's "GB").
+pub const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+
+/// A non-negative number of GiB (fractions allowed) as whole bytes, or
+/// `None` when it is not finite, negative, or past [`MAX_COUNT`].
+pub fn gib_to_bytes(gib: f64) -> Option<u64> {
+    if !gib.is_finite() || gib < 0.0 {
+        return None;
+    }
+    let bytes = (gib * GIB).round();
+    (bytes <= MAX_COUNT as f64).then_some(bytes as u64)
+}
+
 /// An addition that would pass [`MAX_COUNT`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("counter would overflow: {used} + {amount} exceeds {MAX_COUNT}")]
@@ -144,6 +157,16 @@ mod tests {
         let (p, used) = c.used_at(nov22() + DAY, true);
         assert_eq!((p.key().as_str(), used), ("2026-11-23", 0));
         assert_eq!(c.used, 7, "the counter itself is unchanged");
+    }
+
+    #[test]
+    fn gib_to_bytes_rounds_and_refuses_the_impossible() {
+        assert_eq!(gib_to_bytes(1.0), Some(1 << 30));
+        assert_eq!(gib_to_bytes(0.5), Some(1 << 29));
+        assert_eq!(gib_to_bytes(0.0), Some(0));
+        for bad in [-1.0, f64::NAN, f64::INFINITY, 1e30] {
+            assert_eq!(gib_to_bytes(bad), None, "{bad}");
+        }
     }
 
     #[test]

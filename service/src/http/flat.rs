@@ -22,12 +22,10 @@ use serde::{Deserialize, Serialize};
 use super::error::AppError;
 use super::extract::{ApiJson, ApiPath};
 use crate::domain::calendar::rfc3339;
-use crate::domain::counter::MAX_COUNT;
+use crate::domain::counter::{GIB, MAX_COUNT, gib_to_bytes};
 use crate::domain::tenant::{TenantView, Usage};
 use crate::domain::tenant_id::validate_tenant_id;
 use crate::quotas::{LimitsUpdate, Quotas};
-
-const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
 /// Who the audit log names until callers authenticate (access control).
 pub const ACTOR: &str = "anonymous";
@@ -177,16 +175,12 @@ pub async fn set_limits(
             ));
         }
         (Some(b), None) => Some(b),
-        (None, Some(gb)) => {
-            let bytes = (gb * GIB).round();
-            if !gb.is_finite() || gb < 0.0 || bytes > MAX_COUNT as f64 {
-                return Err(invalid(format!(
-                    "bandwidth_limit_gb is {gb}; expected a non-negative number of GiB up to {}",
-                    MAX_COUNT as f64 / GIB
-                )));
-            }
-            Some(bytes as u64)
-        }
+        (None, Some(gb)) => Some(gib_to_bytes(gb).ok_or_else(|| {
+            invalid(format!(
+                "bandwidth_limit_gb is {gb}; expected a non-negative number of GiB up to {}",
+                MAX_COUNT as f64 / GIB
+            ))
+        })?),
         (None, None) => None,
     };
     let update = LimitsUpdate {
