@@ -34,7 +34,7 @@ pub struct Context {
     /// The last status written per object (by uid), behind a per-object lock:
     /// the reconcilers and the sync never compute from a stale status at the
     /// same time (which would record an Event twice).
-    written: Arc<dashmap::DashMap<String, Arc<tokio::sync::Mutex<Option<QuotaStatus>>>>>,
+    written: Arc<dashmap::DashMap<String, Arc<tokio::sync::Mutex<Option<Written>>>>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -66,6 +66,14 @@ impl Context {
             written: Arc::default(),
         }
     }
+}
+
+/// The last status written for an object, and the version of the service
+/// node it was computed from.
+#[derive(Debug, Clone)]
+struct Written {
+    status: QuotaStatus,
+    node_version: u64,
 }
 
 /// What both kinds have in common for status writing.
@@ -149,19 +157,38 @@ pub async fn write_status<K: QuotaObject>(
     obj: &K,
     observation: Observation<'_>,
 ) -> Result<QuotaStatus> {
+    // One writer per object at a time, computing from what was written last
+    // (only this operator writes status; the watched object may lag).
+    let key = obj.meta().uid.clone().unwrap_or_else(|| obj.name_any());
+    let slot = ctx.written.entry(key).or_default().clone();
+    let mut last = slot.lock().await;
+    let previous = last
+        .as_ref()
+        .map(|w| w.status.clone())
+        .or_else(|| obj.quota_status().cloned());
+    let last_version = last.as_ref().map_or(0, |w| w.node_version);
+    // A node view older than the one already written (a reconcile that read
+    // the node before a sync wrote a newer view) would flap the conditions.
+    let node_version = match &observation {
+        Observation::Synced { node, .. } if node.version < last_version => {
+            return Ok(previous.unwrap_or_default());
+        }
+        Observation::Synced { node, .. } => node.version,
+        _ => last_version,
+    };
     let binary = obj.binary_resources();
     let (new, events) = status::compute(status::Input {
         kind: K::KIND,
         generation: obj.meta().generation,
-        previous: obj.quota_status(),
+        previous: previous.as_ref(),
         observation,
         near_limit_percent: obj.near_limit_percent(),
         binary: &binary,
         deleting: obj.meta().deletion_timestamp.is_some(),
         now: now(),
     });
-    let unchanged = obj
-        .quota_status()
+    let unchanged = previous
+        .as_ref()
         .is_some_and(|old| same_but_sync_time(old, &new));
     if !unchanged {
         let patch = serde_json::json!({
@@ -177,6 +204,14 @@ pub async fn write_status<K: QuotaObject>(
             )
             .await?;
     }
+    *last = Some(Written {
+        status: if unchanged {
+            previous.unwrap_or_default()
+        } else {
+            new.clone()
+        },
+        node_version,
+    });
     let reference = obj.object_ref(&());
     for e in events {
         let event = Event {
@@ -205,7 +240,11 @@ pub fn latest_status<K: QuotaObject>(ctx: &Context, obj: &K) -> Option<QuotaStat
         .uid
         .as_ref()
         .and_then(|uid| ctx.written.get(uid).map(|slot| slot.clone()))
-        .and_then(|slot| slot.try_lock().ok().and_then(|g| g.clone()));
+        .and_then(|slot| {
+            slot.try_lock()
+                .ok()
+                .and_then(|g| g.as_ref().map(|w| w.status.clone()))
+        });
     cached.or_else(|| obj.quota_status().cloned())
 }
 

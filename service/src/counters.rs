@@ -178,11 +178,17 @@ pub struct CounterStore {
 
 impl CounterStore {
     pub fn new(clock: SharedClock, default_limits: Limits, auto_reset: bool) -> Self {
+        // Versions start from the clock (microseconds), so they keep
+        // increasing across restarts: a client can order views of a node
+        // even when the service restarted between them.
+        let start = u64::try_from(clock.now())
+            .unwrap_or(0)
+            .saturating_mul(1_000_000);
         CounterStore {
             nodes: DashMap::new(),
             pending: Mutex::new(Vec::new()),
             pending_tenants: Mutex::new(Vec::new()),
-            version: AtomicU64::new(0),
+            version: AtomicU64::new(start),
             clock,
             default_limits,
             auto_reset,
