@@ -297,6 +297,7 @@ pub fn put_body(
             }
             .to_owned(),
         ),
+        strict: None,
         name: None,
         description: None,
     })

@@ -45,11 +45,7 @@ pub enum LogFormat {
 }
 
 /// A parsed `DATABASE_URL`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DatabaseUrl {
-    /// A SQLite file (created with its directory on first run).
-    Sqlite(PathBuf),
-}
+pub use crate::persistence::Location as DatabaseUrl;
 
 /// A configuration value that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -178,14 +174,26 @@ fn err(var: &'static str, value: &str, reason: &str) -> ConfigError {
 }
 
 /// Accepts `sqlite://PATH`, `sqlite:PATH` (PATH relative or absolute, query
-/// options ignored) and `sqlite::memory:` is refused: an in-memory database
+/// options ignored) and `postgres://` / `postgresql://` URLs (passed to the
+/// driver as they are). `sqlite::memory:` is refused: an in-memory database
 /// would silently lose everything at exit.
 fn parse_database_url(url: &str) -> Result<DatabaseUrl, ConfigError> {
-    let bad = |reason: &str| err("DATABASE_URL", url, reason);
+    // The value is shown in errors: never with its password.
+    let shown = crate::persistence::redact(url);
+    let bad = |reason: &str| err("DATABASE_URL", &shown, reason);
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let parsed = url::Url::parse(url).map_err(|e| bad(&format!("not a URL: {e}")))?;
+        if parsed.host_str().is_none_or(str::is_empty) && !url.contains("host=") {
+            return Err(bad(
+                "expected a host, such as postgres://user:password@db:5432/quotas",
+            ));
+        }
+        return Ok(DatabaseUrl::Postgres(url.to_owned()));
+    }
     let Some(rest) = url.strip_prefix("sqlite:") else {
         let scheme = url.split(':').next().unwrap_or_default();
         return Err(bad(&format!(
-            "unsupported scheme {scheme:?}; this version stores state in SQLite: use sqlite://PATH or leave it unset for QUOTA_DATA_DIR/quotas.db"
+            "unsupported scheme {scheme:?}: use sqlite://PATH (or leave it unset for QUOTA_DATA_DIR/quotas.db) or postgres://USER:PASSWORD@HOST:PORT/DATABASE"
         )));
     };
     let path = rest.strip_prefix("//").unwrap_or(rest);
@@ -276,7 +284,25 @@ mod tests {
                 DatabaseUrl::Sqlite(path.into())
             );
         }
+        for url in [
+            "postgres://quota:secret@db:5432/quotas",
+            "postgresql://localhost/quotas?sslmode=disable",
+        ] {
+            assert_eq!(
+                with(&[("DATABASE_URL", url)])?.database,
+                DatabaseUrl::Postgres(url.into())
+            );
+        }
         Ok(())
+    }
+
+    #[test]
+    fn a_bad_postgres_url_is_refused_without_showing_its_password() {
+        let Err(e) = with(&[("DATABASE_URL", "postgres://u:hunter2@/quotas")]) else {
+            panic!("accepted a URL without a host");
+        };
+        let msg = e.to_string();
+        assert!(msg.contains("DATABASE_URL") && !msg.contains("hunter2"), "{msg}");
     }
 
     #[test]

@@ -23,8 +23,13 @@
 //! (day) and `bandwidth` (month); an unknown tenant is created on first use
 //! with the default limits and persisted with the next flush.
 //!
-//! Flushes write absolute values per `(node, resource, period)`, so writing a
-//! row twice is harmless and the later snapshot of a row always wins.
+//! Flushes add deltas per `(node, resource, period)`: every counter knows
+//! how much of its usage is not flushed yet ([`Counter::unflushed`]). With a
+//! shared database, each flush reads back the totals other replicas wrote
+//! ([`CounterStore::apply_totals`]) and the nodes they changed
+//! ([`CounterStore::sync_nodes`]).
+//!
+//! [`Counter::unflushed`]: crate::domain::counter::Counter::unflushed
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -34,10 +39,11 @@ use dashmap::DashMap;
 
 use crate::clock::SharedClock;
 use crate::domain::counter::Retired;
-use crate::domain::node::{self, Limit, Node, NodeState, Refusal};
+use crate::domain::node::{self, Limit, Node, NodeState, Refusal, StrictItem};
 use crate::domain::resource::{BANDWIDTH, MESSAGES};
 use crate::domain::tenant::{Limits, QuotaView, TenantView, Usage};
 use crate::domain::window::{Period, Window};
+use crate::persistence::StoredTotal;
 
 /// A capacity claim, idempotent per `resource_id`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +59,7 @@ pub struct Claim {
 struct Entry {
     node: Node,
     claims: BTreeMap<String, Claim>,
-    /// Usage changed since the last snapshot taken for a flush.
+    /// Some counter has usage not handed to a flush yet.
     dirty: bool,
     /// The node row does not exist in the database yet (a flat tenant
     /// created on first use; persisted with the next flush).
@@ -62,13 +68,23 @@ struct Entry {
     version: u64,
 }
 
-/// One `quota_usage` row to write.
+/// One `quota_usage` row to write with its absolute value (a reset).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageRow {
     pub node_id: String,
     pub resource: Box<str>,
     pub period: Period,
     pub used: u64,
+    pub last_updated: i64,
+}
+
+/// Usage to add to one `quota_usage` row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageDelta {
+    pub node_id: String,
+    pub resource: Box<str>,
+    pub period: Period,
+    pub delta: u64,
     pub last_updated: i64,
 }
 
@@ -84,7 +100,7 @@ pub struct NewTenantRow {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct DirtyBatch {
     pub new_tenants: Vec<NewTenantRow>,
-    pub usage: Vec<UsageRow>,
+    pub usage: Vec<UsageDelta>,
 }
 
 impl DirtyBatch {
@@ -127,6 +143,7 @@ pub struct NodeView {
     pub id: String,
     pub parent: Option<String>,
     pub state: NodeState,
+    pub strict: bool,
     pub name: Option<String>,
     pub description: Option<String>,
     pub resources: Vec<ResourceView>,
@@ -158,15 +175,19 @@ pub enum UsageError {
     NotFound(String),
     #[error(transparent)]
     Refused(#[from] Refusal),
+    /// The node counts in the database ([`Node::strict`]): the caller must
+    /// take the strict path. Nothing was counted.
+    #[error("quota node {0:?} is strict")]
+    Strict(String),
 }
 
 /// All nodes' limits and usage.
 #[derive(Debug)]
 pub struct CounterStore {
     nodes: DashMap<Box<str>, Entry>,
-    /// Rows that must be written by the next flush: finished periods and rows
-    /// of failed flushes, in the order they were produced.
-    pending: Mutex<Vec<UsageRow>>,
+    /// Deltas that must be written by the next flush: finished periods and
+    /// batches of flushes that failed before they could commit.
+    pending: Mutex<Vec<UsageDelta>>,
     pending_tenants: Mutex<Vec<NewTenantRow>>,
     version: AtomicU64,
     clock: SharedClock,
@@ -346,6 +367,7 @@ impl CounterStore {
             id: id.to_owned(),
             parent: node.parent.as_deref().map(str::to_owned),
             state: node.state,
+            strict: node.strict,
             name: node.name.clone(),
             description: node.description.clone(),
             resources,
@@ -541,6 +563,9 @@ impl CounterStore {
             }
             .into());
         }
+        if e.node.strict {
+            return Err(UsageError::Strict(id.to_owned()));
+        }
         let retired = f(&mut e.node, now, self.auto_reset)?;
         self.mark_changed(&mut e, id, retired, now);
         Ok(())
@@ -561,6 +586,9 @@ impl CounterStore {
                 version: 0,
             }),
         };
+        if e.node.strict {
+            return Err(UsageError::Strict(tenant_id.to_owned()));
+        }
         if e.node.parent.is_some() || e.node.state != NodeState::Active {
             // Rare: a v1 node used through the flat API. Check its ancestry
             // without holding this entry.
@@ -578,6 +606,33 @@ impl CounterStore {
         let retired = e.node.increment(&counted, now, self.auto_reset)?;
         self.mark_changed(&mut e, tenant_id, retired, now);
         Ok(flat_view(&e.node, now, self.auto_reset))
+    }
+
+    /// What a strict usage call on `id` must add in the database (see
+    /// [`Node::plan_strict`]), after checking the node and its ancestors
+    /// accept usage.
+    pub fn plan_strict(
+        &self,
+        id: &str,
+        usage: &[(&str, u64)],
+        enforce: bool,
+    ) -> Result<Vec<StrictItem>, UsageError> {
+        self.check_usable(id)?;
+        let e = self
+            .nodes
+            .get(id)
+            .ok_or_else(|| UsageError::NotFound(id.to_owned()))?;
+        Ok(e.node.plan_strict(usage, self.now(), self.auto_reset, enforce)?)
+    }
+
+    /// Records the totals the database returned for a strict call.
+    pub fn set_totals(&self, id: &str, totals: &[(&str, Period, u64)]) {
+        let now = self.now();
+        if let Some(mut e) = self.nodes.get_mut(id) {
+            let retired = e.node.set_totals(totals, now, self.auto_reset);
+            self.retire_locked(&mut e, id, retired, now);
+            e.version = self.next_version();
+        }
     }
 
     /// The flat view of a node, or `None` when unknown.
@@ -622,22 +677,23 @@ impl CounterStore {
         e.version = self.next_version();
     }
 
-    /// Queues finished periods of a dirty entry (a clean one was flushed).
+    /// Queues what finished periods had not flushed yet.
     fn retire_locked(&self, e: &mut Entry, id: &str, retired: Vec<(Box<str>, Retired)>, now: i64) {
         if retired.is_empty() {
             return;
         }
-        if e.dirty {
-            let last_updated = e.node.last_updated.unwrap_or(now);
-            let rows = retired.into_iter().map(|(resource, r)| UsageRow {
+        let last_updated = e.node.last_updated.unwrap_or(now);
+        let rows = retired
+            .into_iter()
+            .filter(|(_, r)| r.unflushed > 0)
+            .map(|(resource, r)| UsageDelta {
                 node_id: id.to_owned(),
                 resource,
                 period: r.period,
-                used: r.used,
+                delta: r.unflushed,
                 last_updated,
             });
-            lock(&self.pending).extend(rows);
-        }
+        lock(&self.pending).extend(rows);
         e.version = self.next_version();
     }
 }
@@ -725,15 +781,17 @@ impl CounterStore {
             if e.dirty {
                 e.dirty = false;
                 let last_updated = e.node.last_updated.unwrap_or(now);
-                for r in &e.node.resources {
-                    if r.window() == Window::None {
+                let id = e.key().to_string();
+                for r in &mut e.node.resources {
+                    let delta = r.counter.take_unflushed();
+                    if r.window() == Window::None || delta == 0 {
                         continue; // capacities are written through as claims
                     }
-                    batch.usage.push(UsageRow {
-                        node_id: e.key().to_string(),
+                    batch.usage.push(UsageDelta {
+                        node_id: id.clone(),
                         resource: r.name.clone(),
                         period: r.counter.period,
-                        used: r.counter.used,
+                        delta,
                         last_updated,
                     });
                 }
@@ -742,16 +800,102 @@ impl CounterStore {
         batch
     }
 
-    /// Gives back a batch whose write failed; the next flush writes it first,
-    /// before anything newer for the same rows.
+    /// Gives back a batch that was certainly not written (its transaction
+    /// failed before the commit); the next flush adds its deltas with the
+    /// newer ones.
     pub fn requeue(&self, batch: DirtyBatch) {
-        let mut pending = lock(&self.pending);
-        let newer = std::mem::replace(&mut *pending, batch.usage);
-        pending.extend(newer);
-        drop(pending);
-        let mut tenants = lock(&self.pending_tenants);
-        let newer = std::mem::replace(&mut *tenants, batch.new_tenants);
-        tenants.extend(newer);
+        lock(&self.pending).extend(batch.usage);
+        lock(&self.pending_tenants).extend(batch.new_tenants);
+    }
+
+    /// Takes the stored totals read back from a shared database: each
+    /// counter in that period becomes `total + unflushed` (what other
+    /// replicas added shows up here). Rows of periods a counter has left, or
+    /// not reached, are history and ignored.
+    pub fn apply_totals(&self, totals: &[StoredTotal]) {
+        let now = self.now();
+        for t in totals {
+            let Some(mut e) = self.nodes.get_mut(t.node_id.as_str()) else {
+                continue;
+            };
+            let retired = e.node.roll(now, self.auto_reset);
+            let mut changed = false;
+            if let Some(r) = e
+                .node
+                .resources
+                .iter_mut()
+                .find(|r| *r.name == *t.resource && r.window() != Window::None)
+                && r.counter.period.key() == t.period
+            {
+                let before = r.counter.used;
+                r.counter.set_stored_total(t.used);
+                changed = r.counter.used != before;
+            }
+            self.retire_locked(&mut e, &t.node_id, retired, now);
+            if changed {
+                e.version = self.next_version();
+            }
+        }
+    }
+
+    /// Takes nodes another replica created or changed (read back from a
+    /// shared database): their rows, limits, state and claims replace what
+    /// memory holds, usage not flushed yet stays, and the reservations and
+    /// children lists of their old and new parents follow. Called under the
+    /// write lock, so no local structure change runs meanwhile.
+    pub fn sync_nodes(&self, nodes: Vec<LoadedNode>) {
+        let now = self.now();
+        for loaded in nodes {
+            let id = loaded.id.as_str();
+            // What the node reserved from its parent before, and now.
+            let old = self.nodes.get(id).map(|e| reservation(&e.node));
+            let new = reservation(&loaded.node);
+            match self.nodes.get_mut(id) {
+                Some(mut e) => {
+                    let Entry { node, claims, .. } = &mut *e;
+                    let mut retired = node.roll(now, self.auto_reset);
+                    retired.extend(merge_synced(node, loaded.node));
+                    *claims = loaded.claims;
+                    self.retire_locked(&mut e, id, retired, now);
+                    e.version = self.next_version();
+                }
+                None => {
+                    self.nodes.insert(
+                        id.into(),
+                        Entry {
+                            node: loaded.node,
+                            claims: loaded.claims,
+                            dirty: false,
+                            unsaved: false,
+                            version: self.next_version(),
+                        },
+                    );
+                }
+            }
+            if old.as_ref() == Some(&new) {
+                continue;
+            }
+            if let Some(Some((parent, amounts))) = &old
+                && let Some(mut p) = self.nodes.get_mut(parent.as_str())
+            {
+                for (resource, amount) in amounts {
+                    p.node.unreserve(resource, *amount);
+                }
+                p.node.remove_child(id);
+                p.version = self.next_version();
+            }
+            if let Some((parent, amounts)) = &new
+                && let Some(mut p) = self.nodes.get_mut(parent.as_str())
+            {
+                for (resource, amount) in amounts {
+                    if let Some(r) = p.node.resources.iter_mut().find(|r| *r.name == **resource) {
+                        r.allocated = r.allocated.saturating_add(*amount);
+                    }
+                }
+                p.node.add_child(id);
+                p.version = self.next_version();
+            }
+        }
     }
 
     /// Rows waiting in the pending queue (finished periods, failed flushes).
@@ -864,6 +1008,64 @@ impl CounterStore {
             e.version = self.next_version();
         }
     }
+}
+
+/// The parent and amounts a node reserves: `None` for a root or a deleted node.
+fn reservation(n: &Node) -> Option<(String, Vec<(String, u64)>)> {
+    let parent = n.parent.as_deref()?;
+    (n.state != NodeState::Deleted).then(|| {
+        (
+            parent.to_owned(),
+            n.resources
+                .iter()
+                .map(|r| (r.name.to_string(), r.max))
+                .collect(),
+        )
+    })
+}
+
+/// `node` takes the stored definition `synced`: its counters continue where
+/// the resource and window stay the same (keeping unflushed usage), and
+/// take the stored usage otherwise; capacities take the stored claims'
+/// sum; `allocated` and the children (kept by this store) stay. Returns the
+/// unflushed usage of counters that end (a resource removed or its window
+/// changed), to be flushed for their period.
+fn merge_synced(node: &mut Node, synced: Node) -> Vec<(Box<str>, Retired)> {
+    let mut ended: Vec<(Box<str>, Retired)> = node
+        .resources
+        .iter()
+        .filter(|old| {
+            synced
+                .resource(&old.name)
+                .is_none_or(|r| r.window() != old.window())
+        })
+        .map(|old| (old.name.clone(), old.counter))
+        .collect();
+    ended.retain(|(_, c)| c.unflushed > 0);
+    let mut resources = synced.resources;
+    for r in &mut resources {
+        if let Some(old) = node.resource(&r.name) {
+            r.allocated = old.allocated;
+            if old.window() == r.window() && r.window() != Window::None {
+                let stored = if old.counter.period == r.counter.period {
+                    r.counter.used
+                } else {
+                    old.counter.used.saturating_sub(old.counter.unflushed)
+                };
+                r.counter = old.counter;
+                r.counter.set_stored_total(stored);
+            }
+        }
+    }
+    node.resources = resources;
+    node.parent = synced.parent;
+    node.state = synced.state;
+    node.strict = synced.strict;
+    node.name = synced.name;
+    node.description = synced.description;
+    node.created_at = synced.created_at;
+    node.last_updated = node.last_updated.max(synced.last_updated);
+    ended
 }
 
 /// Why a reservation failed.

@@ -1,10 +1,21 @@
-//! The flusher: moves dirty counters from memory to the database.
+//! The flusher: moves counted usage from memory to the database, and (with a
+//! shared database) brings back what other replicas wrote.
 //!
-//! It runs every `PERSISTENCE_INTERVAL_SECS`, once more at shutdown, and on
-//! demand. Flushes never overlap: the same lock also serialises the
-//! write-through operations (limits, reset), so the database sees changes in
-//! the order memory did. A failed flush hands its batch back to the counter
-//! store and marks the store degraded; the next flush retries it.
+//! ```text
+//!  every PERSISTENCE_INTERVAL_SECS, at shutdown, on demand, before a reset:
+//!    take_dirty() ──deltas──▶ Store::write_flush (seq N, + unconfirmed earlier seqs)
+//!         ▲                         │ ok                      │ failed
+//!         │                         ▼                         ▼
+//!         │          shared DB: Store::changes(since)   before commit: requeue (not written)
+//!         │            → sync_nodes, apply_totals       commit unknown: keep as unconfirmed,
+//!         └──────────────────────────────────────────── send again with the next flush
+//! ```
+//!
+//! Flushes never overlap: the same lock also serialises the write-through
+//! operations (limits, reset), so the database sees changes in the order
+//! memory did. A failed flush marks the store degraded (readiness says so);
+//! the periodic task retries with backoff, and nothing counted meanwhile is
+//! lost: it stays in memory until a flush commits it, exactly once.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -14,13 +25,20 @@ use tokio::sync::{Mutex, MutexGuard};
 use tokio_util::sync::CancellationToken;
 
 use crate::counters::CounterStore;
-use crate::persistence::{SqliteStore, StoreError};
+use crate::persistence::{SentBatch, Store, StoreError};
 
-/// What one successful flush wrote.
+/// Longest wait between retries while the database is unreachable.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(10);
+
+/// What one successful flush wrote and read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FlushReport {
     pub usage_rows: usize,
     pub new_tenants: usize,
+    /// Nodes another replica changed, taken into memory.
+    pub synced_nodes: usize,
+    /// Usage rows read back from a shared database.
+    pub refreshed_rows: usize,
     pub elapsed: Duration,
 }
 
@@ -32,23 +50,44 @@ pub struct FlushHealth {
     pub last_error: Option<String>,
 }
 
+/// Flush bookkeeping, changed only under the write lock.
+#[derive(Debug, Default)]
+struct Progress {
+    /// Sequence number of the next flush.
+    next_seq: u64,
+    /// Batches whose commit outcome is unknown, oldest first.
+    unconfirmed: Vec<SentBatch>,
+    /// The database version this process has seen everything up to.
+    seen: i64,
+}
+
 /// Flushes dirty counters; see the module docs.
 #[derive(Debug)]
 pub struct Flusher {
     counters: Arc<CounterStore>,
-    db: SqliteStore,
+    db: Store,
+    /// Identifies this process in `quota_flush_log`.
+    replica: String,
     lock: Mutex<()>,
+    progress: std::sync::Mutex<Progress>,
     degraded: AtomicBool,
     last_flush_at: AtomicI64,
     last_error: std::sync::Mutex<Option<String>>,
 }
 
 impl Flusher {
-    pub fn new(counters: Arc<CounterStore>, db: SqliteStore) -> Self {
+    /// `seen` is the database version the loaded state reflects.
+    pub fn new(counters: Arc<CounterStore>, db: Store, replica: String, seen: i64) -> Self {
         Flusher {
             counters,
             db,
+            replica,
             lock: Mutex::new(()),
+            progress: std::sync::Mutex::new(Progress {
+                next_seq: 1,
+                unconfirmed: Vec::new(),
+                seen,
+            }),
             degraded: AtomicBool::new(false),
             last_flush_at: AtomicI64::new(i64::MIN),
             last_error: std::sync::Mutex::new(None),
@@ -60,7 +99,8 @@ impl Flusher {
         self.lock.lock().await
     }
 
-    /// Writes everything dirty now, in one transaction.
+    /// Writes everything counted so far, in one transaction (and, with a
+    /// shared database, reads back what other replicas wrote).
     pub async fn flush(&self) -> Result<FlushReport, StoreError> {
         let _guard = self.lock.lock().await;
         self.flush_locked().await
@@ -70,28 +110,66 @@ impl Flusher {
     pub async fn flush_locked(&self) -> Result<FlushReport, StoreError> {
         let started = Instant::now();
         let batch = self.counters.take_dirty();
-        let report = FlushReport {
-            usage_rows: batch.usage.len(),
-            new_tenants: batch.new_tenants.len(),
-            elapsed: Duration::ZERO,
+        let (seq, unconfirmed) = {
+            let mut p = lock(&self.progress);
+            let seq = p.next_seq;
+            p.next_seq += 1;
+            (seq, std::mem::take(&mut p.unconfirmed))
         };
-        if batch.is_empty() {
-            return Ok(report);
-        }
-        match self.db.write_batch(&batch).await {
-            Ok(()) => {
-                self.record_success();
-                Ok(FlushReport {
-                    elapsed: started.elapsed(),
-                    ..report
-                })
+        let mut report = FlushReport::default();
+        if !batch.is_empty() || !unconfirmed.is_empty() {
+            let current = SentBatch { seq, batch };
+            let now = self.counters.now();
+            match self
+                .db
+                .write_flush(&self.replica, &unconfirmed, &current, now)
+                .await
+            {
+                Ok(outcome) => {
+                    report.usage_rows = outcome.usage_rows;
+                    report.new_tenants = outcome.new_tenants;
+                    if !outcome.already_applied.is_empty() {
+                        tracing::info!(
+                            seqs = ?outcome.already_applied,
+                            "earlier flushes had been applied after all; not written again"
+                        );
+                    }
+                }
+                Err(e) => {
+                    let mut p = lock(&self.progress);
+                    p.unconfirmed = unconfirmed;
+                    if e.may_have_committed() {
+                        p.unconfirmed.push(current);
+                    } else {
+                        drop(p);
+                        self.counters.requeue(current.batch);
+                    }
+                    self.record_failure(&e);
+                    return Err(e);
+                }
             }
-            Err(e) => {
-                self.counters.requeue(batch);
-                self.record_failure(&e);
-                Err(e)
-            }
         }
+        if self.db.backend().shared() {
+            let (synced, refreshed) = self.refresh().await.inspect_err(|e| {
+                self.record_failure(e);
+            })?;
+            report.synced_nodes = synced;
+            report.refreshed_rows = refreshed;
+        }
+        self.record_success();
+        report.elapsed = started.elapsed();
+        Ok(report)
+    }
+
+    /// Reads what changed in the shared database since the last refresh.
+    async fn refresh(&self) -> Result<(usize, usize), StoreError> {
+        let since = lock(&self.progress).seen;
+        let changes = self.db.changes(self.counters.now(), since).await?;
+        let counts = (changes.nodes.len(), changes.totals.len());
+        self.counters.sync_nodes(changes.nodes);
+        self.counters.apply_totals(&changes.totals);
+        lock(&self.progress).seen = changes.version;
+        Ok(counts)
     }
 
     /// Records a successful write-through or flush.
@@ -101,13 +179,13 @@ impl Flusher {
         if self.degraded.swap(false, Ordering::Relaxed) {
             tracing::info!("store reachable again; persistence caught up");
         }
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *lock(&self.last_error) = None;
     }
 
     /// Records a failed write.
     pub fn record_failure(&self, e: &StoreError) {
         self.degraded.store(true, Ordering::Relaxed);
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+        *lock(&self.last_error) = Some(e.to_string());
     }
 
     pub fn health(&self) -> FlushHealth {
@@ -115,45 +193,65 @@ impl Flusher {
         FlushHealth {
             degraded: self.degraded.load(Ordering::Relaxed),
             last_flush_at: (at != i64::MIN).then_some(at),
-            last_error: self
-                .last_error
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
+            last_error: lock(&self.last_error).clone(),
         }
     }
 
-    /// Flushes every `interval` until `stop` is cancelled. The final flush at
-    /// shutdown is the caller's (see [`crate::server`]), after requests drained.
+    /// Batches waiting for a flush whose outcome is unknown.
+    pub fn unconfirmed_batches(&self) -> usize {
+        lock(&self.progress).unconfirmed.len()
+    }
+
+    /// Flushes every `interval` until `stop` is cancelled; after a failure,
+    /// retries sooner (1 s, doubling up to 10 s) so the database catches up
+    /// soon after it returns. The final flush at shutdown is the caller's
+    /// (see [`crate::server`]), after requests drained.
     pub fn spawn_periodic(
         self: Arc<Self>,
         interval: Duration,
         stop: CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
         tokio::spawn(async move {
-            let mut ticker =
-                tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut delay = interval;
+            let mut retry = Duration::from_secs(1);
             loop {
                 tokio::select! {
                     _ = stop.cancelled() => return,
-                    _ = ticker.tick() => {}
+                    _ = tokio::time::sleep(delay) => {}
                 }
                 match self.flush().await {
-                    Ok(r) if r.usage_rows + r.new_tenants > 0 => tracing::debug!(
-                        usage_rows = r.usage_rows,
-                        new_tenants = r.new_tenants,
-                        elapsed_ms = r.elapsed.as_millis() as u64,
-                        "flushed"
-                    ),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(
-                        error = %e,
-                        pending_rows = self.counters.pending_rows(),
-                        "flush failed; serving from memory, will retry"
-                    ),
+                    Ok(r) => {
+                        if r.usage_rows + r.new_tenants + r.synced_nodes > 0 {
+                            tracing::debug!(
+                                usage_rows = r.usage_rows,
+                                new_tenants = r.new_tenants,
+                                synced_nodes = r.synced_nodes,
+                                refreshed_rows = r.refreshed_rows,
+                                elapsed_ms = r.elapsed.as_millis() as u64,
+                                "flushed"
+                            );
+                        }
+                        delay = interval;
+                        retry = Duration::from_secs(1);
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            error = %e,
+                            pending_rows = self.counters.pending_rows(),
+                            retry_in_ms = retry.as_millis() as u64,
+                            "flush failed; serving from memory, will retry"
+                        );
+                        delay = retry.min(interval.max(Duration::from_secs(1)));
+                        retry = (retry * 2).min(MAX_RETRY_DELAY);
+                    }
                 }
             }
         })
     }
+}
+
+/// Locks a mutex, ignoring poisoning: the bookkeeping stays valid even if a
+/// holder panicked, and losing batches would be worse than keeping them.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }

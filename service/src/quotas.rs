@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!   http handlers ──▶ Quotas ──▶ CounterStore (memory, every call)
-//!                        └─────▶ Flusher lock ──▶ SqliteStore (write-through ops, flushes)
+//!                        └─────▶ Flusher lock ──▶ Store (write-through ops, flushes)
 //! ```
 //!
 //! Usage (`increment`, `consume`, `check`, reads) touches memory only.
@@ -25,14 +25,16 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
-use crate::config::{Config, DatabaseUrl};
+use crate::config::Config;
 use crate::counters::{Claim, CounterStore, NodeView, ReserveFailure, UsageError, UsageRow};
 use crate::domain::node::{Limit, Node, NodeState, Refusal, ReserveError, Shortage};
 use crate::domain::resource::{BANDWIDTH, MESSAGES, builtin_window, validate_resource_name};
 use crate::domain::tenant::{Limits, TenantView, Usage};
-use crate::domain::window::Window;
+use crate::domain::window::{Period, Window};
 use crate::flush::{FlushHealth, FlushReport, Flusher};
-use crate::persistence::{AuditEntry, AuditRecord, GrantRow, SqliteStore, StoreError, WriteOp};
+use crate::persistence::{
+    AuditEntry, AuditRecord, GrantRow, StrictAdd, Store, StoreError, WriteOp,
+};
 
 /// A change of flat limits; `None` keeps the current (or default) value.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -55,6 +57,9 @@ pub struct NodeSpec {
     pub limits: BTreeMap<String, LimitSpec>,
     /// `active` or `suspended`; `None` keeps the current one (active if new).
     pub state: Option<NodeState>,
+    /// Count usage in the database, exactly across replicas (see
+    /// `persistence::flush`); `None` keeps the current setting (off if new).
+    pub strict: Option<bool>,
     pub name: Option<String>,
     pub description: Option<String>,
 }
@@ -98,6 +103,10 @@ impl From<UsageError> for QuotaError {
         match e {
             UsageError::NotFound(id) => QuotaError::NotFound(id),
             UsageError::Refused(r) => QuotaError::Refused(r),
+            UsageError::Strict(id) => QuotaError::Conflict {
+                code: "strict_node",
+                message: format!("quota node {id:?} counts in the database"),
+            },
         }
     }
 }
@@ -125,7 +134,7 @@ impl From<ReserveFailure> for QuotaError {
 #[derive(Debug)]
 pub struct Quotas {
     counters: Arc<CounterStore>,
-    db: SqliteStore,
+    db: Store,
     flusher: Arc<Flusher>,
     /// Identifies this process: a new value means the service restarted (the
     /// operator re-pushes its specs when it sees one).
@@ -137,17 +146,22 @@ pub struct Quotas {
 impl Quotas {
     /// Opens the database named by the configuration and loads every node.
     pub async fn open(config: &Config, clock: SharedClock) -> Result<Self, StoreError> {
-        let DatabaseUrl::Sqlite(path) = &config.database;
-        let db = SqliteStore::open(path).await?;
+        let db = Store::open(&config.database).await?;
         let defaults = Limits {
             message_limit: config.default_message_limit,
             bandwidth_limit_bytes: config.default_bandwidth_limit_bytes,
         };
         let now = clock.now();
         let counters = Arc::new(CounterStore::new(clock, defaults, config.enable_auto_reset));
-        counters.load(db.load(now).await?);
-        let flusher = Arc::new(Flusher::new(counters.clone(), db.clone()));
+        let (nodes, version) = db.load(now).await?;
+        counters.load(nodes);
         let instance_id = format!("{:x}-{:x}", std::process::id(), now_nanos());
+        let flusher = Arc::new(Flusher::new(
+            counters.clone(),
+            db.clone(),
+            instance_id.clone(),
+            version,
+        ));
         Ok(Quotas {
             counters,
             db,
@@ -213,7 +227,7 @@ impl Quotas {
     }
 
     /// The database (tests and tools read it directly).
-    pub fn database(&self) -> &SqliteStore {
+    pub fn database(&self) -> &Store {
         &self.db
     }
 
@@ -260,9 +274,21 @@ fn now_nanos() -> u128 {
 // === impl Quotas: the flat API ===
 
 impl Quotas {
-    /// Counts usage (always) and returns the tenant after it.
-    pub fn increment(&self, tenant_id: &str, usage: Usage) -> Result<TenantView, QuotaError> {
-        Ok(self.counters.increment_flat(tenant_id, usage)?)
+    /// Counts usage (always) and returns the tenant after it. Awaits only
+    /// for a strict node.
+    pub async fn increment(&self, tenant_id: &str, usage: Usage) -> Result<TenantView, QuotaError> {
+        match self.counters.increment_flat(tenant_id, usage) {
+            Err(UsageError::Strict(_)) => {
+                let pairs = [(MESSAGES, usage.messages), (BANDWIDTH, usage.bytes)];
+                let counted: Vec<(&str, u64)> =
+                    pairs.into_iter().filter(|(_, n)| *n > 0).collect();
+                self.usage_strict(tenant_id, &counted, false).await?;
+                self.counters
+                    .flat(tenant_id)
+                    .ok_or_else(|| QuotaError::NotFound(tenant_id.to_owned()))
+            }
+            other => Ok(other?),
+        }
     }
 
     /// The tenant (or an unknown tenant's defaults). Changes nothing.
@@ -502,6 +528,7 @@ impl Quotas {
         let limits = resolve_limits(&spec.limits, parent.as_ref())?;
         let mut node = Node::new(spec.parent.as_deref(), &limits, now);
         node.state = spec.state.unwrap_or(NodeState::Active);
+        node.strict = spec.strict.unwrap_or(false);
         node.name = spec.name.clone();
         node.description = spec.description.clone();
         node.last_updated = Some(now);
@@ -613,12 +640,19 @@ impl Quotas {
             shrink.push((r.name.to_string(), r.max));
         }
 
+        let strict = spec.strict.unwrap_or(old.strict);
+        if strict && !old.strict {
+            // From now on the database checks the limit: it must hold every
+            // count this process made so far.
+            self.flusher.flush_locked().await?;
+        }
         // 1. Reserve the growth from the parent.
         if let (Some(p), false) = (&old.parent, grow.is_empty()) {
             self.counters.reserve(p, &grow)?;
         }
         let mut new = old.clone();
         new.state = spec.state.unwrap_or(old.state);
+        new.strict = strict;
         new.name = spec.name.clone().or(old.name.clone());
         new.description = spec.description.clone().or(old.description.clone());
         new.resources = limits
@@ -666,6 +700,7 @@ impl Quotas {
                 .collect();
             n.resources = resources;
             n.state = new.state;
+            n.strict = new.strict;
             n.name = new.name.clone();
             n.description = new.description.clone();
             n.last_updated = Some(now);
@@ -676,14 +711,79 @@ impl Quotas {
         Ok(())
     }
 
-    /// Atomic check-and-increment over every resource in `usage`.
-    pub fn consume(&self, id: &str, usage: &[(&str, u64)]) -> Result<(), QuotaError> {
-        Ok(self.counters.consume(id, usage)?)
+    /// Atomic check-and-increment over every resource in `usage`. Awaits
+    /// only for a strict node.
+    pub async fn consume(&self, id: &str, usage: &[(&str, u64)]) -> Result<(), QuotaError> {
+        match self.counters.consume(id, usage) {
+            Err(UsageError::Strict(_)) => self.usage_strict(id, usage, true).await,
+            other => Ok(other?),
+        }
     }
 
-    /// Tracking increment over every resource in `usage` (batch).
-    pub fn increment_node(&self, id: &str, usage: &[(&str, u64)]) -> Result<(), QuotaError> {
-        Ok(self.counters.increment(id, usage)?)
+    /// Tracking increment over every resource in `usage` (batch). Awaits
+    /// only for a strict node.
+    pub async fn increment_node(&self, id: &str, usage: &[(&str, u64)]) -> Result<(), QuotaError> {
+        match self.counters.increment(id, usage) {
+            Err(UsageError::Strict(_)) => self.usage_strict(id, usage, false).await,
+            other => Ok(other?),
+        }
+    }
+
+    /// Usage of a strict node: added in the database, checked against
+    /// `max - allocated` in the same statement when `enforce`; memory then
+    /// takes the totals the database returned.
+    async fn usage_strict(
+        &self,
+        id: &str,
+        usage: &[(&str, u64)],
+        enforce: bool,
+    ) -> Result<(), QuotaError> {
+        let items = self.counters.plan_strict(id, usage, enforce)?;
+        let adds: Vec<StrictAdd> = items
+            .iter()
+            .map(|i| StrictAdd {
+                resource: i.resource.to_string(),
+                period: i.period,
+                amount: i.amount,
+                cap: i.cap,
+            })
+            .collect();
+        let now = self.now();
+        match self.db.add_within(id, &adds, now).await {
+            Err(e) => {
+                self.flusher.record_failure(&e);
+                Err(e.into())
+            }
+            Ok(Err(refused)) => {
+                let period = items
+                    .iter()
+                    .find(|i| *i.resource == *refused.resource)
+                    .map(|i| i.period);
+                if enforce {
+                    Err(Refusal::Exhausted {
+                        resource: refused.resource,
+                        requested: refused.requested,
+                        available: refused.available,
+                        retry_after_secs: period.and_then(|p| p.secs_until_end(now)),
+                    }
+                    .into())
+                } else {
+                    Err(Refusal::Overflow {
+                        resource: refused.resource,
+                    }
+                    .into())
+                }
+            }
+            Ok(Ok(totals)) => {
+                let totals: Vec<(&str, Period, u64)> = items
+                    .iter()
+                    .zip(totals)
+                    .map(|(i, t)| (&*i.resource, i.period, t))
+                    .collect();
+                self.counters.set_totals(id, &totals);
+                Ok(())
+            }
+        }
     }
 
     /// Changes a node's state (`active` or `suspended`).
@@ -791,10 +891,34 @@ impl Quotas {
                 from: id.to_owned(),
                 to: p.to_string(),
             });
-            if let Some(parent) = self.counters.node(p) {
-                let rows = usage_rows(p, &parent, now, auto_reset, false);
-                ops.push(WriteOp::Usage(rows));
+            // Added to the stored rows (other replicas' counts stay); in
+            // memory the charge is not "unflushed": this write stores it.
+            // Exactly what `charge` added: to the parent's current period.
+            let parent_now = self.counters.node(p);
+            let rows: Vec<UsageRow> = charged
+                .iter()
+                .filter_map(|(resource, period, used)| {
+                    let r = parent_now.as_ref()?.resource(resource)?;
+                    let charged = r.window() != Window::None
+                        && (r.counter.period == *period || !auto_reset);
+                    charged.then(|| UsageRow {
+                        node_id: p.to_string(),
+                        resource: resource.clone(),
+                        period: r.counter.period,
+                        used: *used,
+                        last_updated: now,
+                    })
+                })
+                .collect();
+            if !rows.is_empty() {
+                ops.push(WriteOp::AddUsage(rows));
             }
+            // The parent changed (capacity back, claims, usage) even when
+            // no usage row did.
+            ops.push(WriteOp::Touch {
+                node_id: p.to_string(),
+                at: now,
+            });
         }
         ops.push(self.audit(actor, "delete", id, Some(node_json(&old)), Some(json!({"state": "deleted", "charged_to_parent": charged.iter().map(|(r, _, u)| json!({"resource": r.as_ref(), "used": u})).collect::<Vec<_>>()}))));
         if let Err(e) = self.write(&ops).await {
@@ -1059,6 +1183,7 @@ fn spec_of(n: &Node) -> NodeSpec {
             })
             .collect(),
         state: Some(n.state),
+        strict: Some(n.strict),
         name: n.name.clone(),
         description: n.description.clone(),
     }
@@ -1122,6 +1247,7 @@ fn node_row(id: &str, n: &Node, now: i64) -> WriteOp {
         id: id.to_owned(),
         parent: n.parent.as_deref().map(str::to_owned),
         state: n.state,
+        strict: n.strict,
         name: n.name.clone(),
         description: n.description.clone(),
         created_at: n.created_at,
@@ -1188,6 +1314,7 @@ fn node_json(n: &Node) -> serde_json::Value {
     json!({
         "parent": n.parent.as_deref(),
         "state": n.state.as_str(),
+        "strict": n.strict,
         "name": n.name,
         "description": n.description,
         "limits": limits,

@@ -55,7 +55,8 @@ pub async fn run(
             .map_err(ServerError::Store)?,
     );
     tracing::info!(
-        database = %quotas.database().path().display(),
+        store = quotas.database().backend().as_str(),
+        database = %quotas.database().location(),
         tenants = quotas.tenant_count(),
         elapsed_ms = started.elapsed().as_millis() as u64,
         "state loaded"

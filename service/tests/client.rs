@@ -21,6 +21,7 @@ fn put(parent: Option<&str>, messages: u64) -> PutBody {
             },
         )]),
         state: None,
+        strict: None,
         name: None,
         description: None,
     }

@@ -8,9 +8,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::open_store;
 use common::process::ServiceProcess;
 use quota_service::domain::window::Window;
-use quota_service::persistence::SqliteStore;
 use serde_json::{Value, json};
 
 const TENANTS: [&str; 3] = ["acme", "globex", "initech"];
@@ -106,7 +106,7 @@ async fn sigkill_keeps_what_was_flushed() {
     }
     // Wait until a flush has put all of it in the database file.
     let day = today();
-    let db = SqliteStore::open(&data.join("quotas.db")).await.unwrap();
+    let db = open_store(&data).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let stored = db.stored_usage("acme", "messages", &day).await.unwrap();

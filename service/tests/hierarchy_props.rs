@@ -236,7 +236,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Consume { node, amount } => {
                 let n = id(*node);
-                let result = q.consume(&n, &[("messages", *amount)]);
+                let result = q.consume(&n, &[("messages", *amount)]).await;
                 let expect_ok = usable(&before, &n)
                     && before
                         .get(&n)

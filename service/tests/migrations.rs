@@ -46,7 +46,11 @@ async fn a_flat_only_database_upgrades_without_losing_anything() {
 
     // 2. This version opens it.
     let quotas = Arc::new(
-        Quotas::open(&config(&dir, &[]), ManualClock::new(noon_nov22()))
+        Quotas::open(
+            // This test is about an old SQLite file, whatever the suite's store.
+            &config(&dir, &[("DATABASE_URL", &format!("sqlite://{}", db_path.display()))]),
+            ManualClock::new(noon_nov22()),
+        )
             .await
             .unwrap(),
     );

@@ -3,10 +3,11 @@
 //! rules (unique usage rows, append-only audit trail).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use quota_service::persistence::SqliteStore;
 use sqlx::{PgPool, SqlitePool};
 
-const TABLES: [&str; 7] = [
+const TABLES: [&str; 9] = [
+    "quota_clock",
+    "quota_flush_log",
     "quota_nodes",
     "quota_node_limits",
     "quota_limits",
@@ -45,13 +46,21 @@ async fn postgres_schema_matches_sqlite_and_keeps_its_rules() {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let sqlite = SqliteStore::open(&dir.path().join("quotas.db"))
+    let sqlite = SqlitePool::connect_with(
+        sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.path().join("quotas.db"))
+            .create_if_missing(true),
+    )
+    .await
+    .unwrap();
+    sqlx::migrate!("../migrations/sqlite")
+        .run(&sqlite)
         .await
         .unwrap();
 
     for table in TABLES {
         let (s, p) = (
-            sqlite_columns(sqlite.pool(), table).await,
+            sqlite_columns(&sqlite, table).await,
             pg_columns(&pg, table).await,
         );
         assert!(!s.is_empty(), "{table} missing in SQLite");

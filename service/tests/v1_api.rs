@@ -4,7 +4,7 @@
 mod common;
 
 use axum::http::{Method, StatusCode};
-use common::{TestApp, assert_error};
+use common::{TestApp, assert_error, break_audit_inserts, repair_audit_inserts};
 use serde_json::{Value, json};
 
 async fn put(app: &TestApp, id: &str, body: Value) -> (StatusCode, Value) {
@@ -903,13 +903,7 @@ async fn a_failing_database_changes_nothing_and_answers_503() {
         json!({"resource": "storage", "resource_id": "keep", "amount": 2, "reason": "r"}),
     )
     .await;
-    let pool = app.quotas.database().pool();
-    sqlx::query(
-        "CREATE TRIGGER broken BEFORE INSERT ON quota_audit_logs BEGIN SELECT RAISE(ABORT, 'disk on fire'); END",
-    )
-    .execute(pool)
-    .await
-    .unwrap();
+    break_audit_inserts(app.quotas.database(), "disk on fire").await;
     let memory = |app: &TestApp| {
         let (_, nodes) = app.quotas.snapshot(0);
         nodes
@@ -993,10 +987,7 @@ async fn a_failing_database_changes_nothing_and_answers_503() {
         StatusCode::OK
     );
 
-    sqlx::query("DROP TRIGGER broken")
-        .execute(pool)
-        .await
-        .unwrap();
+    repair_audit_inserts(app.quotas.database()).await;
     let (s, _) = app
         .post(
             "/api/v1/quotas/org/allocate",

@@ -40,7 +40,12 @@ pub struct Overflow {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Counter {
     pub period: Period,
+    /// Usage as this process sees it: the stored total plus `unflushed`.
     pub used: u64,
+    /// The part of `used` this process counted and has not handed to a
+    /// flush yet: what the next flush adds to the stored total. Only
+    /// [`Counter::add`] grows it; a flush takes it ([`Counter::take_unflushed`]).
+    pub unflushed: u64,
 }
 
 /// A period's final value, handed back when the counter moves on.
@@ -48,7 +53,32 @@ pub type Retired = Counter;
 
 impl Counter {
     pub fn new(period: Period) -> Self {
-        Counter { period, used: 0 }
+        Counter {
+            period,
+            used: 0,
+            unflushed: 0,
+        }
+    }
+
+    /// A counter holding `used` that is already stored.
+    pub fn stored(period: Period, used: u64) -> Self {
+        Counter {
+            period,
+            used,
+            unflushed: 0,
+        }
+    }
+
+    /// Hands over the usage not flushed yet (the flush adds it to the stored
+    /// total); `used` is unchanged.
+    pub fn take_unflushed(&mut self) -> u64 {
+        std::mem::take(&mut self.unflushed)
+    }
+
+    /// Replaces the stored part of `used` with `total` (read from the
+    /// database, which other replicas add to), keeping what is not flushed.
+    pub fn set_stored_total(&mut self, total: u64) {
+        self.used = total.saturating_add(self.unflushed).min(MAX_COUNT);
     }
 
     /// Moves the counter into the period of `window` that holds `now`, when
@@ -86,6 +116,8 @@ impl Counter {
                 amount,
             })?;
         self.used = used;
+        // unflushed <= used, so this cannot overflow either.
+        self.unflushed = self.unflushed.saturating_add(amount);
         Ok(used)
     }
 
@@ -167,6 +199,28 @@ mod tests {
         for bad in [-1.0, f64::NAN, f64::INFINITY, 1e30] {
             assert_eq!(gib_to_bytes(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn unflushed_tracks_what_the_next_flush_adds() {
+        let mut c = Counter::stored(Window::Day.period_at(nov22()), 10);
+        c.add(3).ok();
+        c.add(4).ok();
+        assert_eq!((c.used, c.unflushed), (17, 7));
+        assert_eq!(c.take_unflushed(), 7);
+        assert_eq!((c.used, c.unflushed), (17, 0));
+        c.add(2).ok();
+        // Another replica added 100 meanwhile: the database says 117.
+        c.set_stored_total(117);
+        assert_eq!((c.used, c.unflushed), (119, 2));
+        // A finished period hands back its unflushed part with it.
+        let retired = c.roll(nov22() + DAY, true);
+        assert_eq!(retired.map(|r| (r.used, r.unflushed)), Some((119, 2)));
+        assert_eq!((c.used, c.unflushed), (0, 0));
+        // A refused addition changes neither.
+        let mut full = Counter::stored(Window::Day.period_at(nov22()), MAX_COUNT);
+        assert!(full.add(1).is_err());
+        assert_eq!(full.unflushed, 0);
     }
 
     #[test]

@@ -133,11 +133,23 @@ pub fn describe_shortages(s: &[Shortage]) -> String {
         .join("; ")
 }
 
+/// One addition of a strict usage call (see [`Node::plan_strict`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StrictItem {
+    pub resource: Box<str>,
+    pub period: Period,
+    pub amount: u64,
+    pub cap: u64,
+}
+
 /// A quota node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Node {
     pub parent: Option<Box<str>>,
     pub state: NodeState,
+    /// Usage is checked and counted in the database on every call, so the
+    /// limit holds exactly across replicas (see `persistence::flush`).
+    pub strict: bool,
     pub name: Option<String>,
     pub description: Option<String>,
     /// Sorted by name.
@@ -204,6 +216,7 @@ impl Node {
         Node {
             parent: parent.map(Into::into),
             state: NodeState::Active,
+            strict: false,
             name: None,
             description: None,
             resources,
@@ -293,6 +306,59 @@ impl Node {
         }
         self.last_updated = Some(now);
         Ok(retired)
+    }
+
+    /// What a strict usage call asks the database to add: for each named
+    /// resource its current period, the amount, and the highest total the
+    /// row may reach (`max - allocated` when `enforce`, else the counter's
+    /// ceiling). Unknown resources and capacities are refused here.
+    pub fn plan_strict(
+        &self,
+        usage: &[(&str, u64)],
+        now: i64,
+        auto_reset: bool,
+        enforce: bool,
+    ) -> Result<Vec<StrictItem>, Refusal> {
+        let idx = self.counted_indices(usage)?;
+        Ok(idx
+            .iter()
+            .zip(usage)
+            .map(|(&i, &(_, amount))| {
+                let r = &self.resources[i];
+                let (period, _) = r.used_at(now, auto_reset);
+                StrictItem {
+                    resource: r.name.clone(),
+                    period,
+                    amount,
+                    cap: if enforce {
+                        r.max.saturating_sub(r.allocated)
+                    } else {
+                        MAX_COUNT
+                    },
+                }
+            })
+            .collect())
+    }
+
+    /// Takes the totals the database returned for a strict call: rolls the
+    /// counters into `now`'s period and sets each named resource's stored
+    /// total (keeping any usage not flushed yet).
+    pub fn set_totals(
+        &mut self,
+        totals: &[(&str, Period, u64)],
+        now: i64,
+        auto_reset: bool,
+    ) -> Vec<(Box<str>, Retired)> {
+        let retired = self.roll(now, auto_reset);
+        for (name, period, total) in totals {
+            if let Some(i) = self.index(name)
+                && self.resources[i].counter.period == *period
+            {
+                self.resources[i].counter.set_stored_total(*total);
+            }
+        }
+        self.last_updated = Some(now);
+        retired
     }
 
     /// Indices of the counted (non-capacity) resources named in `usage`.

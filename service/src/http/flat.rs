@@ -139,7 +139,7 @@ pub async fn increment(
 ) -> Result<Json<QuotaMetrics>, AppError> {
     validate_tenant_id(&req.tenant_id)?;
     let usage = req.usage()?;
-    let view = quotas.increment(&req.tenant_id, usage)?;
+    let view = quotas.increment(&req.tenant_id, usage).await?;
     Ok(Json(QuotaMetrics::new(req.tenant_id, &view)))
 }
 

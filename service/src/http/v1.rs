@@ -58,6 +58,11 @@ pub struct PutBody {
     #[serde(default)]
     pub limits: BTreeMap<String, LimitBody>,
     pub state: Option<String>,
+    /// Count usage in the database on every call: exact across replicas,
+    /// at the cost of a database round trip per call. Unset keeps the
+    /// current setting (off for a new node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
     pub name: Option<String>,
     pub description: Option<String>,
 }
@@ -157,6 +162,8 @@ pub struct NodeBody {
     pub id: String,
     pub parent: Option<String>,
     pub state: String,
+    #[serde(default)]
+    pub strict: bool,
     pub name: Option<String>,
     pub description: Option<String>,
     pub resources: BTreeMap<String, ResourceBody>,
@@ -175,6 +182,7 @@ impl From<&NodeView> for NodeBody {
             id: v.id.clone(),
             parent: v.parent.clone(),
             state: v.state.as_str().to_owned(),
+            strict: v.strict,
             name: v.name.clone(),
             description: v.description.clone(),
             resources: v
@@ -280,6 +288,7 @@ fn node_spec(
     parent: Option<String>,
     limits: BTreeMap<String, LimitBody>,
     state: Option<String>,
+    strict: Option<bool>,
     name: Option<String>,
     description: Option<String>,
 ) -> Result<NodeSpec, AppError> {
@@ -324,6 +333,7 @@ fn node_spec(
         parent,
         limits: out,
         state,
+        strict,
         name,
         description,
     })
@@ -339,6 +349,7 @@ pub async fn put(
         body.parent,
         body.limits,
         body.state,
+        body.strict,
         body.name,
         body.description,
     )?;
@@ -394,7 +405,7 @@ pub async fn allocate(
 ) -> Result<Response, AppError> {
     check_id(&parent)?;
     check_id(&body.id)?;
-    let spec = node_spec(None, body.limits, None, body.name, body.description)?;
+    let spec = node_spec(None, body.limits, None, None, body.name, body.description)?;
     let view = q.allocate(ACTOR, &parent, &body.id, spec).await?;
     Ok((StatusCode::CREATED, Json(NodeBody::from(&view))).into_response())
 }
@@ -430,7 +441,7 @@ pub async fn consume(
 ) -> Result<Response, AppError> {
     check_id(&id)?;
     let usage = usage_pairs(&body.usage)?;
-    match q.consume(&id, &usage) {
+    match q.consume(&id, &usage).await {
         Ok(()) => Ok(
             Json(serde_json::json!({"allowed": true, "id": id, "usage": body.usage}))
                 .into_response(),
@@ -655,29 +666,27 @@ pub async fn batch(
         ));
     }
     let mut counted = 0usize;
-    let results: Vec<BatchResult> = body
-        .items
-        .iter()
-        .map(|item| {
-            let outcome = check_id(&item.id)
-                .and_then(|()| usage_pairs(&item.usage))
-                .map_err(|e| (e, None))
-                .and_then(|usage| {
-                    let r = match body.mode {
-                        BatchMode::Increment => q.increment_node(&item.id, &usage),
-                        BatchMode::Consume => q.consume(&item.id, &usage),
+    let mut results: Vec<BatchResult> = Vec::with_capacity(body.items.len());
+    for item in &body.items {
+        let outcome = match check_id(&item.id).and_then(|()| usage_pairs(&item.usage)) {
+            Err(e) => Err((e, None)),
+            Ok(usage) => {
+                let r = match body.mode {
+                    BatchMode::Increment => q.increment_node(&item.id, &usage).await,
+                    BatchMode::Consume => q.consume(&item.id, &usage).await,
+                };
+                r.map_err(|e| {
+                    let retry = match &e {
+                        QuotaError::Refused(Refusal::Exhausted {
+                            retry_after_secs, ..
+                        }) => *retry_after_secs,
+                        _ => None,
                     };
-                    r.map_err(|e| {
-                        let retry = match &e {
-                            QuotaError::Refused(Refusal::Exhausted {
-                                retry_after_secs, ..
-                            }) => *retry_after_secs,
-                            _ => None,
-                        };
-                        (AppError::from(e), retry)
-                    })
-                });
-            match outcome {
+                    (AppError::from(e), retry)
+                })
+            }
+        };
+        results.push(match outcome {
                 Ok(()) => {
                     counted += 1;
                     BatchResult {
@@ -697,9 +706,8 @@ pub async fn batch(
                         retry_after_secs,
                     }),
                 },
-            }
-        })
-        .collect();
+            });
+    }
     Ok(Json(
         serde_json::json!({"counted": counted, "results": results}),
     ))

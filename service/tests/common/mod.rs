@@ -1,15 +1,22 @@
-//! Shared test helpers: the real router on a real SQLite file in a temp dir,
-//! with a clock the test sets.
+//! Shared test helpers: the real router on a real database, with a clock
+//! the test sets.
+//!
+//! The store is chosen by `EDGE_QUOTA_TEST_STORE`: `sqlite` (default; a
+//! real file in a temp dir) or `postgres` (a new database per data
+//! directory on the real PostgreSQL server of `testenv::postgres()`).
+//! `make test` runs the whole service suite once with each.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use quota_service::clock::ManualClock;
 use quota_service::config::Config;
+use quota_service::persistence::{Backend, Location, Store};
 use quota_service::domain::calendar::{SECS_PER_DAY, days_from_civil};
 use quota_service::{Quotas, app};
 use serde_json::Value;
@@ -17,6 +24,96 @@ use tempfile::TempDir;
 use tower::ServiceExt;
 
 pub mod process;
+
+/// The store kind the suite runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    Sqlite,
+    Postgres,
+}
+
+pub fn store_kind() -> StoreKind {
+    match std::env::var("EDGE_QUOTA_TEST_STORE").as_deref() {
+        Err(_) | Ok("") | Ok("sqlite") => StoreKind::Sqlite,
+        Ok("postgres") => StoreKind::Postgres,
+        Ok(other) => panic!("EDGE_QUOTA_TEST_STORE={other:?}: expected sqlite or postgres"),
+    }
+}
+
+/// Where a service with data directory `data_dir` keeps its state: the
+/// SQLite file in it, or one PostgreSQL database per directory (the same
+/// one every time it is asked, so a restart finds its data).
+pub fn location_for(data_dir: &Path) -> Location {
+    match store_kind() {
+        StoreKind::Sqlite => Location::Sqlite(data_dir.join("quotas.db")),
+        StoreKind::Postgres => {
+            static DATABASES: OnceLock<Mutex<HashMap<PathBuf, String>>> = OnceLock::new();
+            let mut dbs = DATABASES
+                .get_or_init(Default::default)
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let url = dbs
+                .entry(data_dir.to_owned())
+                .or_insert_with(testenv::postgres_database);
+            Location::Postgres(url.clone())
+        }
+    }
+}
+
+/// `DATABASE_URL` for a service with data directory `data_dir`.
+pub fn database_url(data_dir: &Path) -> String {
+    match location_for(data_dir) {
+        Location::Sqlite(path) => format!("sqlite://{}", path.display()),
+        Location::Postgres(url) => url,
+    }
+}
+
+/// Opens the store a service with data directory `data_dir` uses (to look
+/// at what it wrote).
+pub async fn open_store(data_dir: &Path) -> Store {
+    Store::open(&location_for(data_dir))
+        .await
+        .expect("open the store")
+}
+
+/// Makes every insert into the audit log fail with `message` (a broken
+/// database, as far as write-through calls can tell).
+pub async fn break_audit_inserts(store: &Store, message: &str) {
+    let stmts: Vec<String> = match store.backend() {
+        Backend::Sqlite => vec![format!(
+            "CREATE TRIGGER broken BEFORE INSERT ON quota_audit_logs BEGIN SELECT RAISE(ABORT, '{message}'); END"
+        )],
+        Backend::Postgres => vec![
+            format!(
+                "CREATE FUNCTION broken() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION '{message}'; END; $$ LANGUAGE plpgsql"
+            ),
+            "CREATE TRIGGER broken BEFORE INSERT ON quota_audit_logs FOR EACH ROW EXECUTE FUNCTION broken()".into(),
+        ],
+    };
+    for stmt in stmts {
+        sqlx::query(sqlx::AssertSqlSafe(stmt))
+            .execute(store.pool())
+            .await
+            .expect("break the audit log");
+    }
+}
+
+/// Undoes [`break_audit_inserts`].
+pub async fn repair_audit_inserts(store: &Store) {
+    let stmts: &[&str] = match store.backend() {
+        Backend::Sqlite => &["DROP TRIGGER broken"],
+        Backend::Postgres => &[
+            "DROP TRIGGER broken ON quota_audit_logs",
+            "DROP FUNCTION broken()",
+        ],
+    };
+    for stmt in stmts {
+        sqlx::query(*stmt)
+            .execute(store.pool())
+            .await
+            .expect("repair the audit log");
+    }
+}
 
 /// 2026-11-22T12:00:00Z
 pub fn noon_nov22() -> i64 {
@@ -29,10 +126,9 @@ pub fn at(y: i64, mo: u32, d: u32, h: i64, mi: i64, s: i64) -> i64 {
 
 pub fn config(dir: &TempDir, extra: &[(&str, &str)]) -> Config {
     let mut vars: HashMap<String, String> = HashMap::new();
-    vars.insert(
-        "QUOTA_DATA_DIR".into(),
-        dir.path().join("data").display().to_string(),
-    );
+    let data = dir.path().join("data");
+    vars.insert("QUOTA_DATA_DIR".into(), data.display().to_string());
+    vars.insert("DATABASE_URL".into(), database_url(&data));
     vars.insert("DEFAULT_MESSAGE_LIMIT".into(), "100".into());
     vars.insert("DEFAULT_BANDWIDTH_LIMIT_GB".into(), "1".into());
     for (k, v) in extra {

@@ -31,6 +31,7 @@ impl ServiceProcess {
             .env("QUOTA_HOST", "127.0.0.1")
             .env("QUOTA_PORT", port.to_string())
             .env("QUOTA_DATA_DIR", data_dir)
+            .env("DATABASE_URL", super::database_url(data_dir))
             .env("LOG_LEVEL", "info")
             .stdout(Stdio::null())
             .stderr(log_file)

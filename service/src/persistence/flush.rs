@@ -1,0 +1,256 @@
+//! Usage into the database: flush batches of deltas, and strict usage.
+//!
+//! A flush adds each counter's delta to its stored row
+//! (`used = used + delta`), so replicas sharing a database never overwrite
+//! each other. Adding is not idempotent, so every flush carries a sequence
+//! number and records `(replica_id, seq)` in `quota_flush_log` in the same
+//! transaction. A flush whose commit outcome is unknown is kept and sent
+//! again with the next one: the log, read after taking the clock lock (so a
+//! still-running earlier attempt has finished), says whether it was applied.
+//!
+//! Strict nodes skip the flush: each usage call adds to the row in the
+//! database with the limit check in the same statement
+//! ([`Store::add_within`]).
+
+use std::collections::HashMap;
+
+use super::{Sql, Store, StoreError, bump_clock, quota_type, to_count, to_sql};
+use crate::counters::{DirtyBatch, UsageDelta};
+use crate::domain::calendar::rfc3339;
+use crate::domain::window::Period;
+
+/// How long flush log rows of other (long gone) replicas are kept.
+const FLUSH_LOG_RETENTION_SECS: i64 = 7 * 86_400;
+
+/// A flush batch with its sequence number (unique per replica).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SentBatch {
+    pub seq: u64,
+    pub batch: DirtyBatch,
+}
+
+/// What a flush wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlushOutcome {
+    pub usage_rows: usize,
+    pub new_tenants: usize,
+    /// Earlier batches the flush log showed as applied (not written again).
+    pub already_applied: Vec<u64>,
+}
+
+/// A strict addition that would pass a limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StrictRefusal {
+    pub resource: String,
+    pub requested: u64,
+    pub available: u64,
+}
+
+/// One strict addition: `amount` to the node's row of `resource` in
+/// `period`, refused if the row would pass `cap`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StrictAdd {
+    pub resource: String,
+    pub period: Period,
+    pub amount: u64,
+    pub cap: u64,
+}
+
+impl Store {
+    /// Writes `current` and the `unconfirmed` earlier batches (whose writes
+    /// failed with an unknown outcome) in one transaction, skipping those the
+    /// flush log shows as applied.
+    pub async fn write_flush(
+        &self,
+        replica: &str,
+        unconfirmed: &[SentBatch],
+        current: &SentBatch,
+        now: i64,
+    ) -> Result<FlushOutcome, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // First: this waits for any earlier attempt still holding the lock.
+        let version = bump_clock(&mut tx).await?;
+
+        let mut already_applied = Vec::new();
+        if !unconfirmed.is_empty() {
+            let mut q = Sql::new("SELECT seq FROM quota_flush_log WHERE replica_id = ");
+            q.bind(replica.to_owned()).push(" AND seq IN (");
+            for (i, b) in unconfirmed.iter().enumerate() {
+                if i > 0 {
+                    q.push(", ");
+                }
+                q.bind(to_sql(b.seq));
+            }
+            q.push(")");
+            let (sql, args) = q.into_parts();
+            let applied: Vec<(i64,)> = sqlx::query_as_with(sql, args).fetch_all(&mut *tx).await?;
+            already_applied = applied.into_iter().map(|(s,)| s as u64).collect();
+        }
+        let pending: Vec<&DirtyBatch> = unconfirmed
+            .iter()
+            .filter(|b| !already_applied.contains(&b.seq))
+            .map(|b| &b.batch)
+            .chain(std::iter::once(&current.batch))
+            .collect();
+
+        let mut new_tenants = 0;
+        for b in &pending {
+            new_tenants += b.new_tenants.len();
+            super::write::insert_new_tenants(&mut tx, &b.new_tenants, version).await?;
+        }
+        let deltas = merge(pending.iter().flat_map(|b| b.usage.iter()));
+        for chunk in deltas.chunks(super::ROWS_PER_STATEMENT) {
+            let mut q = Sql::new(
+                "INSERT INTO quota_usage (tenant_id, period, quota_type, used, last_updated, version)",
+            );
+            q.values(chunk, |row, d| {
+                row.bind(d.node_id.clone())
+                    .bind(d.period.key())
+                    .bind(quota_type(&d.resource).to_owned())
+                    .bind(to_sql(d.delta))
+                    .bind(rfc3339(d.last_updated))
+                    .bind(version);
+            });
+            q.push(
+                " ON CONFLICT (tenant_id, period, quota_type) DO UPDATE SET
+                      used = quota_usage.used + excluded.used,
+                      last_updated = excluded.last_updated, version = excluded.version",
+            );
+            let (sql, args) = q.into_parts();
+            sqlx::query_with(sql, args).execute(&mut *tx).await?;
+        }
+
+        sqlx::query("INSERT INTO quota_flush_log (replica_id, seq, applied_at) VALUES ($1, $2, $3)")
+            .bind(replica.to_owned())
+            .bind(to_sql(current.seq))
+            .bind(rfc3339(now))
+            .execute(&mut *tx)
+            .await?;
+        // Only the latest row of this replica is ever asked about again.
+        sqlx::query(
+            "DELETE FROM quota_flush_log WHERE (replica_id = $1 AND seq < $2) OR applied_at < $3",
+        )
+        .bind(replica.to_owned())
+        .bind(to_sql(current.seq))
+        .bind(rfc3339(now - FLUSH_LOG_RETENTION_SECS))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await.map_err(StoreError::CommitUnknown)?;
+        Ok(FlushOutcome {
+            usage_rows: deltas.len(),
+            new_tenants,
+            already_applied,
+        })
+    }
+
+    /// Adds every item to the node's stored rows, each only if the row stays
+    /// within its `cap` (the check and the addition in one statement), all or
+    /// nothing. Returns the new totals, in order, or the first refusal.
+    pub async fn add_within(
+        &self,
+        node_id: &str,
+        items: &[StrictAdd],
+        now: i64,
+    ) -> Result<Result<Vec<u64>, StrictRefusal>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut totals = Vec::with_capacity(items.len());
+        for item in items {
+            let refused = |used: u64| StrictRefusal {
+                resource: item.resource.clone(),
+                requested: item.amount,
+                available: item.cap.saturating_sub(used),
+            };
+            if item.amount > item.cap {
+                tx.rollback().await?;
+                return Ok(Err(refused(0)));
+            }
+            let total: Option<(i64,)> = sqlx::query_as(
+                "INSERT INTO quota_usage (tenant_id, period, quota_type, used, last_updated, version)
+                 VALUES ($1, $2, $3, $4, $5, 0)
+                 ON CONFLICT (tenant_id, period, quota_type) DO UPDATE SET
+                     used = quota_usage.used + excluded.used, last_updated = excluded.last_updated
+                 WHERE quota_usage.used <= $6 - excluded.used
+                 RETURNING used",
+            )
+            .bind(node_id.to_owned())
+            .bind(item.period.key())
+            .bind(quota_type(&item.resource).to_owned())
+            .bind(to_sql(item.amount))
+            .bind(rfc3339(now))
+            .bind(to_sql(item.cap))
+            .fetch_optional(&mut *tx)
+            .await?;
+            match total {
+                Some((t,)) => totals.push(to_count("quota_usage", t)?),
+                None => {
+                    let (used,): (i64,) = sqlx::query_as(
+                        "SELECT used FROM quota_usage WHERE tenant_id = $1 AND period = $2 AND quota_type = $3",
+                    )
+                    .bind(node_id.to_owned())
+                    .bind(item.period.key())
+                    .bind(quota_type(&item.resource).to_owned())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    tx.rollback().await?;
+                    return Ok(Err(refused(to_count("quota_usage", used)?)));
+                }
+            }
+        }
+        tx.commit().await.map_err(StoreError::CommitUnknown)?;
+        Ok(Ok(totals))
+    }
+}
+
+/// Sums deltas of the same `(node, resource, period)`, keeping the latest
+/// `last_updated`.
+fn merge<'a>(deltas: impl Iterator<Item = &'a UsageDelta>) -> Vec<UsageDelta> {
+    let mut index: HashMap<(&str, &str, Period), usize> = HashMap::new();
+    let mut out: Vec<UsageDelta> = Vec::new();
+    for d in deltas {
+        match index.entry((d.node_id.as_str(), &*d.resource, d.period)) {
+            std::collections::hash_map::Entry::Occupied(e) => {
+                let m = &mut out[*e.get()];
+                m.delta = m.delta.saturating_add(d.delta);
+                m.last_updated = m.last_updated.max(d.last_updated);
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(out.len());
+                out.push(d.clone());
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::window::Window;
+
+    fn d(node: &str, period: Period, delta: u64, at: i64) -> UsageDelta {
+        UsageDelta {
+            node_id: node.into(),
+            resource: "messages".into(),
+            period,
+            delta,
+            last_updated: at,
+        }
+    }
+
+    #[test]
+    fn merge_sums_the_same_row_and_keeps_others_apart() {
+        let today = Window::Day.period_at(86_400 * 20_000);
+        let tomorrow = Window::Day.period_at(86_400 * 20_001);
+        let rows = [
+            d("a", today, 3, 1),
+            d("b", today, 1, 2),
+            d("a", today, 4, 5),
+            d("a", tomorrow, 2, 6),
+        ];
+        let merged = merge(rows.iter());
+        assert_eq!(
+            merged,
+            vec![d("a", today, 7, 5), d("b", today, 1, 2), d("a", tomorrow, 2, 6)]
+        );
+    }
+}

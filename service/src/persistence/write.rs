@@ -1,0 +1,456 @@
+//! Write-through operations: nodes, limits, states, claims, grants, usage
+//! resets and their audit records, one transaction per API call, committed
+//! before the call answers. Audit pages and grants are read here too.
+
+use std::collections::HashSet;
+
+use sqlx::AnyConnection;
+
+use super::{Sql, Store, StoreError, bump_clock, quota_type, to_sql};
+use crate::counters::{Claim, NewTenantRow, UsageRow};
+use crate::domain::calendar::{parse_rfc3339, rfc3339};
+use crate::domain::node::{Limit, NodeState};
+
+/// One change written through to the database.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteOp {
+    /// Creates or replaces a node row.
+    UpsertNode {
+        id: String,
+        parent: Option<String>,
+        state: NodeState,
+        /// Usage checked and counted in the database (see [`super::flush`]).
+        strict: bool,
+        name: Option<String>,
+        description: Option<String>,
+        created_at: i64,
+        updated_at: i64,
+    },
+    /// Replaces all of a node's limits.
+    ReplaceLimits {
+        node_id: String,
+        limits: Vec<(String, Limit)>,
+    },
+    InsertClaim {
+        node_id: String,
+        resource_id: String,
+        claim: Claim,
+    },
+    DeleteClaim {
+        node_id: String,
+        resource_id: String,
+    },
+    /// Re-homes every claim of `from` to `to` (a deleted child's claims).
+    MoveClaims {
+        from: String,
+        to: String,
+    },
+    InsertGrant {
+        node_id: String,
+        subject: String,
+        role: String,
+        created_at: i64,
+    },
+    DeleteGrant {
+        node_id: String,
+        subject: String,
+        role: String,
+    },
+    /// Usage rows as absolute values (a reset).
+    Usage(Vec<UsageRow>),
+    /// Usage rows added to the stored totals (a deleted child's usage
+    /// charged to its parent: other replicas' counts stay).
+    AddUsage(Vec<UsageRow>),
+    /// Moves a node's `updated_at` (a change that is not in its row, e.g. a claim).
+    Touch {
+        node_id: String,
+        at: i64,
+    },
+    Audit(AuditRecord),
+}
+
+/// One audit row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRecord {
+    pub ts: i64,
+    pub actor: String,
+    pub action: String,
+    pub node_id: String,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+}
+
+/// An audit row as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub record: AuditRecord,
+}
+
+/// A grant as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantRow {
+    pub subject: String,
+    pub role: String,
+    pub created_at: i64,
+}
+
+impl Store {
+    /// Writes write-through operations in one transaction. Every node they
+    /// touch gets the transaction's version, so other replicas reload it.
+    pub async fn apply(&self, ops: &[WriteOp]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let version = bump_clock(&mut tx).await?;
+        let mut touched: HashSet<&str> = HashSet::new();
+        for op in ops {
+            apply_op(&mut tx, op, version).await?;
+            touched.extend(op.nodes());
+        }
+        for chunk in touched.into_iter().collect::<Vec<_>>().chunks(super::ROWS_PER_STATEMENT) {
+            let mut q = Sql::new("UPDATE quota_nodes SET version = ");
+            q.bind(version).push(" WHERE id IN (");
+            for (i, id) in chunk.iter().enumerate() {
+                if i > 0 {
+                    q.push(", ");
+                }
+                q.bind(id.to_string());
+            }
+            q.push(")");
+            let (sql, args) = q.into_parts();
+            sqlx::query_with(sql, args).execute(&mut *tx).await?;
+        }
+        tx.commit().await.map_err(StoreError::CommitUnknown)?;
+        Ok(())
+    }
+
+    /// Audit rows of a node, newest first: at most `limit`, with ids below
+    /// `before` when given.
+    pub async fn audit_page(
+        &self,
+        node_id: &str,
+        limit: u32,
+        before: Option<i64>,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        type Row = (
+            i64,
+            String,
+            String,
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, ts, actor, action, node_id, before, after FROM quota_audit_logs
+              WHERE node_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+        )
+        .bind(node_id.to_owned())
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let json = |s: Option<String>| s.and_then(|s| serde_json::from_str(&s).ok());
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, ts, actor, action, node_id, before, after)| AuditEntry {
+                    id,
+                    record: AuditRecord {
+                        ts: parse_rfc3339(&ts).unwrap_or_default(),
+                        actor,
+                        action,
+                        node_id,
+                        before: json(before),
+                        after: json(after),
+                    },
+                },
+            )
+            .collect())
+    }
+
+    /// The grants on a node, sorted by subject and role.
+    pub async fn grants(&self, node_id: &str) -> Result<Vec<GrantRow>, StoreError> {
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT subject, role, created_at FROM quota_grants WHERE node_id = $1 ORDER BY subject, role",
+        )
+        .bind(node_id.to_owned())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(subject, role, created_at)| GrantRow {
+                subject,
+                role,
+                created_at: parse_rfc3339(&created_at).unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// Stored usage of one row (tests and tools).
+    pub async fn stored_usage(
+        &self,
+        node_id: &str,
+        resource: &str,
+        period: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        let used: Option<(i64,)> = sqlx::query_as(
+            "SELECT used FROM quota_usage WHERE tenant_id = $1 AND quota_type = $2 AND period = $3",
+        )
+        .bind(node_id.to_owned())
+        .bind(quota_type(resource).to_owned())
+        .bind(period.to_owned())
+        .fetch_optional(&self.pool)
+        .await?;
+        used.map(|(u,)| super::to_count("quota_usage", u)).transpose()
+    }
+}
+
+impl WriteOp {
+    /// The nodes whose stored state the operation changes.
+    fn nodes(&self) -> Vec<&str> {
+        match self {
+            WriteOp::UpsertNode { id, .. } => vec![id],
+            WriteOp::ReplaceLimits { node_id, .. }
+            | WriteOp::InsertClaim { node_id, .. }
+            | WriteOp::DeleteClaim { node_id, .. }
+            | WriteOp::Touch { node_id, .. } => vec![node_id],
+            WriteOp::MoveClaims { from, to } => vec![from, to],
+            // Grants and audit rows are read from the database, not memory;
+            // usage rows carry their own version.
+            WriteOp::InsertGrant { .. }
+            | WriteOp::DeleteGrant { .. }
+            | WriteOp::Usage(_)
+            | WriteOp::AddUsage(_)
+            | WriteOp::Audit(_) => vec![],
+        }
+    }
+}
+
+async fn apply_op(conn: &mut AnyConnection, op: &WriteOp, version: i64) -> Result<(), StoreError> {
+    match op {
+        WriteOp::UpsertNode {
+            id,
+            parent,
+            state,
+            strict,
+            name,
+            description,
+            created_at,
+            updated_at,
+        } => {
+            sqlx::query(
+                "INSERT INTO quota_nodes (id, parent_id, state, name, description, created_at, updated_at, strict)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 ON CONFLICT (id) DO UPDATE SET parent_id = excluded.parent_id, state = excluded.state,
+                     created_at = excluded.created_at, strict = excluded.strict,
+                     name = excluded.name, description = excluded.description, updated_at = excluded.updated_at",
+            )
+            .bind(id.clone())
+            .bind(parent.clone())
+            .bind(state.as_str())
+            .bind(name.clone())
+            .bind(description.clone())
+            .bind(rfc3339(*created_at))
+            .bind(rfc3339(*updated_at))
+            .bind(i64::from(*strict))
+            .execute(&mut *conn)
+            .await?;
+        }
+        WriteOp::ReplaceLimits { node_id, limits } => {
+            sqlx::query("DELETE FROM quota_node_limits WHERE node_id = $1")
+                .bind(node_id.clone())
+                .execute(&mut *conn)
+                .await?;
+            if !limits.is_empty() {
+                let mut q = Sql::new("INSERT INTO quota_node_limits (node_id, resource, max, \"window\")");
+                q.values(limits, |row, (resource, limit)| {
+                    row.bind(node_id.clone())
+                        .bind(resource.clone())
+                        .bind(to_sql(limit.max))
+                        .bind(limit.window.as_str());
+                });
+                let (sql, args) = q.into_parts();
+                sqlx::query_with(sql, args).execute(&mut *conn).await?;
+            }
+        }
+        WriteOp::InsertClaim {
+            node_id,
+            resource_id,
+            claim,
+        } => {
+            sqlx::query(
+                "INSERT INTO quota_claims (node_id, resource_id, resource, amount, reason, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(node_id.clone())
+            .bind(resource_id.clone())
+            .bind(claim.resource.clone())
+            .bind(to_sql(claim.amount))
+            .bind(claim.reason.clone())
+            .bind(rfc3339(claim.created_at))
+            .execute(&mut *conn)
+            .await?;
+        }
+        WriteOp::DeleteClaim {
+            node_id,
+            resource_id,
+        } => {
+            sqlx::query("DELETE FROM quota_claims WHERE node_id = $1 AND resource_id = $2")
+                .bind(node_id.clone())
+                .bind(resource_id.clone())
+                .execute(&mut *conn)
+                .await?;
+        }
+        WriteOp::MoveClaims { from, to } => {
+            sqlx::query("UPDATE quota_claims SET node_id = $1 WHERE node_id = $2")
+                .bind(to.clone())
+                .bind(from.clone())
+                .execute(&mut *conn)
+                .await?;
+        }
+        WriteOp::InsertGrant {
+            node_id,
+            subject,
+            role,
+            created_at,
+        } => {
+            sqlx::query(
+                "INSERT INTO quota_grants (node_id, subject, role, created_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (node_id, subject, role) DO NOTHING",
+            )
+            .bind(node_id.clone())
+            .bind(subject.clone())
+            .bind(role.clone())
+            .bind(rfc3339(*created_at))
+            .execute(&mut *conn)
+            .await?;
+        }
+        WriteOp::DeleteGrant {
+            node_id,
+            subject,
+            role,
+        } => {
+            sqlx::query("DELETE FROM quota_grants WHERE node_id = $1 AND subject = $2 AND role = $3")
+                .bind(node_id.clone())
+                .bind(subject.clone())
+                .bind(role.clone())
+                .execute(&mut *conn)
+                .await?;
+        }
+        WriteOp::Usage(rows) => write_usage(conn, rows, version, false).await?,
+        WriteOp::AddUsage(rows) => write_usage(conn, rows, version, true).await?,
+        WriteOp::Touch { node_id, at } => {
+            sqlx::query("UPDATE quota_nodes SET updated_at = $1 WHERE id = $2")
+                .bind(rfc3339(*at))
+                .bind(node_id.clone())
+                .execute(&mut *conn)
+                .await?;
+        }
+        WriteOp::Audit(a) => {
+            let json = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
+            sqlx::query(
+                "INSERT INTO quota_audit_logs (ts, actor, action, node_id, before, after) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(rfc3339(a.ts))
+            .bind(a.actor.clone())
+            .bind(a.action.clone())
+            .bind(a.node_id.clone())
+            .bind(json(&a.before))
+            .bind(json(&a.after))
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes usage rows stamped with `version`: absolute values (a reset), or
+/// added to the stored totals when `add` (a deleted child's usage charged to
+/// its parent; flushes use [`super::flush`]).
+pub(crate) async fn write_usage(
+    conn: &mut AnyConnection,
+    rows: &[UsageRow],
+    version: i64,
+    add: bool,
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(super::ROWS_PER_STATEMENT) {
+        let mut q = Sql::new(
+            "INSERT INTO quota_usage (tenant_id, period, quota_type, used, last_updated, version)",
+        );
+        q.values(chunk, |row, u| {
+            row.bind(u.node_id.clone())
+                .bind(u.period.key())
+                .bind(quota_type(&u.resource).to_owned())
+                .bind(to_sql(u.used))
+                .bind(rfc3339(u.last_updated))
+                .bind(version);
+        });
+        q.push(if add {
+            " ON CONFLICT (tenant_id, period, quota_type) DO UPDATE SET
+                  used = quota_usage.used + excluded.used,
+                  last_updated = excluded.last_updated, version = excluded.version"
+        } else {
+            " ON CONFLICT (tenant_id, period, quota_type) DO UPDATE SET
+                  used = excluded.used, last_updated = excluded.last_updated,
+                  version = excluded.version"
+        });
+        let (sql, args) = q.into_parts();
+        sqlx::query_with(sql, args).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Inserts flat tenants created on first use, never overwriting a node that
+/// exists (another replica, or an operator call, may have created it).
+pub(crate) async fn insert_new_tenants(
+    conn: &mut AnyConnection,
+    rows: &[NewTenantRow],
+    version: i64,
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(super::ROWS_PER_STATEMENT) {
+        let mut q = Sql::new(
+            "INSERT INTO quota_nodes (id, parent_id, state, name, description, created_at, updated_at, version)",
+        );
+        q.values(chunk, |row, t| {
+            let ts = rfc3339(t.created_at);
+            row.bind(t.tenant_id.clone())
+                .bind(None::<String>)
+                .bind("active")
+                .bind(None::<String>)
+                .bind(None::<String>)
+                .bind(ts.clone())
+                .bind(ts)
+                .bind(version);
+        });
+        q.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
+        let (sql, args) = q.into_parts();
+        let inserted: Vec<(String,)> = sqlx::query_as_with(sql, args).fetch_all(&mut *conn).await?;
+        if inserted.is_empty() {
+            continue;
+        }
+        let created: HashSet<String> = inserted.into_iter().map(|(id,)| id).collect();
+        let limit_rows: Vec<(String, &str, u64, &str)> = chunk
+            .iter()
+            .filter(|r| created.contains(&r.tenant_id))
+            .flat_map(|r| {
+                [
+                    (r.tenant_id.clone(), "messages", r.limits.message_limit, "day"),
+                    (
+                        r.tenant_id.clone(),
+                        "bandwidth",
+                        r.limits.bandwidth_limit_bytes,
+                        "month",
+                    ),
+                ]
+            })
+            .collect();
+        let mut q = Sql::new("INSERT INTO quota_node_limits (node_id, resource, max, \"window\")");
+        q.values(limit_rows, |row, (id, resource, max, window)| {
+            row.bind(id).bind(resource).bind(to_sql(max)).bind(window);
+        });
+        q.push(" ON CONFLICT (node_id, resource) DO NOTHING");
+        let (sql, args) = q.into_parts();
+        sqlx::query_with(sql, args).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
