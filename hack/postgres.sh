@@ -3,8 +3,10 @@
 # (installed when missing), `initdb` into its own directory, a free loopback
 # port, trust authentication on loopback only.
 #
-#   hack/postgres.sh up   [--name NAME] [--owner-pid PID]
-#   hack/postgres.sh down [--name NAME]
+#   hack/postgres.sh up     [--name NAME] [--owner-pid PID]
+#   hack/postgres.sh down   [--name NAME]
+#   hack/postgres.sh stop   [--name NAME]   # an outage: stop at once, keep the data
+#   hack/postgres.sh start  [--name NAME]   # back after `stop`, same port and data
 #
 # Each server lives in /tmp/edge-quota-postgres-<uid>/NAME (a place the
 # `postgres` user can reach when we run as root), so several run side by side. With --owner-pid it stops by itself when that process exits.
@@ -85,16 +87,34 @@ up() {
     local port
     port="$(free_port)"
     echo "$port" >"$DIR/port"
-    # fsync off: test data only; a crash of the test server loses nothing that matters.
-    as_pg "$bin/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 60 \
-        -o "-p $port -c listen_addresses=127.0.0.1 -k $DIR -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
-        start >/dev/null || { log "start failed:"; tail -20 "$DIR/server.log" >&2; exit 1; }
+    start_server
     as_pg "$bin/psql" -h 127.0.0.1 -p "$port" -U postgres -qc "CREATE DATABASE quota" >/dev/null
     log "ready on 127.0.0.1:$port"
     if [[ -n "$OWNER_PID" ]]; then
         start_reaper "$OWNER_PID" "$HERE/postgres.sh" "$NAME"
     fi
     echo "DATABASE_URL=postgres://postgres@127.0.0.1:$port/quota"
+}
+
+start_server() {
+    # fsync off: test data only; a crash of the test server loses nothing that matters.
+    as_pg "$(pg_bin)/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 60 \
+        -o "-p $(cat "$DIR/port") -c listen_addresses=127.0.0.1 -k $DIR -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+        start >/dev/null || { log "start failed:"; tail -20 "$DIR/server.log" >&2; exit 1; }
+}
+
+# An outage: the server stops at once (open connections break), data stays.
+stop_only() {
+    running || { log "error: not running"; exit 1; }
+    as_pg "$(pg_bin)/pg_ctl" -D "$DIR/data" -m immediate -w stop >/dev/null
+    log "stopped (data kept)"
+}
+
+start_again() {
+    [[ -f "$DIR/port" ]] || { log "error: no server named $NAME (use up)"; exit 1; }
+    running && { log "already running"; return; }
+    start_server
+    log "running again on 127.0.0.1:$(cat "$DIR/port")"
 }
 
 down() {
@@ -112,5 +132,7 @@ down() {
 case "$cmd" in
     up) up ;;
     down) down ;;
-    *) echo "usage: $0 up|down [--name NAME] [--owner-pid PID]" >&2; exit 2 ;;
+    stop) stop_only ;;
+    start) start_again ;;
+    *) echo "usage: $0 up|down|stop|start [--name NAME] [--owner-pid PID]" >&2; exit 2 ;;
 esac

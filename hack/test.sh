@@ -40,8 +40,14 @@ if [[ -n "$env_pid" ]]; then
 fi
 
 log="$CACHE/last-test.log"
+echo "test: the workspace, the service suite on SQLite"
 cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+# The same service suite again with PostgreSQL as the store (the tests are
+# parametrized by EDGE_QUOTA_TEST_STORE; see service/tests/common).
+echo "test: the service suite on PostgreSQL (EDGE_QUOTA_TEST_STORE=postgres)"
+EDGE_QUOTA_TEST_STORE=postgres cargo test -p quota-service --no-fail-fast 2>&1 | tee -a "$log"
+[[ ${PIPESTATUS[0]} -ne 0 ]] && status=1
 echo "make test: $(($(date +%s) - start))s"
 awk '/^test result:/ { for (i = 1; i < NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "%d passed, %d failed\n", p, f }' "$log"

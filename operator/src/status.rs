@@ -510,6 +510,7 @@ mod tests {
             id: "acme".into(),
             parent: None,
             state: "active".into(),
+            strict: false,
             name: None,
             description: None,
             resources: resources

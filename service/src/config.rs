@@ -302,7 +302,10 @@ mod tests {
             panic!("accepted a URL without a host");
         };
         let msg = e.to_string();
-        assert!(msg.contains("DATABASE_URL") && !msg.contains("hunter2"), "{msg}");
+        assert!(
+            msg.contains("DATABASE_URL") && !msg.contains("hunter2"),
+            "{msg}"
+        );
     }
 
     #[test]

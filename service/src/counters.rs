@@ -622,7 +622,8 @@ impl CounterStore {
             .nodes
             .get(id)
             .ok_or_else(|| UsageError::NotFound(id.to_owned()))?;
-        Ok(e.node.plan_strict(usage, self.now(), self.auto_reset, enforce)?)
+        Ok(e.node
+            .plan_strict(usage, self.now(), self.auto_reset, enforce)?)
     }
 
     /// Records the totals the database returned for a strict call.

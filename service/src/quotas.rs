@@ -33,7 +33,7 @@ use crate::domain::tenant::{Limits, TenantView, Usage};
 use crate::domain::window::{Period, Window};
 use crate::flush::{FlushHealth, FlushReport, Flusher};
 use crate::persistence::{
-    AuditEntry, AuditRecord, GrantRow, StrictAdd, Store, StoreError, WriteOp,
+    AuditEntry, AuditRecord, GrantRow, Store, StoreError, StrictAdd, WriteOp,
 };
 
 /// A change of flat limits; `None` keeps the current (or default) value.
@@ -280,8 +280,7 @@ impl Quotas {
         match self.counters.increment_flat(tenant_id, usage) {
             Err(UsageError::Strict(_)) => {
                 let pairs = [(MESSAGES, usage.messages), (BANDWIDTH, usage.bytes)];
-                let counted: Vec<(&str, u64)> =
-                    pairs.into_iter().filter(|(_, n)| *n > 0).collect();
+                let counted: Vec<(&str, u64)> = pairs.into_iter().filter(|(_, n)| *n > 0).collect();
                 self.usage_strict(tenant_id, &counted, false).await?;
                 self.counters
                     .flat(tenant_id)
@@ -899,8 +898,8 @@ impl Quotas {
                 .iter()
                 .filter_map(|(resource, period, used)| {
                     let r = parent_now.as_ref()?.resource(resource)?;
-                    let charged = r.window() != Window::None
-                        && (r.counter.period == *period || !auto_reset);
+                    let charged =
+                        r.window() != Window::None && (r.counter.period == *period || !auto_reset);
                     charged.then(|| UsageRow {
                         node_id: p.to_string(),
                         resource: resource.clone(),

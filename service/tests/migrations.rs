@@ -48,11 +48,14 @@ async fn a_flat_only_database_upgrades_without_losing_anything() {
     let quotas = Arc::new(
         Quotas::open(
             // This test is about an old SQLite file, whatever the suite's store.
-            &config(&dir, &[("DATABASE_URL", &format!("sqlite://{}", db_path.display()))]),
+            &config(
+                &dir,
+                &[("DATABASE_URL", &format!("sqlite://{}", db_path.display()))],
+            ),
             ManualClock::new(noon_nov22()),
         )
-            .await
-            .unwrap(),
+        .await
+        .unwrap(),
     );
     let v = quotas.get("acme").expect("acme survived the upgrade");
     assert_eq!(

@@ -283,12 +283,72 @@ pub fn to_yaml<T: serde::Serialize>(obj: &T) -> String {
 /// fails, it never skips.
 pub fn postgres() -> &'static str {
     static URL: OnceLock<String> = OnceLock::new();
-    URL.get_or_init(|| {
+    URL.get_or_init(|| postgres_up(&format!("test-{}", std::process::id())))
+}
+
+/// A PostgreSQL server of its own, for a test that stops and starts it (an
+/// outage) without disturbing the other tests' server. Stopped and removed
+/// when dropped (and by its reaper if the test binary dies first).
+#[derive(Debug)]
+pub struct PostgresServer {
+    pub name: String,
+    /// `DATABASE_URL` of its `quota` database.
+    pub url: String,
+}
+
+impl PostgresServer {
+    /// # Panics
+    /// When PostgreSQL cannot be installed or started.
+    pub fn start(prefix: &str) -> Self {
+        let name = unique_name(prefix);
+        let url = postgres_up(&name);
+        PostgresServer { name, url }
+    }
+
+    /// Stops the server at once (an outage; open connections break), keeping
+    /// its data.
+    pub fn stop(&self) {
+        self.script("stop");
+    }
+
+    /// Starts it again after [`PostgresServer::stop`]: same port, same data.
+    pub fn restart(&self) {
+        self.script("start");
+    }
+
+    fn script(&self, cmd: &str) {
+        let out =
+            run(Command::new(repo_root().join("hack/postgres.sh"))
+                .args([cmd, "--name", &self.name]));
+        match out {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => panic!(
+                "hack/postgres.sh {cmd} --name {}: {}",
+                self.name,
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+impl Drop for PostgresServer {
+    fn drop(&mut self) {
+        let _ =
+            run(Command::new(repo_root().join("hack/postgres.sh"))
+                .args(["down", "--name", &self.name]));
+    }
+}
+
+/// Starts (or finds running) the server `name`, reaped when this process
+/// exits; its `DATABASE_URL`.
+fn postgres_up(name: &str) -> String {
+    {
         let pid = std::process::id();
         let out = run(Command::new(repo_root().join("hack/postgres.sh")).args([
             "up",
             "--name",
-            &format!("test-{pid}"),
+            name,
             "--owner-pid",
             &pid.to_string(),
         ]));
@@ -308,7 +368,7 @@ pub fn postgres() -> &'static str {
             ),
             Err(e) => panic!("{e}"),
         }
-    })
+    }
 }
 
 /// A new, empty database on this binary's PostgreSQL server (one per test,

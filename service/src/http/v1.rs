@@ -687,26 +687,26 @@ pub async fn batch(
             }
         };
         results.push(match outcome {
-                Ok(()) => {
-                    counted += 1;
-                    BatchResult {
-                        id: item.id.clone(),
-                        status: 200,
-                        allowed: true,
-                        error: None,
-                    }
-                }
-                Err((e, retry_after_secs)) => BatchResult {
+            Ok(()) => {
+                counted += 1;
+                BatchResult {
                     id: item.id.clone(),
-                    status: e.status.as_u16(),
-                    allowed: false,
-                    error: Some(BatchError {
-                        code: e.code,
-                        message: e.message,
-                        retry_after_secs,
-                    }),
-                },
-            });
+                    status: 200,
+                    allowed: true,
+                    error: None,
+                }
+            }
+            Err((e, retry_after_secs)) => BatchResult {
+                id: item.id.clone(),
+                status: e.status.as_u16(),
+                allowed: false,
+                error: Some(BatchError {
+                    code: e.code,
+                    message: e.message,
+                    retry_after_secs,
+                }),
+            },
+        });
     }
     Ok(Json(
         serde_json::json!({"counted": counted, "results": results}),

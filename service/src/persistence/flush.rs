@@ -120,12 +120,14 @@ impl Store {
             sqlx::query_with(sql, args).execute(&mut *tx).await?;
         }
 
-        sqlx::query("INSERT INTO quota_flush_log (replica_id, seq, applied_at) VALUES ($1, $2, $3)")
-            .bind(replica.to_owned())
-            .bind(to_sql(current.seq))
-            .bind(rfc3339(now))
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO quota_flush_log (replica_id, seq, applied_at) VALUES ($1, $2, $3)",
+        )
+        .bind(replica.to_owned())
+        .bind(to_sql(current.seq))
+        .bind(rfc3339(now))
+        .execute(&mut *tx)
+        .await?;
         // Only the latest row of this replica is ever asked about again.
         sqlx::query(
             "DELETE FROM quota_flush_log WHERE (replica_id = $1 AND seq < $2) OR applied_at < $3",
@@ -250,7 +252,11 @@ mod tests {
         let merged = merge(rows.iter());
         assert_eq!(
             merged,
-            vec![d("a", today, 7, 5), d("b", today, 1, 2), d("a", tomorrow, 2, 6)]
+            vec![
+                d("a", today, 7, 5),
+                d("b", today, 1, 2),
+                d("a", tomorrow, 2, 6)
+            ]
         );
     }
 }

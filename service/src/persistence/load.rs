@@ -156,11 +156,12 @@ impl Store {
             );
         }
 
-        let usage: Vec<(String, String, String, i64, String)> =
-            sqlx::query_as(AssertSqlSafe(LATEST_USAGE.replace("{nodes}", CHANGED_NODES)))
-                .bind(since)
-                .fetch_all(&mut *tx)
-                .await?;
+        let usage: Vec<(String, String, String, i64, String)> = sqlx::query_as(AssertSqlSafe(
+            LATEST_USAGE.replace("{nodes}", CHANGED_NODES),
+        ))
+        .bind(since)
+        .fetch_all(&mut *tx)
+        .await?;
         for (node_id, qtype, period, used, last_updated) in usage {
             let Some(n) = nodes.get_mut(&node_id) else {
                 continue;
@@ -178,13 +179,14 @@ impl Store {
             n.node.last_updated = n.node.last_updated.max(parse_rfc3339(&last_updated));
         }
 
-        let claims: Vec<(String, String, String, i64, String, String)> = sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT node_id, resource_id, resource, amount, reason, created_at
+        let claims: Vec<(String, String, String, i64, String, String)> =
+            sqlx::query_as(AssertSqlSafe(format!(
+                "SELECT node_id, resource_id, resource, amount, reason, created_at
                FROM quota_claims WHERE node_id IN ({CHANGED_NODES})"
-        )))
-        .bind(since)
-        .fetch_all(&mut *tx)
-        .await?;
+            )))
+            .bind(since)
+            .fetch_all(&mut *tx)
+            .await?;
         for (node_id, resource_id, resource, amount, reason, created_at) in claims {
             let Some(n) = nodes.get_mut(&node_id) else {
                 continue;
@@ -227,12 +229,16 @@ impl Store {
 
     /// The latest usage rows of strict nodes.
     async fn strict_totals(&self) -> Result<Vec<StoredTotal>, StoreError> {
-        let rows: Vec<(String, String, String, i64, String)> = sqlx::query_as(
-            AssertSqlSafe(LATEST_USAGE.replace("{nodes}", "SELECT id FROM quota_nodes WHERE strict = 1")),
-        )
+        let rows: Vec<(String, String, String, i64, String)> = sqlx::query_as(AssertSqlSafe(
+            LATEST_USAGE.replace("{nodes}", "SELECT id FROM quota_nodes WHERE strict = 1"),
+        ))
         .fetch_all(&self.pool)
         .await?;
-        to_totals(rows.into_iter().map(|(n, q, p, u, _)| (n, q, p, u)).collect())
+        to_totals(
+            rows.into_iter()
+                .map(|(n, q, p, u, _)| (n, q, p, u))
+                .collect(),
+        )
     }
 }
 

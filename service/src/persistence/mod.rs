@@ -296,7 +296,13 @@ impl Sql {
                 self.text.push_str(", ");
             }
             self.text.push('(');
-            row(&mut Row { sql: self, first: true }, r);
+            row(
+                &mut Row {
+                    sql: self,
+                    first: true,
+                },
+                r,
+            );
             self.text.push(')');
         }
         self
@@ -361,9 +367,10 @@ pub(crate) fn to_count(table: &'static str, n: i64) -> Result<u64, StoreError> {
 /// every write transaction: the row stays locked until the transaction ends,
 /// so writers (of every replica) commit in version order.
 pub(crate) async fn bump_clock(conn: &mut sqlx::AnyConnection) -> Result<i64, StoreError> {
-    let (v,): (i64,) =
-        sqlx::query_as("UPDATE quota_clock SET version = version + 1 WHERE id = 1 RETURNING version")
-            .fetch_one(&mut *conn)
-            .await?;
+    let (v,): (i64,) = sqlx::query_as(
+        "UPDATE quota_clock SET version = version + 1 WHERE id = 1 RETURNING version",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
     Ok(v)
 }

@@ -106,7 +106,11 @@ impl Store {
             apply_op(&mut tx, op, version).await?;
             touched.extend(op.nodes());
         }
-        for chunk in touched.into_iter().collect::<Vec<_>>().chunks(super::ROWS_PER_STATEMENT) {
+        for chunk in touched
+            .into_iter()
+            .collect::<Vec<_>>()
+            .chunks(super::ROWS_PER_STATEMENT)
+        {
             let mut q = Sql::new("UPDATE quota_nodes SET version = ");
             q.bind(version).push(" WHERE id IN (");
             for (i, id) in chunk.iter().enumerate() {
@@ -201,7 +205,8 @@ impl Store {
         .bind(period.to_owned())
         .fetch_optional(&self.pool)
         .await?;
-        used.map(|(u,)| super::to_count("quota_usage", u)).transpose()
+        used.map(|(u,)| super::to_count("quota_usage", u))
+            .transpose()
     }
 }
 
@@ -262,7 +267,8 @@ async fn apply_op(conn: &mut AnyConnection, op: &WriteOp, version: i64) -> Resul
                 .execute(&mut *conn)
                 .await?;
             if !limits.is_empty() {
-                let mut q = Sql::new("INSERT INTO quota_node_limits (node_id, resource, max, \"window\")");
+                let mut q =
+                    Sql::new("INSERT INTO quota_node_limits (node_id, resource, max, \"window\")");
                 q.values(limits, |row, (resource, limit)| {
                     row.bind(node_id.clone())
                         .bind(resource.clone())
@@ -330,12 +336,14 @@ async fn apply_op(conn: &mut AnyConnection, op: &WriteOp, version: i64) -> Resul
             subject,
             role,
         } => {
-            sqlx::query("DELETE FROM quota_grants WHERE node_id = $1 AND subject = $2 AND role = $3")
-                .bind(node_id.clone())
-                .bind(subject.clone())
-                .bind(role.clone())
-                .execute(&mut *conn)
-                .await?;
+            sqlx::query(
+                "DELETE FROM quota_grants WHERE node_id = $1 AND subject = $2 AND role = $3",
+            )
+            .bind(node_id.clone())
+            .bind(subject.clone())
+            .bind(role.clone())
+            .execute(&mut *conn)
+            .await?;
         }
         WriteOp::Usage(rows) => write_usage(conn, rows, version, false).await?,
         WriteOp::AddUsage(rows) => write_usage(conn, rows, version, true).await?,
@@ -434,7 +442,12 @@ pub(crate) async fn insert_new_tenants(
             .filter(|r| created.contains(&r.tenant_id))
             .flat_map(|r| {
                 [
-                    (r.tenant_id.clone(), "messages", r.limits.message_limit, "day"),
+                    (
+                        r.tenant_id.clone(),
+                        "messages",
+                        r.limits.message_limit,
+                        "day",
+                    ),
                     (
                         r.tenant_id.clone(),
                         "bandwidth",

@@ -16,8 +16,8 @@ use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use quota_service::clock::ManualClock;
 use quota_service::config::Config;
-use quota_service::persistence::{Backend, Location, Store};
 use quota_service::domain::calendar::{SECS_PER_DAY, days_from_civil};
+use quota_service::persistence::{Backend, Location, Store};
 use quota_service::{Quotas, app};
 use serde_json::Value;
 use tempfile::TempDir;
@@ -159,6 +159,11 @@ impl TestApp {
         let quotas = Quotas::open(&config(&dir, extra), clock.clone())
             .await
             .expect("open quotas");
+        let expected = match store_kind() {
+            StoreKind::Sqlite => Backend::Sqlite,
+            StoreKind::Postgres => Backend::Postgres,
+        };
+        assert_eq!(quotas.database().backend(), expected, "the suite's store");
         TestApp {
             dir,
             clock,
