@@ -1002,6 +1002,14 @@ impl CounterStore {
         }
     }
 
+    /// Queues the unflushed usage of counters that ended (history rows for
+    /// the next flush).
+    pub fn retire(&self, id: &str, ended: Vec<(Box<str>, Retired)>) {
+        if let Some(mut e) = self.nodes.get_mut(id) {
+            self.retire_locked(&mut e, id, ended, self.now());
+        }
+    }
+
     /// Marks a node's usage dirty (so the next flush writes it).
     pub fn mark_dirty(&self, id: &str) {
         if let Some(mut e) = self.nodes.get_mut(id) {
@@ -1082,4 +1090,170 @@ pub enum ReserveFailure {
 /// if a holder panicked, and losing rows would be worse than keeping them.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    const NOON: i64 = 1_795_348_800; // 2026-11-22T12:00:00Z
+
+    fn store() -> CounterStore {
+        let limits = Limits {
+            message_limit: 100,
+            bandwidth_limit_bytes: 1 << 30,
+        };
+        CounterStore::new(ManualClock::new(NOON), limits, true)
+    }
+
+    fn node(parent: Option<&str>, messages: u64) -> Node {
+        Node::new(
+            parent,
+            &[(
+                MESSAGES.to_owned(),
+                Limit {
+                    max: messages,
+                    window: Window::Day,
+                },
+            )],
+            NOON,
+        )
+    }
+
+    fn loaded(id: &str, n: Node) -> LoadedNode {
+        LoadedNode {
+            id: id.into(),
+            node: n,
+            claims: BTreeMap::new(),
+        }
+    }
+
+    fn messages(s: &CounterStore, id: &str) -> ResourceView {
+        s.view(id)
+            .and_then(|v| v.resource(MESSAGES).cloned())
+            .expect("node with messages")
+    }
+
+    fn total(id: &str, used: u64) -> StoredTotal {
+        StoredTotal {
+            node_id: id.into(),
+            resource: MESSAGES.into(),
+            period: Window::Day.period_at(NOON).key(),
+            used,
+        }
+    }
+
+    #[test]
+    fn stored_totals_replace_the_stored_part_and_keep_unflushed_usage() {
+        let s = store();
+        s.load([loaded("a", node(None, 1000))]);
+        s.increment("a", &[(MESSAGES, 5)]).ok();
+        let batch = s.take_dirty();
+        assert_eq!(batch.usage.len(), 1);
+        assert_eq!(batch.usage[0].delta, 5);
+        s.increment("a", &[(MESSAGES, 2)]).ok();
+        // The database holds our 5 plus 40 from other replicas.
+        s.apply_totals(&[total("a", 45)]);
+        assert_eq!(messages(&s, "a").used, 47);
+        // The next flush sends only the 2.
+        let batch = s.take_dirty();
+        assert_eq!(batch.usage.iter().map(|d| d.delta).sum::<u64>(), 2);
+        // A row of another period is history.
+        s.apply_totals(&[StoredTotal {
+            period: "2026-11-21".into(),
+            ..total("a", 999)
+        }]);
+        assert_eq!(messages(&s, "a").used, 47);
+        // Unknown nodes are ignored.
+        s.apply_totals(&[total("zzz", 1)]);
+        assert!(!s.contains("zzz"));
+    }
+
+    #[test]
+    fn synced_nodes_carry_their_reservations_to_their_parents() {
+        let s = store();
+        s.load([loaded("org", node(None, 1000))]);
+        // Another replica created team-a (300) under org.
+        s.sync_nodes(vec![loaded("team-a", node(Some("org"), 300))]);
+        assert_eq!(messages(&s, "org").allocated, 300);
+        assert_eq!(
+            s.view("org").map(|v| v.children),
+            Some(vec!["team-a".into()])
+        );
+        // ...then raised it to 400: the parent's reservation follows once.
+        s.sync_nodes(vec![loaded("team-a", node(Some("org"), 400))]);
+        s.sync_nodes(vec![loaded("team-a", node(Some("org"), 400))]);
+        assert_eq!(messages(&s, "org").allocated, 400);
+        // Usage counted here meanwhile survives a sync of the node.
+        s.consume("team-a", &[(MESSAGES, 7)]).ok();
+        let mut synced = node(Some("org"), 400);
+        synced.resources[0].counter.used = 10; // what the database holds
+        s.sync_nodes(vec![loaded("team-a", synced)]);
+        assert_eq!(messages(&s, "team-a").used, 17, "10 stored + 7 unflushed");
+        // ...then deleted it: capacity back, no longer a child.
+        let mut deleted = node(Some("org"), 400);
+        deleted.state = NodeState::Deleted;
+        s.sync_nodes(vec![loaded("team-a", deleted)]);
+        assert_eq!(messages(&s, "org").allocated, 0);
+        assert_eq!(s.view("org").map(|v| v.children), Some(vec![]));
+        // Its unflushed 7 still reach the database with the next flush.
+        let batch = s.take_dirty();
+        assert_eq!(
+            batch
+                .usage
+                .iter()
+                .filter(|d| d.node_id == "team-a")
+                .map(|d| d.delta)
+                .sum::<u64>(),
+            7
+        );
+    }
+
+    #[test]
+    fn a_synced_window_change_keeps_the_old_counters_unflushed_usage() {
+        let s = store();
+        s.load([loaded("a", node(None, 1000))]);
+        s.increment("a", &[(MESSAGES, 3)]).ok();
+        let hourly = Node::new(
+            None,
+            &[(
+                MESSAGES.to_owned(),
+                Limit {
+                    max: 10,
+                    window: Window::Hour,
+                },
+            )],
+            NOON,
+        );
+        s.sync_nodes(vec![loaded("a", hourly)]);
+        assert_eq!(messages(&s, "a").window, Window::Hour);
+        assert_eq!(messages(&s, "a").used, 0);
+        let batch = s.take_dirty();
+        let day: Vec<_> = batch
+            .usage
+            .iter()
+            .filter(|d| d.period.window() == Window::Day)
+            .map(|d| d.delta)
+            .collect();
+        assert_eq!(day, vec![3]);
+    }
+
+    #[test]
+    fn strict_nodes_send_usage_calls_to_the_database() {
+        let s = store();
+        let mut n = node(None, 10);
+        n.strict = true;
+        s.load([loaded("a", n)]);
+        assert_eq!(
+            s.consume("a", &[(MESSAGES, 1)]),
+            Err(UsageError::Strict("a".into()))
+        );
+        assert_eq!(messages(&s, "a").used, 0, "nothing counted in memory");
+        let plan = s.plan_strict("a", &[(MESSAGES, 4)], true).expect("plan");
+        assert_eq!((plan[0].amount, plan[0].cap), (4, 10));
+        s.set_totals("a", &[(MESSAGES, plan[0].period, 4)]);
+        assert_eq!(messages(&s, "a").used, 4);
+        assert!(s.take_dirty().usage.is_empty(), "nothing to flush");
+    }
 }

@@ -391,7 +391,10 @@ impl Quotas {
             let retired = n.roll(now, auto_reset);
             for r in &mut n.resources {
                 if r.window() != Window::None {
+                    // Usage not flushed yet is reset too: the database row
+                    // is 0 now and must not receive it later.
                     r.counter.used = 0;
+                    r.counter.unflushed = 0;
                 }
             }
             n.last_updated = Some(now);
@@ -683,7 +686,18 @@ impl Quotas {
             return Err(e.into());
         }
         // 3. Apply, then release the shrink.
-        self.counters.update(id, |n, _, _| {
+        let ended = self.counters.update(id, |n, _, _| {
+            // Counters that end (resource removed, window changed) keep
+            // their unflushed usage for the next flush, as history.
+            let ended: Vec<_> = n
+                .resources
+                .iter()
+                .filter(|cur| {
+                    new.resource(&cur.name)
+                        .is_none_or(|want| want.window() != cur.window())
+                })
+                .map(|cur| (cur.name.clone(), cur.counter))
+                .collect();
             let resources = new
                 .resources
                 .iter()
@@ -703,7 +717,9 @@ impl Quotas {
             n.name = new.name.clone();
             n.description = new.description.clone();
             n.last_updated = Some(now);
+            ended
         });
+        self.counters.retire(id, ended.unwrap_or_default());
         if let (Some(p), false) = (&old.parent, shrink.is_empty()) {
             self.counters.unreserve(p, &shrink);
         }

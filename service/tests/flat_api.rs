@@ -318,6 +318,28 @@ async fn reset_zeroes_the_current_periods_and_is_durable_at_once() {
         .post("/api/quota/increment", json!({"tenant_id": "acme"}))
         .await;
     assert_eq!(m["message_count"], 1);
+
+    // Usage counted but not flushed before a reset is reset too: it never
+    // reaches the database later.
+    app.post(
+        "/api/quota/increment",
+        json!({"tenant_id": "acme", "message_count": 5}),
+    )
+    .await;
+    app.call(Method::POST, "/api/quota/acme/reset", None).await;
+    app.post(
+        "/api/quota/increment",
+        json!({"tenant_id": "acme", "message_count": 2}),
+    )
+    .await;
+    app.quotas.flush().await.unwrap();
+    assert_eq!(
+        db.stored_usage("acme", "messages", "2026-11-22")
+            .await
+            .unwrap(),
+        Some(2)
+    );
+    assert_eq!(app.reopen().await.get("acme").unwrap().messages.used, 2);
 }
 
 #[tokio::test]
