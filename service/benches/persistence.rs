@@ -5,6 +5,7 @@
 //! ```text
 //! cargo bench -p quota-service --bench persistence            # N = 100,000
 //! BENCH_COUNTERS=1000000 cargo bench -p quota-service --bench persistence
+//! BENCH_STORES=sqlite cargo bench -p quota-service --bench persistence
 //! ```
 //!
 //! Prints a markdown table (for BENCHMARKS.md).
@@ -14,11 +15,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use quota_service::Quotas;
 use quota_service::clock::SystemClock;
 use quota_service::config::Config;
 use quota_service::domain::tenant::Usage;
 use quota_service::quotas::{LimitSpec, NodeSpec};
-use quota_service::Quotas;
 
 const STRICT_CALLS: u32 = 2_000;
 
@@ -112,15 +113,21 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
     let rt = tokio::runtime::Runtime::new().unwrap();
+    // BENCH_STORES=sqlite or =postgres measures one store only.
+    let stores = std::env::var("BENCH_STORES").unwrap_or_else(|_| "sqlite,postgres".into());
     let sqlite_dir = tempfile::tempdir().unwrap();
     let sqlite_url = format!("sqlite://{}", sqlite_dir.path().join("quotas.db").display());
-    eprintln!("persistence bench: {counters} counters; starting PostgreSQL");
-    let pg_url = testenv::postgres_database();
+    eprintln!("persistence bench: {counters} counters, stores {stores}");
     let rows = rt.block_on(async {
-        vec![
-            measure("SQLite (WAL file)", &sqlite_url, counters).await,
-            measure("PostgreSQL (loopback)", &pg_url, counters).await,
-        ]
+        let mut rows = Vec::new();
+        if stores.contains("sqlite") {
+            rows.push(measure("SQLite (WAL file)", &sqlite_url, counters).await);
+        }
+        if stores.contains("postgres") {
+            let pg_url = testenv::postgres_database();
+            rows.push(measure("PostgreSQL (loopback)", &pg_url, counters).await);
+        }
+        rows
     });
     println!(
         "| store | first flush: {counters} new tenants | flush of {counters} dirty counters | rows written | consume in memory | strict consume | strict / memory |"

@@ -151,7 +151,7 @@ impl Store {
                             // data); only a power loss may lose the last
                             // transactions.
                             conn.execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA cache_size = -32768; PRAGMA temp_store = MEMORY;",
                             )
                             .await?;
                             Ok(())
@@ -246,21 +246,25 @@ pub fn redact(url: &str) -> String {
 
 // === SQL helpers shared by the submodules ===
 
-/// SQL text with numbered placeholders (`$1`, `$2`, ...), which both SQLite
-/// and PostgreSQL accept. (`QueryBuilder<Any>` writes `?`, which PostgreSQL
-/// does not.)
+/// SQL text built with placeholders in each database's preferred form:
+/// `$1, $2, ...` for PostgreSQL, anonymous `?` for SQLite. (`?` is not
+/// PostgreSQL syntax; numbered parameters work in SQLite, but binding them
+/// costs a linear name lookup each, quadratic for a 6,000-parameter
+/// statement: 42% of a SQLite flush's time, measured with perf.)
 pub(crate) struct Sql {
     text: String,
     args: AnyArguments,
     n: usize,
+    backend: Backend,
 }
 
 impl Sql {
-    pub(crate) fn new(text: &str) -> Self {
+    pub(crate) fn new(backend: Backend, text: &str) -> Self {
         Sql {
             text: text.to_owned(),
             args: AnyArguments::default(),
             n: 0,
+            backend,
         }
     }
 
@@ -275,8 +279,13 @@ impl Sql {
         T: 'static + Encode<'static, Any> + Type<Any>,
     {
         self.n += 1;
-        self.text.push('$');
-        self.text.push_str(&self.n.to_string());
+        match self.backend {
+            Backend::Postgres => {
+                self.text.push('$');
+                self.text.push_str(&self.n.to_string());
+            }
+            Backend::Sqlite => self.text.push('?'),
+        }
         // Encoding into the Any buffer only moves the value; it cannot fail
         // for the types used here (text, integers, NULLs).
         let _ = self.args.add(value);

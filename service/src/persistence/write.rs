@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use sqlx::AnyConnection;
 
-use super::{Sql, Store, StoreError, bump_clock, quota_type, to_sql};
+use super::{Backend, Sql, Store, StoreError, bump_clock, quota_type, to_sql};
 use crate::counters::{Claim, NewTenantRow, UsageRow};
 use crate::domain::calendar::{parse_rfc3339, rfc3339};
 use crate::domain::node::{Limit, NodeState};
@@ -103,7 +103,7 @@ impl Store {
         let version = bump_clock(&mut tx).await?;
         let mut touched: HashSet<&str> = HashSet::new();
         for op in ops {
-            apply_op(&mut tx, op, version).await?;
+            apply_op(&mut tx, self.backend, op, version).await?;
             touched.extend(op.nodes());
         }
         for chunk in touched
@@ -111,7 +111,7 @@ impl Store {
             .collect::<Vec<_>>()
             .chunks(super::ROWS_PER_STATEMENT)
         {
-            let mut q = Sql::new("UPDATE quota_nodes SET version = ");
+            let mut q = Sql::new(self.backend, "UPDATE quota_nodes SET version = ");
             q.bind(version).push(" WHERE id IN (");
             for (i, id) in chunk.iter().enumerate() {
                 if i > 0 {
@@ -231,7 +231,12 @@ impl WriteOp {
     }
 }
 
-async fn apply_op(conn: &mut AnyConnection, op: &WriteOp, version: i64) -> Result<(), StoreError> {
+async fn apply_op(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    op: &WriteOp,
+    version: i64,
+) -> Result<(), StoreError> {
     match op {
         WriteOp::UpsertNode {
             id,
@@ -267,8 +272,10 @@ async fn apply_op(conn: &mut AnyConnection, op: &WriteOp, version: i64) -> Resul
                 .execute(&mut *conn)
                 .await?;
             if !limits.is_empty() {
-                let mut q =
-                    Sql::new("INSERT INTO quota_node_limits (node_id, resource, max, \"window\")");
+                let mut q = Sql::new(
+                    backend,
+                    "INSERT INTO quota_node_limits (node_id, resource, max, \"window\")",
+                );
                 q.values(limits, |row, (resource, limit)| {
                     row.bind(node_id.clone())
                         .bind(resource.clone())
@@ -345,8 +352,8 @@ async fn apply_op(conn: &mut AnyConnection, op: &WriteOp, version: i64) -> Resul
             .execute(&mut *conn)
             .await?;
         }
-        WriteOp::Usage(rows) => write_usage(conn, rows, version, false).await?,
-        WriteOp::AddUsage(rows) => write_usage(conn, rows, version, true).await?,
+        WriteOp::Usage(rows) => write_usage(conn, backend, rows, version, false).await?,
+        WriteOp::AddUsage(rows) => write_usage(conn, backend, rows, version, true).await?,
         WriteOp::Touch { node_id, at } => {
             sqlx::query("UPDATE quota_nodes SET updated_at = $1 WHERE id = $2")
                 .bind(rfc3339(*at))
@@ -377,12 +384,14 @@ async fn apply_op(conn: &mut AnyConnection, op: &WriteOp, version: i64) -> Resul
 /// its parent; flushes use [`super::flush`]).
 pub(crate) async fn write_usage(
     conn: &mut AnyConnection,
+    backend: Backend,
     rows: &[UsageRow],
     version: i64,
     add: bool,
 ) -> Result<(), StoreError> {
     for chunk in rows.chunks(super::ROWS_PER_STATEMENT) {
         let mut q = Sql::new(
+            backend,
             "INSERT INTO quota_usage (tenant_id, period, quota_type, used, last_updated, version)",
         );
         q.values(chunk, |row, u| {
@@ -412,11 +421,13 @@ pub(crate) async fn write_usage(
 /// exists (another replica, or an operator call, may have created it).
 pub(crate) async fn insert_new_tenants(
     conn: &mut AnyConnection,
+    backend: Backend,
     rows: &[NewTenantRow],
     version: i64,
 ) -> Result<(), StoreError> {
     for chunk in rows.chunks(super::ROWS_PER_STATEMENT) {
         let mut q = Sql::new(
+            backend,
             "INSERT INTO quota_nodes (id, parent_id, state, name, description, created_at, updated_at, version)",
         );
         q.values(chunk, |row, t| {
@@ -457,7 +468,10 @@ pub(crate) async fn insert_new_tenants(
                 ]
             })
             .collect();
-        let mut q = Sql::new("INSERT INTO quota_node_limits (node_id, resource, max, \"window\")");
+        let mut q = Sql::new(
+            backend,
+            "INSERT INTO quota_node_limits (node_id, resource, max, \"window\")",
+        );
         q.values(limit_rows, |row, (id, resource, max, window)| {
             row.bind(id).bind(resource).bind(to_sql(max)).bind(window);
         });
