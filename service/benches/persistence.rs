@@ -59,8 +59,9 @@ async fn measure(store: &'static str, url: &str, counters: usize) -> Row {
         q.increment(id, usage(1)).await.unwrap();
     }
     let t = Instant::now();
-    q.flush().await.unwrap();
+    let first = q.flush().await.unwrap();
     let first_flush = t.elapsed();
+    eprintln!("{store}: first flush {first:?}");
 
     // Steady state: every counter dirty again, only usage deltas to write.
     for id in &ids {
@@ -69,6 +70,7 @@ async fn measure(store: &'static str, url: &str, counters: usize) -> Row {
     let t = Instant::now();
     let report = q.flush().await.unwrap();
     let flush = t.elapsed();
+    eprintln!("{store}: flush {report:?}");
 
     // Strict mode: one database statement per call, against the in-memory
     // check-and-increment on an identical node.

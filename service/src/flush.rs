@@ -39,6 +39,8 @@ pub struct FlushReport {
     pub synced_nodes: usize,
     /// Usage rows read back from a shared database.
     pub refreshed_rows: usize,
+    /// Time spent reading back from a shared database (part of `elapsed`).
+    pub refresh_elapsed: Duration,
     pub elapsed: Duration,
 }
 
@@ -150,11 +152,13 @@ impl Flusher {
             }
         }
         if self.db.backend().shared() {
+            let refresh_started = Instant::now();
             let (synced, refreshed) = self.refresh().await.inspect_err(|e| {
                 self.record_failure(e);
             })?;
             report.synced_nodes = synced;
             report.refreshed_rows = refreshed;
+            report.refresh_elapsed = refresh_started.elapsed();
         }
         self.record_success();
         report.elapsed = started.elapsed();

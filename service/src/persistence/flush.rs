@@ -103,28 +103,39 @@ impl Store {
                 .await?;
         }
         let deltas = merge(pending.iter().flat_map(|b| b.usage.iter()));
-        for chunk in deltas.chunks(super::ROWS_PER_STATEMENT) {
+        if !deltas.is_empty() {
+            // One statement for the whole flush: the rows travel as one JSON
+            // parameter (one round trip, no per-row parameters to bind).
+            let rows: Vec<(&str, String, &str, i64, String)> = deltas
+                .iter()
+                .map(|d| {
+                    (
+                        d.node_id.as_str(),
+                        d.period.key(),
+                        quota_type(&d.resource),
+                        to_sql(d.delta),
+                        rfc3339(d.last_updated),
+                    )
+                })
+                .collect();
+            let json = super::write::to_json(&rows)?;
             let mut q = Sql::new(
                 self.backend,
-                "INSERT INTO quota_usage (tenant_id, period, quota_type, used, last_updated, version)",
+                "INSERT INTO quota_usage (tenant_id, period, quota_type, used, last_updated, version)
+                 SELECT value ->> 0, value ->> 1, value ->> 2, CAST(value ->> 3 AS BIGINT), value ->> 4, ",
             );
-            q.values(chunk, |row, d| {
-                row.bind(d.node_id.clone())
-                    .bind(d.period.key())
-                    .bind(quota_type(&d.resource).to_owned())
-                    .bind(to_sql(d.delta))
-                    .bind(rfc3339(d.last_updated))
-                    .bind(version);
-            });
+            q.bind(version).push(" FROM ");
+            q.json_rows(json);
             // The version is what other replicas refresh by; a SQLite file
             // has no other replicas, and leaving the indexed column alone
-            // saves an index update per row.
+            // saves an index update per row. (`WHERE true` lets SQLite parse
+            // ON CONFLICT after a SELECT.)
             q.push(if self.backend.shared() {
-                " ON CONFLICT (tenant_id, period, quota_type) DO UPDATE SET
+                " WHERE true ON CONFLICT (tenant_id, period, quota_type) DO UPDATE SET
                       used = quota_usage.used + excluded.used,
                       last_updated = excluded.last_updated, version = excluded.version"
             } else {
-                " ON CONFLICT (tenant_id, period, quota_type) DO UPDATE SET
+                " WHERE true ON CONFLICT (tenant_id, period, quota_type) DO UPDATE SET
                       used = quota_usage.used + excluded.used,
                       last_updated = excluded.last_updated"
             });

@@ -292,6 +292,25 @@ impl Sql {
         self
     }
 
+    /// Appends a row source over `json`, an array of arrays bound as one
+    /// text parameter: select its columns with `value ->> 0`, `value ->> 1`...
+    /// (both databases read `->>` on JSON the same way).
+    pub(crate) fn json_rows(&mut self, json: String) -> &mut Self {
+        match self.backend {
+            Backend::Postgres => {
+                self.text.push_str("json_array_elements(CAST(");
+                self.bind(json);
+                self.text.push_str(" AS json))");
+            }
+            Backend::Sqlite => {
+                self.text.push_str("json_each(");
+                self.bind(json);
+                self.text.push(')');
+            }
+        }
+        self
+    }
+
     /// Appends `VALUES (..), (..)`: `row` binds the columns of one row,
     /// calling [`Sql::bind`] once per column.
     pub(crate) fn values<R>(

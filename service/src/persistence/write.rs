@@ -425,59 +425,67 @@ pub(crate) async fn insert_new_tenants(
     rows: &[NewTenantRow],
     version: i64,
 ) -> Result<(), StoreError> {
-    for chunk in rows.chunks(super::ROWS_PER_STATEMENT) {
-        let mut q = Sql::new(
-            backend,
-            "INSERT INTO quota_nodes (id, parent_id, state, name, description, created_at, updated_at, version)",
-        );
-        q.values(chunk, |row, t| {
-            let ts = rfc3339(t.created_at);
-            row.bind(t.tenant_id.clone())
-                .bind(None::<String>)
-                .bind("active")
-                .bind(None::<String>)
-                .bind(None::<String>)
-                .bind(ts.clone())
-                .bind(ts)
-                .bind(version);
-        });
-        q.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
-        let (sql, args) = q.into_parts();
-        let inserted: Vec<(String,)> = sqlx::query_as_with(sql, args).fetch_all(&mut *conn).await?;
-        if inserted.is_empty() {
-            continue;
-        }
-        let created: HashSet<String> = inserted.into_iter().map(|(id,)| id).collect();
-        let limit_rows: Vec<(String, &str, u64, &str)> = chunk
-            .iter()
-            .filter(|r| created.contains(&r.tenant_id))
-            .flat_map(|r| {
-                [
-                    (
-                        r.tenant_id.clone(),
-                        "messages",
-                        r.limits.message_limit,
-                        "day",
-                    ),
-                    (
-                        r.tenant_id.clone(),
-                        "bandwidth",
-                        r.limits.bandwidth_limit_bytes,
-                        "month",
-                    ),
-                ]
-            })
-            .collect();
-        let mut q = Sql::new(
-            backend,
-            "INSERT INTO quota_node_limits (node_id, resource, max, \"window\")",
-        );
-        q.values(limit_rows, |row, (id, resource, max, window)| {
-            row.bind(id).bind(resource).bind(to_sql(max)).bind(window);
-        });
-        q.push(" ON CONFLICT (node_id, resource) DO NOTHING");
-        let (sql, args) = q.into_parts();
-        sqlx::query_with(sql, args).execute(&mut *conn).await?;
+    if rows.is_empty() {
+        return Ok(());
     }
+    // Two statements for any number of tenants: the rows travel as one JSON
+    // parameter each.
+    let nodes: Vec<(&str, String)> = rows
+        .iter()
+        .map(|t| (t.tenant_id.as_str(), rfc3339(t.created_at)))
+        .collect();
+    let mut q = Sql::new(
+        backend,
+        "INSERT INTO quota_nodes (id, parent_id, state, name, description, created_at, updated_at, version)
+         SELECT value ->> 0, NULL, 'active', NULL, NULL, value ->> 1, value ->> 1, ",
+    );
+    q.bind(version).push(" FROM ");
+    q.json_rows(to_json(&nodes)?);
+    q.push(" WHERE true ON CONFLICT (id) DO NOTHING RETURNING id");
+    let (sql, args) = q.into_parts();
+    let inserted: Vec<(String,)> = sqlx::query_as_with(sql, args).fetch_all(&mut *conn).await?;
+    if inserted.is_empty() {
+        return Ok(());
+    }
+    // Limits only for the nodes this statement created: a node that existed
+    // (another replica's, or a v1 node) keeps its own.
+    let created: HashSet<String> = inserted.into_iter().map(|(id,)| id).collect();
+    let limits: Vec<(&str, &str, i64, &str)> = rows
+        .iter()
+        .filter(|r| created.contains(&r.tenant_id))
+        .flat_map(|r| {
+            [
+                (
+                    r.tenant_id.as_str(),
+                    "messages",
+                    to_sql(r.limits.message_limit),
+                    "day",
+                ),
+                (
+                    r.tenant_id.as_str(),
+                    "bandwidth",
+                    to_sql(r.limits.bandwidth_limit_bytes),
+                    "month",
+                ),
+            ]
+        })
+        .collect();
+    let mut q = Sql::new(
+        backend,
+        "INSERT INTO quota_node_limits (node_id, resource, max, \"window\")
+         SELECT value ->> 0, value ->> 1, CAST(value ->> 2 AS BIGINT), value ->> 3 FROM ",
+    );
+    q.json_rows(to_json(&limits)?);
+    q.push(" WHERE true ON CONFLICT (node_id, resource) DO NOTHING");
+    let (sql, args) = q.into_parts();
+    sqlx::query_with(sql, args).execute(&mut *conn).await?;
     Ok(())
+}
+
+/// Rows as a JSON array of arrays, for [`Sql::json_rows`].
+pub(crate) fn to_json<T: serde::Serialize>(rows: &T) -> Result<String, StoreError> {
+    serde_json::to_string(rows).map_err(|e| StoreError::Corrupt {
+        table: "(batch)",
+        detail: format!("cannot encode rows as JSON: {e}"),
+    })
 }
