@@ -245,8 +245,20 @@ async fn apply(qa: &QuotaAllocation, ctx: &Context) -> Result<Action> {
         .iter()
         .map(|(n, l)| (n.clone(), (l.max.0.clone(), None)))
         .collect();
-    let full = context::put_body(Some(parent.node_id.clone()), &limits, qa.spec.state, false)?;
-    let zero = context::put_body(Some(parent.node_id.clone()), &limits, qa.spec.state, true)?;
+    let full = context::put_body(
+        Some(parent.node_id.clone()),
+        &limits,
+        qa.spec.state,
+        qa.spec.strict,
+        false,
+    )?;
+    let zero = context::put_body(
+        Some(parent.node_id.clone()),
+        &limits,
+        qa.spec.state,
+        qa.spec.strict,
+        true,
+    )?;
 
     let waiting = if was_bound(qa, ctx) {
         Vec::new()

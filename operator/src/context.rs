@@ -265,11 +265,12 @@ fn same_but_sync_time(a: &QuotaStatus, b: &QuotaStatus) -> bool {
 }
 
 /// The service body for a spec: limits as whole numbers (zero for every
-/// resource when `zero`), state, parent.
+/// resource when `zero`), state, strictness, parent.
 pub fn put_body(
     parent: Option<String>,
     limits: &BTreeMap<String, (String, Option<crate::crd::Window>)>,
     state: QuotaState,
+    strict: bool,
     zero: bool,
 ) -> Result<PutBody> {
     let mut out = BTreeMap::new();
@@ -297,7 +298,7 @@ pub fn put_body(
             }
             .to_owned(),
         ),
-        strict: None,
+        strict: Some(strict),
         name: None,
         description: None,
     })

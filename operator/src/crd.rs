@@ -84,6 +84,13 @@ pub struct TenantQuotaSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allocation_namespace_selector: Option<LabelSelector>,
 
+    /// Count every usage call in the quota service's database, with the
+    /// limit checked in the same statement: exact even with several service
+    /// replicas, at one database round trip per call. Default false
+    /// (counted in memory, flushed every few seconds).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub strict: bool,
+
     /// Who may call the quota service for this tenant, and with which role.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("maxItems" = 64))]
@@ -122,6 +129,13 @@ pub struct QuotaAllocationSpec {
     /// `Active` (default) or `Suspended`.
     #[serde(default)]
     pub state: QuotaState,
+
+    /// Count every usage call in the quota service's database, with the
+    /// limit checked in the same statement: exact even with several service
+    /// replicas, at one database round trip per call. Default false
+    /// (counted in memory, flushed every few seconds).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub strict: bool,
 
     /// Who may call the quota service for this allocation, and with which role.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

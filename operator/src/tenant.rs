@@ -38,7 +38,7 @@ async fn apply(tq: &TenantQuota, ctx: &Context) -> Result<Action> {
         .iter()
         .map(|(n, l)| (n.clone(), (l.max.0.clone(), l.window)))
         .collect();
-    let body = context::put_body(None, &limits, tq.spec.state, false)?;
+    let body = context::put_body(None, &limits, tq.spec.state, tq.spec.strict, false)?;
     match ctx.service.put_node(&id, &body).await {
         Ok((node, created)) => {
             if created {

@@ -144,6 +144,25 @@ spec:
         2000
     );
 
+    // `strict` reaches the service (and goes away with the field).
+    let node = format!("/api/v1/quotas/qa:{allowed}:web");
+    for (patch, want) in [
+        (r#"{"spec":{"strict":true}}"#, true),
+        (r#"{"spec":{"strict":null}}"#, false),
+    ] {
+        env.kubectl(&[
+            "patch", "qa", "web", "-n", &allowed, "--type", "merge", "-p", patch,
+        ]);
+        let deadline = std::time::Instant::now() + WAIT;
+        while env.get(&node).await.1["strict"] != want {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "strict={want} did not reach the service"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     // Lowering the parent below what it allocated: Overcommitted.
     env.kubectl(&[
         "patch",

@@ -1043,3 +1043,83 @@ async fn flat_increment_on_a_node_without_bandwidth_counts_messages() {
         "nothing counted by the refused call"
     );
 }
+
+#[tokio::test]
+async fn a_strict_node_counts_in_the_database_on_every_call() {
+    let app = TestApp::new().await;
+    tree(&app).await;
+    // team-b becomes strict; the flag shows and survives a restart.
+    let (s, v) = put(
+        &app,
+        "team-b",
+        json!({"parent": "org", "strict": true, "limits": {"messages": {"max": 30}}}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["strict"], true);
+    assert_eq!(node(&app, "team-a").await["strict"], false);
+
+    // Every allowed consume is in the database before it answers.
+    let db = app.quotas.database();
+    let day = "2026-11-22";
+    assert_eq!(
+        consume(&app, "team-b", json!({"messages": 25})).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        db.stored_usage("team-b", "messages", day).await.unwrap(),
+        Some(25)
+    );
+    // The limit is checked by the database: 25 + 6 > 30 is refused whole.
+    let (s, v) = consume(&app, "team-b", json!({"messages": 6})).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    assert_eq!(
+        (v["requested"].clone(), v["available"].clone()),
+        (json!(6), json!(5))
+    );
+    assert!(v["retry_after_secs"].as_u64().is_some(), "{v}");
+    assert_eq!(
+        db.stored_usage("team-b", "messages", day).await.unwrap(),
+        Some(25)
+    );
+    // Tracking increments (batch, flat API) count in the database too.
+    let (s, v) = app
+        .post(
+            "/api/v1/usage/batch",
+            json!({"mode": "increment", "items": [{"id": "team-b", "usage": {"messages": 10}}]}),
+        )
+        .await;
+    assert_eq!((s, v["counted"].clone()), (StatusCode::OK, json!(1)), "{v}");
+    let (s, v) = app
+        .post(
+            "/api/quota/increment",
+            json!({"tenant_id": "team-b", "message_count": 2}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["message_count"], 37);
+    assert_eq!(
+        db.stored_usage("team-b", "messages", day).await.unwrap(),
+        Some(37)
+    );
+    // The view agrees, a flush adds nothing, and so does a restart.
+    let v = node(&app, "team-b").await;
+    assert_eq!(v["resources"]["messages"]["used"], 37);
+    app.quotas.flush().await.unwrap();
+    assert_eq!(
+        db.stored_usage("team-b", "messages", day).await.unwrap(),
+        Some(37)
+    );
+    let q = app.reopen().await;
+    let v = q.node("team-b").unwrap();
+    assert!(v.strict);
+    assert_eq!(v.resource("messages").unwrap().used, 37);
+    // The rolled-up view of the parent includes it.
+    assert_eq!(
+        node(&app, "org").await["resources"]["messages"]["subtree_used"],
+        37
+    );
+    // Unknown resources are refused before the database is asked.
+    let (s, v) = consume(&app, "team-b", json!({"nope": 1})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+}
