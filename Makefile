@@ -33,8 +33,9 @@ test: ## Run every test: unit, API, durability, and cluster tests on a real kube
 test-unit: ## Only the pure unit tests (fast)
 	$(CARGO) test --workspace --lib
 
-generate: ## Regenerate crds/ from operator/src/crd.rs (a test fails when it is stale)
+generate: ## Regenerate crds/ (and the chart's copy) from operator/src/crd.rs (tests fail when stale)
 	$(CARGO) run -q -p quota-operator --bin crdgen -- crds
+	cp crds/*.yaml charts/edge-quota/crds/
 
 fmt: ## Format the code
 	$(CARGO) fmt --all

@@ -22,6 +22,10 @@ set -euo pipefail
 K8S_VERSION="${K8S_VERSION:-1.34.4}"     # matches k8s-openapi feature v1_34
 ETCD_VERSION="${ETCD_VERSION:-3.6.4}"    # the etcd release Kubernetes 1.34 uses
 HELM_VERSION="${HELM_VERSION:-3.19.5}"   # helm built against the 1.34 libraries
+# The ServiceMonitor CRD, so the chart's optional ServiceMonitor can be applied
+# to the test API server (from the prometheus-operator module's examples).
+PROM_OPERATOR_VERSION="${PROM_OPERATOR_VERSION:-0.85.0}"
+SERVICEMONITOR_CRD="servicemonitor-crd-v$PROM_OPERATOR_VERSION.yaml"
 
 CACHE_ROOT="${EDGE_QUOTA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/edge-quota}"
 BIN_DIR="${EDGE_QUOTA_TEST_ENV_DIR:-$CACHE_ROOT/test-env/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-helm-$HELM_VERSION}"
@@ -48,6 +52,7 @@ if [[ "${1:-}" == "--check" ]]; then
     for tool in etcd kube-apiserver kubectl helm; do
         [[ -x "$BIN_DIR/$tool" ]] || missing+=("$tool")
     done
+    [[ -f "$BIN_DIR/$SERVICEMONITOR_CRD" ]] || missing+=("$SERVICEMONITOR_CRD")
     if ((${#missing[@]})); then
         log "missing in $BIN_DIR: ${missing[*]}; build them with: make test-env"
         exit 1
@@ -147,6 +152,23 @@ build_helm() {
         "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
     mv "$dir/bin/helm" "$BIN_DIR/helm"
 }
+
+fetch_servicemonitor_crd() {
+    local dir
+    cd "$WORK_DIR"
+    dir="$(go mod download -json "github.com/prometheus-operator/prometheus-operator@v$PROM_OPERATOR_VERSION" \
+        | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')"
+    cp "$dir/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml" "$BIN_DIR/$SERVICEMONITOR_CRD.tmp"
+    mv "$BIN_DIR/$SERVICEMONITOR_CRD.tmp" "$BIN_DIR/$SERVICEMONITOR_CRD"
+}
+
+if [[ -f "$BIN_DIR/$SERVICEMONITOR_CRD" ]]; then
+    log "$SERVICEMONITOR_CRD: cached"
+else
+    need_go
+    log "fetching the ServiceMonitor CRD (prometheus-operator v$PROM_OPERATOR_VERSION)"
+    fetch_servicemonitor_crd
+fi
 
 for tool in etcd kubectl helm kube-apiserver; do
     if [[ -x "$BIN_DIR/$tool" ]]; then

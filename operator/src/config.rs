@@ -1,5 +1,6 @@
 //! The operator's settings, from environment variables.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Settings; see the README's operator configuration table.
@@ -19,6 +20,9 @@ pub struct Config {
     pub lease_name: String,
     /// `POD_NAME` (default the hostname): this replica's identity in the Lease.
     pub identity: String,
+    /// `HEALTH_ADDR` (default unset: no listener): where `/healthz` is
+    /// served for the kubelet's liveness probe (the chart sets `0.0.0.0:8081`).
+    pub health_addr: Option<SocketAddr>,
 }
 
 /// A bad setting, naming the variable.
@@ -69,6 +73,14 @@ impl Config {
                 });
             }
         };
+        let health_addr = match get("HEALTH_ADDR") {
+            None => None,
+            Some(v) => Some(v.trim().parse::<SocketAddr>().map_err(|_| ConfigError {
+                var: "HEALTH_ADDR",
+                value: v.clone(),
+                reason: "expected an address and port, such as 0.0.0.0:8081",
+            })?),
+        };
         let identity = get("POD_NAME")
             .or_else(|| get("HOSTNAME"))
             .unwrap_or_else(|| format!("quota-operator-{}", std::process::id()));
@@ -82,6 +94,7 @@ impl Config {
                 .unwrap_or_else(|| "default".into()),
             lease_name: get("LEASE_NAME").unwrap_or_else(|| "edge-quota-operator".into()),
             identity,
+            health_addr,
         })
     }
 }
@@ -106,6 +119,9 @@ mod tests {
         assert_eq!(c.service_url, "http://127.0.0.1:8183");
         assert_eq!(c.sync_interval, Duration::from_secs(5));
         assert!(c.leader_election);
+        assert_eq!(c.health_addr, None);
+        let c = with(&[("HEALTH_ADDR", "0.0.0.0:8081")]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.health_addr.map(|a| a.port()), Some(8081));
         assert_eq!(
             (c.lease_namespace.as_str(), c.identity.as_str()),
             ("default", "op-0")
@@ -115,6 +131,7 @@ mod tests {
             ("SYNC_INTERVAL_SECS", "x"),
             ("QUOTA_SERVICE_URL", "localhost:8183"),
             ("LEADER_ELECTION", "maybe"),
+            ("HEALTH_ADDR", "8081"),
         ] {
             let e = with(&[(k, v)])
                 .err()

@@ -11,7 +11,8 @@
 //! - [`sync`]: the usage sync (snapshot poll → status).
 //! - [`status`]: status, conditions and Events as pure functions.
 //! - [`context`]: shared clients and caches; the status writer.
-//! - [`controller`]: wiring; [`leader`]: Lease election; [`config`]: environment.
+//! - [`controller`]: wiring; [`leader`]: Lease election; [`config`]: environment;
+//!   [`health`]: the liveness endpoint.
 //! - [`quantity`], [`selector`], [`ids`]: small pure helpers.
 
 pub mod allocation;
@@ -20,6 +21,7 @@ pub mod context;
 pub mod controller;
 pub mod crd;
 pub mod error;
+pub mod health;
 pub mod ids;
 pub mod leader;
 pub mod quantity;

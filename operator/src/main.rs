@@ -62,6 +62,10 @@ async fn run(config: Config) -> Result<(), String> {
         tracing::info!("shutdown requested");
         signal_stop.cancel();
     });
+    let role = quota_operator::health::Role::default();
+    if let Some(addr) = config.health_addr {
+        quota_operator::health::serve(addr, role.clone(), stop.clone()).await?;
+    }
     let lost = CancellationToken::new();
     if config.leader_election {
         let elector = Elector::new(
@@ -81,6 +85,7 @@ async fn run(config: Config) -> Result<(), String> {
             stop.cancel();
         });
     }
+    role.set_leader(true);
     // Reconciles in flight may finish; past this deadline the process exits anyway.
     let deadline = {
         let stop = stop.clone();

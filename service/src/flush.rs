@@ -18,7 +18,7 @@
 //! lost: it stays in memory until a flush commits it, exactly once.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, MutexGuard};
@@ -42,6 +42,19 @@ pub struct FlushReport {
     /// Time spent reading back from a shared database (part of `elapsed`).
     pub refresh_elapsed: Duration,
     pub elapsed: Duration,
+}
+
+/// Totals since start, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlushStats {
+    /// Flushes that committed (including ones with nothing to write).
+    pub flushes: u64,
+    /// Flushes and write-throughs that failed.
+    pub failures: u64,
+    /// Usage rows written by committed flushes.
+    pub usage_rows: u64,
+    /// Duration of the last committed flush, in microseconds.
+    pub last_flush_micros: u64,
 }
 
 /// The persistence health that `/health` reports.
@@ -75,6 +88,10 @@ pub struct Flusher {
     degraded: AtomicBool,
     last_flush_at: AtomicI64,
     last_error: std::sync::Mutex<Option<String>>,
+    flushes: AtomicU64,
+    failures: AtomicU64,
+    usage_rows: AtomicU64,
+    last_flush_micros: AtomicU64,
 }
 
 impl Flusher {
@@ -93,6 +110,10 @@ impl Flusher {
             degraded: AtomicBool::new(false),
             last_flush_at: AtomicI64::new(i64::MIN),
             last_error: std::sync::Mutex::new(None),
+            flushes: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            usage_rows: AtomicU64::new(0),
+            last_flush_micros: AtomicU64::new(0),
         }
     }
 
@@ -162,6 +183,13 @@ impl Flusher {
         }
         self.record_success();
         report.elapsed = started.elapsed();
+        self.flushes.fetch_add(1, Ordering::Relaxed);
+        self.usage_rows
+            .fetch_add(report.usage_rows as u64, Ordering::Relaxed);
+        self.last_flush_micros.store(
+            u64::try_from(report.elapsed.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         Ok(report)
     }
 
@@ -188,6 +216,7 @@ impl Flusher {
 
     /// Records a failed write.
     pub fn record_failure(&self, e: &StoreError) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
         self.degraded.store(true, Ordering::Relaxed);
         *lock(&self.last_error) = Some(e.to_string());
     }
@@ -198,6 +227,15 @@ impl Flusher {
             degraded: self.degraded.load(Ordering::Relaxed),
             last_flush_at: (at != i64::MIN).then_some(at),
             last_error: lock(&self.last_error).clone(),
+        }
+    }
+
+    pub fn stats(&self) -> FlushStats {
+        FlushStats {
+            flushes: self.flushes.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+            usage_rows: self.usage_rows.load(Ordering::Relaxed),
+            last_flush_micros: self.last_flush_micros.load(Ordering::Relaxed),
         }
     }
 

@@ -213,6 +213,10 @@ impl Quotas {
         self.flusher.health()
     }
 
+    pub fn flush_stats(&self) -> crate::flush::FlushStats {
+        self.flusher.stats()
+    }
+
     pub fn pending_rows(&self) -> usize {
         self.counters.pending_rows()
     }

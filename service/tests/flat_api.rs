@@ -357,6 +357,66 @@ async fn health_reports_ok() {
     );
 }
 
+/// `/metrics` in Prometheus text format, with values that follow the state.
+#[tokio::test]
+async fn metrics_follow_tenants_and_flushes() {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    let app = TestApp::new().await;
+    let scrape = || async {
+        let req = Request::get("/metrics").body(Body::empty()).unwrap();
+        let resp = quota_service::http::app(app.quotas.clone())
+            .oneshot(req)
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert!(
+            resp.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain; version=0.0.4")
+        );
+        let text = String::from_utf8(
+            resp.into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+                .to_vec(),
+        )
+        .unwrap();
+        let value = |name: &str| -> f64 {
+            let line = text
+                .lines()
+                .find(|l| l.split(' ').next() == Some(name))
+                .unwrap_or_else(|| panic!("{name} missing from:\n{text}"));
+            line.rsplit(' ').next().unwrap().parse().unwrap()
+        };
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            assert_eq!(line.split(' ').count(), 2, "not `name value`: {line}");
+        }
+        (
+            value("edge_quota_tenants"),
+            value("edge_quota_flushes_total"),
+            value("edge_quota_flushed_rows_total"),
+            value("edge_quota_store_degraded"),
+        )
+    };
+    let before = scrape().await;
+    assert_eq!(before.0, 0.0);
+    for t in ["a", "b", "c"] {
+        app.post("/api/quota/increment", json!({"tenant_id": t}))
+            .await;
+    }
+    app.quotas.flush().await.unwrap();
+    let after = scrape().await;
+    assert_eq!(after.0, 3.0);
+    assert_eq!(after.1, before.1 + 1.0);
+    assert!(after.2 >= before.2 + 3.0, "{after:?}");
+    assert_eq!(after.3, 0.0);
+}
+
 /// Each bad request gets the expected status and code, and leaves every
 /// tenant (in memory and in the database) as it was.
 #[tokio::test]

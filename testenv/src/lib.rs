@@ -171,6 +171,41 @@ impl TestCluster {
         c
     }
 
+    /// Runs helm and returns its output; panics with its output on failure.
+    pub fn helm_ok(&self, args: &[&str]) -> String {
+        let out = match self.helm().args(args).output() {
+            Ok(o) => o,
+            Err(e) => panic!("helm {args:?}: {e}"),
+        };
+        if !out.status.success() {
+            panic!(
+                "helm {args:?} failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The prometheus-operator ServiceMonitor CRD fetched by `make test-env`
+    /// (the chart's optional ServiceMonitor needs it on the API server).
+    pub fn servicemonitor_crd(&self) -> PathBuf {
+        let found = std::fs::read_dir(&self.bin_dir).ok().and_then(|entries| {
+            entries.flatten().map(|e| e.path()).find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("servicemonitor-crd-") && n.ends_with(".yaml"))
+            })
+        });
+        match found {
+            Some(p) => p,
+            None => panic!(
+                "no servicemonitor-crd-*.yaml in {}; run: make test-env",
+                self.bin_dir.display()
+            ),
+        }
+    }
+
     /// Runs kubectl and returns its output; panics with stderr on failure.
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
         let out = match self.kubectl().args(args).output() {

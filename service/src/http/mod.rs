@@ -7,6 +7,7 @@ mod error;
 mod extract;
 pub mod flat;
 mod health;
+mod metrics;
 pub mod v1;
 
 use std::sync::Arc;
@@ -30,6 +31,7 @@ pub fn app(quotas: Arc<Quotas>) -> Router {
     Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
+        .route("/metrics", get(metrics::metrics))
         .route("/api/quota", get(flat::list))
         .route("/api/quota/increment", post(flat::increment))
         .route("/api/quota/check", post(flat::check))

@@ -1,0 +1,102 @@
+//! `GET /metrics`: Prometheus text format (version 0.0.4), for the chart's
+//! optional ServiceMonitor.
+//!
+//! Everything here is read from state the service keeps anyway (the counter
+//! store's size, the flusher's totals and health), so the request path pays
+//! nothing for it.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+
+use crate::quotas::Quotas;
+
+/// The content type Prometheus expects for the text format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+pub async fn metrics(State(quotas): State<Arc<Quotas>>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], render(&quotas))
+}
+
+/// One sample of a metric without labels.
+struct Sample {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    value: f64,
+}
+
+fn render(quotas: &Quotas) -> String {
+    let health = quotas.flush_health();
+    let stats = quotas.flush_stats();
+    let samples = [
+        Sample {
+            name: "edge_quota_tenants",
+            kind: "gauge",
+            help: "Tenants and hierarchy nodes held in memory.",
+            value: quotas.tenant_count() as f64,
+        },
+        Sample {
+            name: "edge_quota_store_degraded",
+            kind: "gauge",
+            help: "1 while the last write to the database failed (the service serves from memory).",
+            value: if health.degraded { 1.0 } else { 0.0 },
+        },
+        Sample {
+            name: "edge_quota_pending_rows",
+            kind: "gauge",
+            help: "Usage rows of ended periods or failed flushes waiting for the next flush.",
+            value: quotas.pending_rows() as f64,
+        },
+        Sample {
+            name: "edge_quota_flushes_total",
+            kind: "counter",
+            help: "Flushes that committed.",
+            value: stats.flushes as f64,
+        },
+        Sample {
+            name: "edge_quota_store_failures_total",
+            kind: "counter",
+            help: "Flushes and write-throughs that failed.",
+            value: stats.failures as f64,
+        },
+        Sample {
+            name: "edge_quota_flushed_rows_total",
+            kind: "counter",
+            help: "Usage rows written by committed flushes.",
+            value: stats.usage_rows as f64,
+        },
+        Sample {
+            name: "edge_quota_last_flush_duration_seconds",
+            kind: "gauge",
+            help: "Duration of the last committed flush.",
+            value: stats.last_flush_micros as f64 / 1e6,
+        },
+        Sample {
+            name: "edge_quota_last_flush_timestamp_seconds",
+            kind: "gauge",
+            help: "Unix time of the last successful write to the database (0: none yet).",
+            value: health.last_flush_at.unwrap_or(0) as f64,
+        },
+    ];
+    let mut out = String::with_capacity(2048);
+    let _ = writeln!(
+        out,
+        "# HELP edge_quota_build_info The running version.\n# TYPE edge_quota_build_info gauge\nedge_quota_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    for s in samples {
+        let _ = writeln!(
+            out,
+            "# HELP {n} {h}\n# TYPE {n} {k}\n{n} {v}",
+            n = s.name,
+            h = s.help,
+            k = s.kind,
+            v = s.value
+        );
+    }
+    out
+}
