@@ -11,12 +11,14 @@
 ARG RUST_VERSION=1.89
 FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS build
 WORKDIR /src
-# Only what the build reads: the workspace manifests, the three members'
-# sources and the migrations embedded by sqlx::migrate!.
+# Only what the build reads: the workspace manifests, the members' sources
+# (cargo needs every member to resolve the workspace) and the migrations
+# embedded by sqlx::migrate!.
 COPY Cargo.toml Cargo.lock ./
 COPY service ./service
 COPY operator ./operator
 COPY testenv ./testenv
+COPY bench ./bench
 COPY migrations ./migrations
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \

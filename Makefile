@@ -10,7 +10,7 @@ export CARGO_TARGET_DIR EDGE_QUOTA_CACHE
 
 CARGO ?= cargo
 
-.PHONY: help run run-operator build release test test-unit generate fmt fmt-check lint ci test-env cluster-up cluster-down clean
+.PHONY: help run run-operator build release test test-unit bench generate fmt fmt-check lint ci test-env cluster-up cluster-down clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -47,6 +47,11 @@ lint: ## clippy on every target, warnings are errors
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ci: fmt-check lint test ## What CI runs
+
+bench: ## Benchmarks on release builds: wrk on loopback vs the baseline server (results: bench/results/latest.md)
+	@hack/ensure-bench-tools.sh
+	$(CARGO) build --release -p quota-service -p quota-bench
+	bench/run.py
 
 test-env: ## Build kube-apiserver, etcd, kubectl and helm from pinned Go modules (once; cached)
 	@hack/test-env.sh

@@ -1,0 +1,347 @@
+#!/usr/bin/env python3
+"""`make bench`: HTTP load on loopback against release builds, as ratios to
+the baseline server measured in the same run.
+
+    bench/run.py [--duration SECS] [--connections 16,64,256] [--out FILE]
+
+For each configuration it starts the server (the baseline `bench-baseline`
+or `quota-service`), runs wrk with a Lua script that builds its request once
+per thread, and records requests/s, p50/p99 latency and the server's own CPU
+time per request (utime + stime from /proc/<pid>/stat before and after the
+run). Each configuration runs twice: unpinned (server with its default
+worker threads, wrk -t2) and pinned (server on CPU 0 with one worker thread,
+wrk -t1 on CPU 1). After every run the server's counters are checked against
+the requests wrk counted: a run that lost or invented increments fails.
+
+Writes a markdown table to --out (default: bench/results/latest.md) and
+prints it.
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TARGET = os.environ.get(
+    "CARGO_TARGET_DIR", os.path.expanduser("~/.cache/edge-quota/target")
+)
+RELEASE = os.path.join(TARGET, "release")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def log(msg):
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid):
+    """utime + stime of a process (all its threads), in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # fields[0] is the state (field 3); utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def http_json(url, body=None, timeout=10):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method="GET" if body is None else "POST")
+    if data is not None:
+        req.add_header("content-type", "application/json")
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.loads(r.read())
+
+
+def wait_listening(port, proc, name, within=60):
+    deadline = time.time() + within
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"bench: {name} exited with {proc.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"bench: {name} did not listen on {port} within {within}s")
+
+
+# === servers ===
+
+
+class Server:
+    """A server process under test; `counted(prefix)` sums what it counted."""
+
+    name = ""
+
+    def __init__(self, pinned):
+        self.pinned = pinned
+        self.port = free_port()
+        self.proc = None
+        self.tmp = tempfile.mkdtemp(prefix="edge-quota-bench-")
+
+    def command(self):
+        raise NotImplementedError
+
+    def env(self):
+        env = dict(os.environ)
+        if self.pinned:
+            env["TOKIO_WORKER_THREADS"] = "1"
+        return env
+
+    def start(self):
+        cmd = self.command()
+        if self.pinned:
+            cmd = ["taskset", "-c", "0"] + cmd
+        self.log = open(os.path.join(self.tmp, "server.log"), "w")
+        self.proc = subprocess.Popen(cmd, env=self.env(), stdout=self.log, stderr=self.log)
+        wait_listening(self.port, self.proc, self.name)
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(2)  # SIGINT: both servers stop gracefully
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def counted(self, prefix, threads):
+        """What the server counted for the run's tenants (one per wrk thread);
+        both servers answer GET /api/quota/{tenant_id} with message_count."""
+        return sum(
+            http_json(self.url(f"/api/quota/{prefix}-{t}"))["message_count"]
+            for t in range(1, threads + 1)
+        )
+
+
+class Baseline(Server):
+    name = "baseline"
+
+    def command(self):
+        return [os.path.join(RELEASE, "bench-baseline")]
+
+    def env(self):
+        env = super().env()
+        env["BASELINE_ADDR"] = f"127.0.0.1:{self.port}"
+        return env
+
+class QuotaService(Server):
+    name = "quota-service"
+
+    def __init__(self, pinned, flush_secs=3600, database_url=None):
+        super().__init__(pinned)
+        self.flush_secs = flush_secs
+        self.database_url = database_url
+
+    def command(self):
+        return [os.path.join(RELEASE, "quota-service")]
+
+    def env(self):
+        env = super().env()
+        env.update(
+            QUOTA_HOST="127.0.0.1",
+            QUOTA_PORT=str(self.port),
+            QUOTA_DATA_DIR=os.path.join(self.tmp, "data"),
+            PERSISTENCE_INTERVAL_SECS=str(self.flush_secs),
+            LOG_LEVEL="warn",
+            DEFAULT_MESSAGE_LIMIT="100000000000",
+        )
+        if self.database_url:
+            env["DATABASE_URL"] = self.database_url
+        return env
+
+
+# === wrk ===
+
+
+@dataclass
+class Result:
+    server: str
+    scenario: str
+    connections: int
+    pinned: bool
+    requests: int = 0
+    seconds: float = 0.0
+    rps: float = 0.0
+    p50_us: float = 0.0
+    p99_us: float = 0.0
+    cpu_us_per_req: float = 0.0
+    counted: int = 0
+    checks: list = field(default_factory=list)
+
+
+def parse_latency(text):
+    """wrk's latency ("456.00us", "1.23ms", "1.02s") in microseconds."""
+    for unit, scale in (("us", 1.0), ("ms", 1e3), ("s", 1e6), ("m", 60e6)):
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * scale
+    raise ValueError(f"unknown latency {text!r}")
+
+
+def run_wrk(server, script, connections, duration, prefix):
+    threads = 1 if server.pinned else 2
+    cmd = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--latency",
+        "-s",
+        os.path.join(ROOT, "bench", "wrk", script),
+        server.url(""),
+    ]
+    if server.pinned:
+        cmd = ["taskset", "-c", "1"] + cmd
+    env = dict(os.environ, BENCH_TENANT_PREFIX=prefix)
+    before = cpu_seconds(server.proc.pid)
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+    after = cpu_seconds(server.proc.pid)
+    m = re.search(r"(\d+) requests in ([\d.]+)(ms|s|m)", out)
+    if not m:
+        raise SystemExit(f"bench: cannot read wrk's output:\n{out}")
+    secs = float(m.group(2)) * {"ms": 0.001, "s": 1, "m": 60}[m.group(3)]
+    lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
+    non2xx = int(re.search(r"BENCH non2xx=(\d+)", out).group(1))
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {
+        "requests": int(m.group(1)),
+        "seconds": secs,
+        "p50_us": parse_latency(lat["50"]),
+        "p99_us": parse_latency(lat["99"]),
+        "cpu": after - before,
+        "non2xx": non2xx,
+        "socket_errors": errors.group(1) if errors else "",
+        "threads": threads,
+        "raw": out,
+    }
+
+
+def measure(make_server, scenario, script, connections, pinned, duration):
+    server = make_server(pinned).start()
+    try:
+        prefix = f"b{os.getpid()}c{connections}{'p' if pinned else 'u'}"
+        # Warm-up: connections, allocator, the tenants' first use.
+        run_wrk(server, script, connections, 1, prefix + "w")
+        w = run_wrk(server, script, connections, duration, prefix)
+        r = Result(server.name, scenario, connections, pinned)
+        r.requests = w["requests"]
+        r.seconds = w["seconds"]
+        r.rps = w["requests"] / w["seconds"]
+        r.p50_us, r.p99_us = w["p50_us"], w["p99_us"]
+        r.cpu_us_per_req = w["cpu"] / max(w["requests"], 1) * 1e6
+        r.counted = server.counted(prefix, w["threads"])
+        # wrk counts completed responses; requests in flight when it stops
+        # may be counted by the server without wrk seeing the answer.
+        if w["non2xx"]:
+            r.checks.append(f"{w['non2xx']} non-2xx answers")
+        if w["socket_errors"]:
+            r.checks.append(f"socket errors: {w['socket_errors']}")
+        if not (r.requests <= r.counted <= r.requests + connections):
+            r.checks.append(f"server counted {r.counted}, wrk {r.requests}")
+        return r
+    finally:
+        server.stop()
+
+
+# === report ===
+
+
+def machine():
+    model = ""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{os.cpu_count()} cores, {model}, {platform.system()} {platform.release()}"
+
+
+def table(results):
+    base = {(r.connections, r.pinned): r for r in results if r.server == "baseline"}
+    rows = [
+        "| scenario | server | conns | pinned | req/s | ratio | p50 us | p99 us | p99 ratio | CPU us/req | CPU ratio | check |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        b = base.get((r.connections, r.pinned))
+        ratio = lambda a, bb: f"{a / bb:.2f}" if b and bb else "-"
+        rows.append(
+            f"| {r.scenario} | {r.server} | {r.connections} | {'yes' if r.pinned else 'no'} "
+            f"| {r.rps:,.0f} | {ratio(r.rps, b.rps if b else 0)} "
+            f"| {r.p50_us:.0f} | {r.p99_us:.0f} | {ratio(r.p99_us, b.p99_us if b else 0)} "
+            f"| {r.cpu_us_per_req:.1f} | {ratio(r.cpu_us_per_req, b.cpu_us_per_req if b else 0)} "
+            f"| {'; '.join(r.checks) or 'exact'} |"
+        )
+    return "\n".join(rows)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--connections", default="16,64,256")
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "latest.md"))
+    args = ap.parse_args()
+    conns = [int(c) for c in args.connections.split(",")]
+    for exe in ["bench-baseline", "quota-service"]:
+        if not os.access(os.path.join(RELEASE, exe), os.X_OK):
+            raise SystemExit(f"bench: {RELEASE}/{exe} missing; run: make bench")
+
+    started = time.time()
+    results = []
+    plan = [
+        ("increment", "increment.lua", lambda p: Baseline(p)),
+        ("increment", "increment.lua", lambda p: QuotaService(p)),
+    ]
+    for pinned in (False, True):
+        for c in conns:
+            for scenario, script, make in plan:
+                r = measure(make, scenario, script, c, pinned, args.duration)
+                log(
+                    f"{scenario} {r.server} c={c} pinned={pinned}: {r.rps:,.0f} req/s, "
+                    f"p99 {r.p99_us:.0f} us, {r.cpu_us_per_req:.1f} us CPU/req, "
+                    f"{'; '.join(r.checks) or 'counts exact'}"
+                )
+                results.append(r)
+
+    report = "\n".join(
+        [
+            f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+            f"Machine: {machine()}",
+            f"Command: `{' '.join(['bench/run.py'] + sys.argv[1:])}` ({time.time() - started:.0f} s)",
+            "",
+            table(results),
+            "",
+        ]
+    )
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        f.write(report)
+    print(report)
+    failed = [r for r in results if r.checks]
+    if failed:
+        log(f"{len(failed)} run(s) failed their checks")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
