@@ -146,6 +146,32 @@ up() {
     mkdir -p "$DIR"
     make_pki
 
+    # Free ports are picked before the servers bind them, so another process
+    # can take one in between (seen in CI: "bind: address already in use").
+    # Such a start is retried on new ports; any other failure is final.
+    local attempt rc
+    for attempt in 1 2 3; do
+        rc=0
+        start_servers "$bin_dir" || rc=$?
+        ((rc == 0)) && break
+        down_quiet
+        ((rc == 2 && attempt < 3)) || exit 1
+        log "a port was taken meanwhile; retrying on new ports (attempt $((attempt + 1)) of 3)"
+        mkdir -p "$DIR"
+        make_pki
+    done
+
+    if [[ -n "$OWNER_PID" ]]; then
+        # Stop the cluster when its owner (a test binary) exits.
+        start_reaper "$OWNER_PID" "$HERE/cluster.sh" "$NAME"
+    fi
+    echo "export KUBECONFIG=$DIR/kubeconfig"
+}
+
+# start_servers BIN_DIR: etcd and kube-apiserver on fresh ports, until
+# /readyz. Returns 2 when a server could not bind its port, 1 on other errors.
+start_servers() {
+    local bin_dir="$1"
     local etcd_port peer_port api_port
     etcd_port="$(free_port)"
     peer_port="$(free_port)"
@@ -168,7 +194,12 @@ up() {
     echo $! >"$DIR/etcd.pid"
     for _ in $(seq 1 100); do
         curl -fsS --max-time 1 "http://127.0.0.1:$etcd_port/health" >/dev/null 2>&1 && break
-        alive "$DIR/etcd.pid" || { log "etcd exited; see $DIR/etcd.log"; tail -20 "$DIR/etcd.log" >&2; exit 1; }
+        if ! alive "$DIR/etcd.pid"; then
+            log "etcd exited; see $DIR/etcd.log"
+            tail -20 "$DIR/etcd.log" >&2
+            grep -q "address already in use" "$DIR/etcd.log" && return 2
+            return 1
+        fi
         sleep 0.1
     done
 
@@ -198,23 +229,17 @@ up() {
         if ! alive "$DIR/kube-apiserver.pid"; then
             log "kube-apiserver exited; see $DIR/kube-apiserver.log"
             tail -30 "$DIR/kube-apiserver.log" >&2
-            exit 1
+            grep -q "address already in use" "$DIR/kube-apiserver.log" && return 2
+            return 1
         fi
         if ((SECONDS - start > 90)); then
             log "kube-apiserver not ready after 90 s; see $DIR/kube-apiserver.log"
-            down_quiet
-            exit 1
+            return 1
         fi
         sleep 0.2
     done
     write_kubeconfig "$api_port"
     log "ready in $((SECONDS - start))s"
-
-    if [[ -n "$OWNER_PID" ]]; then
-        # Stop the cluster when its owner (a test binary) exits.
-        start_reaper "$OWNER_PID" "$HERE/cluster.sh" "$NAME"
-    fi
-    echo "export KUBECONFIG=$DIR/kubeconfig"
 }
 
 down_quiet() {

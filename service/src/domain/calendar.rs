@@ -6,6 +6,8 @@
 //! Algorithms"): a few integer operations, no allocation, no table, valid for
 //! every `i64` day count the service can meet.
 
+use super::stamp::Stamp;
+
 /// Seconds in one day.
 pub const SECS_PER_DAY: i64 = 86_400;
 
@@ -52,17 +54,35 @@ pub fn date_of(ts: i64) -> Date {
 
 /// Formats a Unix timestamp as RFC 3339 in UTC, e.g. `2026-11-22T21:05:09Z`.
 pub fn rfc3339(ts: i64) -> String {
+    rfc3339_stamp(ts).to_string()
+}
+
+/// [`rfc3339`] without allocating (for responses on the hot path).
+pub fn rfc3339_stamp(ts: i64) -> Stamp {
     let d = date_of(ts);
     let secs = ts.rem_euclid(SECS_PER_DAY);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        d.year,
-        d.month,
-        d.day,
-        secs / 3600,
-        (secs / 60) % 60,
-        secs % 60
-    )
+    let mut s = date_stamp(d, true);
+    s.push_byte(b'T');
+    s.push_padded(secs / 3600, 2);
+    s.push_byte(b':');
+    s.push_padded((secs / 60) % 60, 2);
+    s.push_byte(b':');
+    s.push_padded(secs % 60, 2);
+    s.push_byte(b'Z');
+    s
+}
+
+/// `YYYY-MM-DD` (or `YYYY-MM` without the day).
+pub fn date_stamp(d: Date, with_day: bool) -> Stamp {
+    let mut s = Stamp::new();
+    s.push_padded(d.year, 4);
+    s.push_byte(b'-');
+    s.push_padded(i64::from(d.month), 2);
+    if with_day {
+        s.push_byte(b'-');
+        s.push_padded(i64::from(d.day), 2);
+    }
+    s
 }
 
 /// Parses the RFC 3339 form [`rfc3339`] writes (`YYYY-MM-DDTHH:MM:SSZ`).
@@ -203,6 +223,41 @@ mod tests {
         assert_eq!(parse_rfc3339("2026-11-22T24:05:09Z"), None);
         assert_eq!(parse_rfc3339("2026-11-22 21:05:09Z"), None);
         assert_eq!(parse_rfc3339("2026-11-22T21:05:09+01:00"), None);
+    }
+
+    /// The allocation-free formatter writes what `format!` wrote before it,
+    /// across centuries, negative timestamps and years past 9999.
+    #[test]
+    fn stamp_formatting_matches_format() {
+        let reference = |ts: i64| {
+            let d = date_of(ts);
+            let secs = ts.rem_euclid(SECS_PER_DAY);
+            format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+                d.year,
+                d.month,
+                d.day,
+                secs / 3600,
+                (secs / 60) % 60,
+                secs % 60
+            )
+        };
+        let mut ts: i64 = -70_000_000_000;
+        while ts < 400_000_000_000 {
+            assert_eq!(rfc3339(ts), reference(ts), "{ts}");
+            ts += 7_777_777;
+        }
+        for ts in [
+            0,
+            -1,
+            86_399,
+            86_400,
+            253_402_300_799,
+            253_402_300_800,
+            i64::MAX / 1000,
+        ] {
+            assert_eq!(rfc3339(ts), reference(ts), "{ts}");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod calendar;
 pub mod counter;
 pub mod node;
 pub mod resource;
+pub mod stamp;
 pub mod tenant;
 pub mod tenant_id;
 pub mod window;

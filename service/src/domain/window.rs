@@ -21,6 +21,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::calendar::{self, SECS_PER_DAY};
+use super::stamp::Stamp;
 
 /// How often a resource's usage starts again from zero.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -148,29 +149,29 @@ impl Period {
     /// `YYYY-MM-DDTHH:MM` (minute), `YYYY-MM-DDTHH` (hour), `YYYY-MM-DD` (day),
     /// `YYYY-MM` (month), `all` (none).
     pub fn key(self) -> String {
+        self.key_stamp().to_string()
+    }
+
+    /// [`Period::key`] without allocating (for responses on the hot path).
+    pub fn key_stamp(self) -> Stamp {
         if self.window == Window::None {
-            return NONE_PERIOD_KEY.to_owned();
+            return Stamp::from(NONE_PERIOD_KEY);
         }
         let d = calendar::date_of(self.start);
         let secs = self.start.rem_euclid(SECS_PER_DAY);
         match self.window {
-            Window::Minute => format!(
-                "{:04}-{:02}-{:02}T{:02}:{:02}",
-                d.year,
-                d.month,
-                d.day,
-                secs / 3600,
-                (secs / 60) % 60
-            ),
-            Window::Hour => format!(
-                "{:04}-{:02}-{:02}T{:02}",
-                d.year,
-                d.month,
-                d.day,
-                secs / 3600
-            ),
-            Window::Day => format!("{:04}-{:02}-{:02}", d.year, d.month, d.day),
-            Window::Month | Window::None => format!("{:04}-{:02}", d.year, d.month),
+            Window::Minute | Window::Hour => {
+                let mut s = calendar::date_stamp(d, true);
+                s.push_byte(b'T');
+                s.push_padded(secs / 3600, 2);
+                if self.window == Window::Minute {
+                    s.push_byte(b':');
+                    s.push_padded((secs / 60) % 60, 2);
+                }
+                s
+            }
+            Window::Day => calendar::date_stamp(d, true),
+            Window::Month | Window::None => calendar::date_stamp(d, false),
         }
     }
 

@@ -21,8 +21,9 @@ use serde::{Deserialize, Serialize};
 
 use super::error::AppError;
 use super::extract::{ApiJson, ApiPath};
-use crate::domain::calendar::rfc3339;
+use crate::domain::calendar::rfc3339_stamp;
 use crate::domain::counter::{GIB, MAX_COUNT, gib_to_bytes};
+use crate::domain::stamp::Stamp;
 use crate::domain::tenant::{TenantView, Usage};
 use crate::domain::tenant_id::validate_tenant_id;
 use crate::quotas::{LimitsUpdate, Quotas};
@@ -59,23 +60,23 @@ pub struct QuotaMetrics {
     pub message_limit: u64,
     pub messages_remaining: u64,
     /// The day period key, `YYYY-MM-DD`.
-    pub message_period: String,
-    pub message_reset_at: Option<String>,
+    pub message_period: Stamp,
+    pub message_reset_at: Option<Stamp>,
     pub message_quota_exceeded: bool,
     /// Bytes counted in the current month.
     pub bytes_sent: u64,
     pub bandwidth_limit_bytes: u64,
     pub bandwidth_remaining_bytes: u64,
     /// The month period key, `YYYY-MM`.
-    pub bandwidth_period: String,
-    pub bandwidth_reset_at: Option<String>,
+    pub bandwidth_period: Stamp,
+    pub bandwidth_reset_at: Option<Stamp>,
     pub bandwidth_quota_exceeded: bool,
     /// Either limit is reached.
     pub exceeded: bool,
     /// Same as `message_period` (the flat tracker's field).
-    pub period: String,
+    pub period: Stamp,
     /// Last change to usage or limits (RFC 3339), null if never changed.
-    pub last_updated: Option<String>,
+    pub last_updated: Option<Stamp>,
 }
 
 /// Answer of `check`.
@@ -89,24 +90,24 @@ pub struct CheckResponse {
 
 impl QuotaMetrics {
     pub fn new(tenant_id: String, v: &TenantView) -> Self {
-        let message_period = v.messages.period.key();
+        let message_period = v.messages.period.key_stamp();
         QuotaMetrics {
             tenant_id,
             message_count: v.messages.used,
             message_limit: v.messages.limit,
             messages_remaining: v.messages.remaining(),
-            period: message_period.clone(),
+            period: message_period,
             message_period,
-            message_reset_at: v.messages.period.end().map(rfc3339),
+            message_reset_at: v.messages.period.end().map(rfc3339_stamp),
             message_quota_exceeded: v.messages.exceeded(),
             bytes_sent: v.bandwidth.used,
             bandwidth_limit_bytes: v.bandwidth.limit,
             bandwidth_remaining_bytes: v.bandwidth.remaining(),
-            bandwidth_period: v.bandwidth.period.key(),
-            bandwidth_reset_at: v.bandwidth.period.end().map(rfc3339),
+            bandwidth_period: v.bandwidth.period.key_stamp(),
+            bandwidth_reset_at: v.bandwidth.period.end().map(rfc3339_stamp),
             bandwidth_quota_exceeded: v.bandwidth.exceeded(),
             exceeded: v.exceeded(),
-            last_updated: v.last_updated.map(rfc3339),
+            last_updated: v.last_updated.map(rfc3339_stamp),
         }
     }
 }
