@@ -171,6 +171,88 @@ class QuotaService(Server):
         return env
 
 
+# === scenarios ===
+
+
+def http_put(url, body):
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="PUT")
+    req.add_header("content-type", "application/json")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def node_used(server, node_id):
+    return http_json(server.url(f"/api/v1/quotas/{node_id}"))["resources"]["messages"]["used"]
+
+
+BIG = 10**15  # limits no run can reach
+
+
+class Scenario:
+    """What wrk sends (`script`), what must exist first (`setup`), and how to
+    read back what the server counted (`counted`, `per_request` units)."""
+
+    name = ""
+    script = ""
+    per_request = 1
+
+    def setup(self, server, prefix, threads):
+        pass
+
+    def counted(self, server, prefix, threads):
+        return server.counted(prefix, threads)
+
+
+class Increment(Scenario):
+    name, script = "increment", "increment.lua"
+
+
+class Check(Scenario):
+    name, script, per_request = "check", "check.lua", 0
+
+    def setup(self, server, prefix, threads):
+        for t in range(1, threads + 1):
+            http_json(server.url("/api/quota/limits"), {"tenant_id": f"{prefix}-{t}", "message_limit": BIG})
+
+    def counted(self, server, prefix, threads):
+        return server.counted(prefix, threads)
+
+
+class Consume(Scenario):
+    name, script = "consume (3 levels)", "consume.lua"
+
+    def setup(self, server, prefix, threads):
+        root, mid = f"{prefix}-root", f"{prefix}-mid"
+        lim = {"messages": {"max": BIG, "window": "day"}}
+        http_put(server.url(f"/api/v1/quotas/{root}"), {"limits": lim})
+        http_put(server.url(f"/api/v1/quotas/{mid}"), {"parent": root, "limits": {"messages": {"max": BIG // 2}}})
+        for t in range(1, threads + 1):
+            http_put(
+                server.url(f"/api/v1/quotas/{prefix}-leaf-{t}"),
+                {"parent": mid, "limits": {"messages": {"max": BIG // 8}}},
+            )
+
+    def counted(self, server, prefix, threads):
+        return sum(node_used(server, f"{prefix}-leaf-{t}") for t in range(1, threads + 1))
+
+
+class Batch(Scenario):
+    name, script, per_request = "batch (100 items)", "batch.lua", 100
+
+    def setup(self, server, prefix, threads):
+        for t in range(1, threads + 1):
+            for i in range(100):
+                http_put(
+                    server.url(f"/api/v1/quotas/{prefix}-b{t}-{i}"),
+                    {"limits": {"messages": {"max": BIG, "window": "day"}}},
+                )
+
+    def counted(self, server, prefix, threads):
+        return sum(
+            node_used(server, f"{prefix}-b{t}-{i}") for t in range(1, threads + 1) for i in range(100)
+        )
+
+
 # === wrk ===
 
 
@@ -186,6 +268,7 @@ class Result:
     p50_us: float = 0.0
     p99_us: float = 0.0
     cpu_us_per_req: float = 0.0
+    increments_per_s: float = 0.0
     counted: int = 0
     checks: list = field(default_factory=list)
 
@@ -236,28 +319,33 @@ def run_wrk(server, script, connections, duration, prefix):
     }
 
 
-def measure(make_server, scenario, script, connections, pinned, duration):
+def measure(make_server, scenario, connections, pinned, duration):
     server = make_server(pinned).start()
+    threads = 1 if pinned else 2
     try:
         prefix = f"b{os.getpid()}c{connections}{'p' if pinned else 'u'}"
-        # Warm-up: connections, allocator, the tenants' first use.
-        run_wrk(server, script, connections, 1, prefix + "w")
-        w = run_wrk(server, script, connections, duration, prefix)
-        r = Result(server.name, scenario, connections, pinned)
+        scenario.setup(server, prefix + "w", threads)
+        scenario.setup(server, prefix, threads)
+        # Warm-up: connections, allocator, the nodes' first use.
+        run_wrk(server, scenario.script, connections, 1, prefix + "w")
+        w = run_wrk(server, scenario.script, connections, duration, prefix)
+        r = Result(server.name, scenario.name, connections, pinned)
         r.requests = w["requests"]
         r.seconds = w["seconds"]
         r.rps = w["requests"] / w["seconds"]
+        r.increments_per_s = r.rps * scenario.per_request
         r.p50_us, r.p99_us = w["p50_us"], w["p99_us"]
         r.cpu_us_per_req = w["cpu"] / max(w["requests"], 1) * 1e6
-        r.counted = server.counted(prefix, w["threads"])
+        r.counted = scenario.counted(server, prefix, threads)
         # wrk counts completed responses; requests in flight when it stops
         # may be counted by the server without wrk seeing the answer.
+        n = scenario.per_request
         if w["non2xx"]:
             r.checks.append(f"{w['non2xx']} non-2xx answers")
         if w["socket_errors"]:
             r.checks.append(f"socket errors: {w['socket_errors']}")
-        if not (r.requests <= r.counted <= r.requests + connections):
-            r.checks.append(f"server counted {r.counted}, wrk {r.requests}")
+        if not (r.requests * n <= r.counted <= (r.requests + connections) * n):
+            r.checks.append(f"server counted {r.counted}, wrk {r.requests} x {n}")
         return r
     finally:
         server.stop()
@@ -279,15 +367,15 @@ def machine():
 def table(results):
     base = {(r.connections, r.pinned): r for r in results if r.server == "baseline"}
     rows = [
-        "| scenario | server | conns | pinned | req/s | ratio | p50 us | p99 us | p99 ratio | CPU us/req | CPU ratio | check |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| scenario | server | conns | pinned | req/s | ratio | increments/s | p50 us | p99 us | p99 ratio | CPU us/req | CPU ratio | check |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         b = base.get((r.connections, r.pinned))
         ratio = lambda a, bb: f"{a / bb:.2f}" if b and bb else "-"
         rows.append(
             f"| {r.scenario} | {r.server} | {r.connections} | {'yes' if r.pinned else 'no'} "
-            f"| {r.rps:,.0f} | {ratio(r.rps, b.rps if b else 0)} "
+            f"| {r.rps:,.0f} | {ratio(r.rps, b.rps if b else 0)} | {r.increments_per_s:,.0f} "
             f"| {r.p50_us:.0f} | {r.p99_us:.0f} | {ratio(r.p99_us, b.p99_us if b else 0)} "
             f"| {r.cpu_us_per_req:.1f} | {ratio(r.cpu_us_per_req, b.cpu_us_per_req if b else 0)} "
             f"| {'; '.join(r.checks) or 'exact'} |"
@@ -299,6 +387,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--connections", default="16,64,256")
+    ap.add_argument(
+        "--scenarios",
+        default="increment,consume,check,batch",
+        help="comma-separated; the baseline runs with increment",
+    )
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "latest.md"))
     args = ap.parse_args()
     conns = [int(c) for c in args.connections.split(",")]
@@ -309,15 +402,21 @@ def main():
     started = time.time()
     results = []
     plan = [
-        ("increment", "increment.lua", lambda p: Baseline(p)),
-        ("increment", "increment.lua", lambda p: QuotaService(p)),
+        (Increment(), lambda p: Baseline(p)),
+        (Increment(), lambda p: QuotaService(p)),
+        (Consume(), lambda p: QuotaService(p)),
+        (Check(), lambda p: QuotaService(p)),
+        (Batch(), lambda p: QuotaService(p)),
     ]
+    wanted = set(args.scenarios.split(","))
     for pinned in (False, True):
         for c in conns:
-            for scenario, script, make in plan:
-                r = measure(make, scenario, script, c, pinned, args.duration)
+            for scenario, make in plan:
+                if scenario.name.split(" ")[0] not in wanted:
+                    continue
+                r = measure(make, scenario, c, pinned, args.duration)
                 log(
-                    f"{scenario} {r.server} c={c} pinned={pinned}: {r.rps:,.0f} req/s, "
+                    f"{scenario.name} {r.server} c={c} pinned={pinned}: {r.rps:,.0f} req/s, "
                     f"p99 {r.p99_us:.0f} us, {r.cpu_us_per_req:.1f} us CPU/req, "
                     f"{'; '.join(r.checks) or 'counts exact'}"
                 )

@@ -278,7 +278,7 @@ impl Node {
             // Cannot fail: amount <= available <= MAX_COUNT - used.
             let _ = self.resources[i].counter.add(amount);
         }
-        self.last_updated = Some(now);
+        self.touch_if_counted(usage, now);
         Ok(retired)
     }
 
@@ -304,8 +304,17 @@ impl Node {
         for (&i, &(_, amount)) in idx.iter().zip(usage) {
             let _ = self.resources[i].counter.add(amount);
         }
-        self.last_updated = Some(now);
+        self.touch_if_counted(usage, now);
         Ok(retired)
+    }
+
+    /// A usage call of nothing (all amounts 0) changes nothing, so it does
+    /// not move `last_updated` either: no row would be flushed to record it,
+    /// and a restart must show what memory showed.
+    fn touch_if_counted(&mut self, usage: &[(&str, u64)], now: i64) {
+        if usage.iter().any(|&(_, amount)| amount > 0) {
+            self.last_updated = Some(now);
+        }
     }
 
     /// What a strict usage call asks the database to add: for each named
@@ -570,6 +579,20 @@ mod tests {
         assert!(n.consume(&[("messages", 4)], t0(), true).is_ok());
         assert!(n.consume(&[("messages", 1)], t0(), true).is_err());
         assert_eq!(used(&n, "messages"), 10, "exactly max");
+    }
+
+    /// Found by tests/hierarchy_props.rs (regression file): a consume of 0
+    /// moved `last_updated` in memory, which no flush records.
+    #[test]
+    fn usage_of_nothing_does_not_move_last_updated() {
+        let mut n = node(&[("messages", 10, Window::Day)]);
+        assert!(n.consume(&[("messages", 1)], t0(), true).is_ok());
+        assert_eq!(n.last_updated, Some(t0()));
+        assert!(n.consume(&[("messages", 0)], t0() + 5, true).is_ok());
+        assert!(n.increment(&[("messages", 0)], t0() + 6, true).is_ok());
+        assert_eq!(n.last_updated, Some(t0()));
+        assert!(n.increment(&[("messages", 2)], t0() + 7, true).is_ok());
+        assert_eq!(n.last_updated, Some(t0() + 7));
     }
 
     #[test]
