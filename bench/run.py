@@ -214,9 +214,6 @@ class Check(Scenario):
         for t in range(1, threads + 1):
             http_json(server.url("/api/quota/limits"), {"tenant_id": f"{prefix}-{t}", "message_limit": BIG})
 
-    def counted(self, server, prefix, threads):
-        return server.counted(prefix, threads)
-
 
 class Consume(Scenario):
     name, script = "consume (3 levels)", "consume.lua"

@@ -4,6 +4,8 @@
 # Rust and Go themselves are prerequisites (Go 1.24+ builds the test
 # environment; Debian's golang-go is too old for Kubernetes 1.34).
 set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 
 fail() { echo "ensure-tools: $*" >&2; exit 1; }
 
@@ -24,8 +26,5 @@ for tool in openssl curl python3; do
 done
 if ((${#missing[@]})); then
     echo "ensure-tools: installing ${missing[*]}" >&2
-    SUDO=""
-    [[ $(id -u) -ne 0 ]] && SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+    apt_install "${missing[@]}"
 fi

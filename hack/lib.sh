@@ -1,4 +1,4 @@
-# Helpers shared by hack/cluster.sh and hack/postgres.sh (sourced, not run).
+# Helpers shared by the hack/ scripts (sourced, not run).
 
 # A loopback port that was free a moment ago.
 free_port() {
@@ -12,4 +12,12 @@ start_reaper() {
         while kill -0 "$1" 2>/dev/null; do sleep 1; done
         "$2" down --name "$3" >/dev/null 2>&1
     ' reaper "$1" "$2" "$3" >/dev/null 2>&1 </dev/null &
+}
+
+# apt_install PKG...: Debian packages, through sudo when not root.
+apt_install() {
+    local sudo=""
+    [[ $(id -u) -ne 0 ]] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@"
 }

@@ -48,10 +48,7 @@ ensure_installed() {
         exit 1
     fi
     log "installing Debian's postgresql package"
-    local sudo=""
-    [[ $(id -u) -ne 0 ]] && sudo="sudo"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
+    apt_install postgresql >/dev/null
     # The package may start a cluster of its own on 5432; the tests do not use it.
 }
 

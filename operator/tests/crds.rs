@@ -2,6 +2,8 @@
 //! CRDs install, explain themselves and enforce their CEL rules.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 fn repo() -> std::path::PathBuf {
     testenv::repo_root()
 }
@@ -16,28 +18,6 @@ fn crds_in_the_repo_are_up_to_date() {
             "{} is stale: run `make generate` and commit the result",
             path.display()
         );
-    }
-}
-
-fn install(c: &testenv::TestCluster) {
-    let dir = repo().join("crds");
-    c.kubectl_ok(&[
-        "apply",
-        "--server-side",
-        "--force-conflicts",
-        "-f",
-        dir.to_str().unwrap(),
-    ]);
-    for crd in [
-        "tenantquotas.quota.edgepolicy.io",
-        "quotaallocations.quota.edgepolicy.io",
-    ] {
-        c.kubectl_ok(&[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            &format!("crd/{crd}"),
-        ]);
     }
 }
 
@@ -56,7 +36,7 @@ fn qa(ns: &str, name: &str, spec: &str) -> String {
 #[tokio::test]
 async fn the_api_server_enforces_what_one_object_can_check() {
     let c = testenv::cluster();
-    install(c);
+    common::install_crds(c);
     let client = c.client().await;
     let ns = testenv::namespace(&client, "crds").await;
     let name = testenv::unique_name("acme");

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::QUOTA_CRDS;
 use serde_json::Value;
 use testenv::TestCluster;
 
@@ -102,12 +103,7 @@ fn install_servicemonitor_crd(c: &TestCluster) {
         "-f",
         c.servicemonitor_crd().to_str().unwrap(),
     ]);
-    c.kubectl_ok(&[
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/servicemonitors.monitoring.coreos.com",
-    ]);
+    c.wait_established(&["servicemonitors.monitoring.coreos.com"]);
 }
 
 #[test]
@@ -306,10 +302,7 @@ fn install_upgrade_and_uninstall() {
     for (what, namespaced) in objects_of(&release) {
         assert!(exists(c, &ns, &what, namespaced), "{what} not created");
     }
-    for crd in [
-        "tenantquotas.quota.edgepolicy.io",
-        "quotaallocations.quota.edgepolicy.io",
-    ] {
+    for crd in QUOTA_CRDS {
         assert!(exists(c, &ns, &format!("crd/{crd}"), false));
     }
     let notes = c.helm_ok(&["get", "notes", &release, "-n", &ns]);
@@ -511,17 +504,7 @@ async fn the_operator_reconciles_with_the_charts_service_account() {
     let full = format!("{release}-edge-quota");
     c.kubectl_ok(&["create", "namespace", &ns]);
     c.helm_ok(&["install", &release, chart().to_str().unwrap(), "-n", &ns]);
-    for crd in [
-        "tenantquotas.quota.edgepolicy.io",
-        "quotaallocations.quota.edgepolicy.io",
-    ] {
-        c.kubectl_ok(&[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            &format!("crd/{crd}"),
-        ]);
-    }
+    c.wait_established(&QUOTA_CRDS);
 
     // A token for the chart's ServiceAccount, from the TokenRequest API.
     let token = c.kubectl_ok(&["create", "token", &full, "-n", &ns, "--duration=1h"]);

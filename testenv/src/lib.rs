@@ -171,6 +171,18 @@ impl TestCluster {
         c
     }
 
+    /// Waits until each named CRD (`plural.group`) is `Established`.
+    pub fn wait_established(&self, crds: &[&str]) {
+        for crd in crds {
+            self.kubectl_ok(&[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                &format!("crd/{crd}"),
+            ]);
+        }
+    }
+
     /// Runs helm and returns its output; panics with its output on failure.
     pub fn helm_ok(&self, args: &[&str]) -> String {
         let out = match self.helm().args(args).output() {

@@ -36,12 +36,7 @@ pub struct WidgetStatus {
 
 fn install_crd(c: &testenv::TestCluster) {
     c.apply_yaml(&testenv::to_yaml(&Widget::crd()));
-    c.kubectl_ok(&[
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/widgets.smoke.edgepolicy.io",
-    ]);
+    c.wait_established(&["widgets.smoke.edgepolicy.io"]);
 }
 
 #[tokio::test]

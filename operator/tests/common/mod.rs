@@ -9,6 +9,25 @@ use std::time::{Duration, Instant};
 use quota_operator::config::Config;
 use tokio_util::sync::CancellationToken;
 
+/// The operator's two CRDs, by their `plural.group` names.
+pub const QUOTA_CRDS: [&str; 2] = [
+    "tenantquotas.quota.edgepolicy.io",
+    "quotaallocations.quota.edgepolicy.io",
+];
+
+/// Applies `crds/` (server-side, so concurrent tests agree) and waits
+/// until both CRDs are established.
+pub fn install_crds(c: &testenv::TestCluster) {
+    c.kubectl_ok(&[
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "-f",
+        testenv::repo_root().join("crds").to_str().unwrap(),
+    ]);
+    c.wait_established(&QUOTA_CRDS);
+}
+
 pub struct Env {
     pub cluster: &'static testenv::TestCluster,
     pub service: Child,
@@ -73,24 +92,7 @@ pub fn start_service(port: u16, data: &Path) -> Child {
 impl Env {
     pub async fn start() -> Env {
         let cluster = testenv::cluster();
-        cluster.kubectl_ok(&[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "-f",
-            testenv::repo_root().join("crds").to_str().unwrap(),
-        ]);
-        for crd in [
-            "tenantquotas.quota.edgepolicy.io",
-            "quotaallocations.quota.edgepolicy.io",
-        ] {
-            cluster.kubectl_ok(&[
-                "wait",
-                "--for=condition=Established",
-                "--timeout=60s",
-                &format!("crd/{crd}"),
-            ]);
-        }
+        install_crds(cluster);
         let data_dir = tempfile::tempdir().unwrap();
         let service_port = free_port();
         let service = start_service(service_port, &data_dir.path().join("data"));
