@@ -102,25 +102,48 @@ class Server:
             env["TOKIO_WORKER_THREADS"] = "1"
         return env
 
-    def start(self):
+    def start(self, within=60):
         cmd = self.command()
         if self.pinned:
             cmd = ["taskset", "-c", "0"] + cmd
-        self.log = open(os.path.join(self.tmp, "server.log"), "w")
+        self.log = open(os.path.join(self.tmp, "server.log"), "a")
         self.proc = subprocess.Popen(cmd, env=self.env(), stdout=self.log, stderr=self.log)
-        wait_listening(self.port, self.proc, self.name)
+        wait_listening(self.port, self.proc, self.name, within)
         return self
 
-    def stop(self):
+    def stop(self, keep_data=False, within=30):
+        """Stops gracefully (SIGINT: both servers drain and the quota service
+        flushes); removes the server's files unless `keep_data`."""
         if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(2)  # SIGINT: both servers stop gracefully
+            self.proc.send_signal(2)
             try:
-                self.proc.wait(30)
+                self.proc.wait(within)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        if not keep_data:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def log_event(self, message):
+        """The fields of the last JSON log line with this message, or None."""
+        found = None
+        with open(os.path.join(self.tmp, "server.log")) as f:
+            for line in f:
+                try:
+                    fields = json.loads(line).get("fields", {})
+                except ValueError:
+                    continue
+                if fields.get("message") == message:
+                    found = fields
+        return found
+
+    def rss_mib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        raise SystemExit("bench: no VmRSS in /proc/<pid>/status")
 
     def url(self, path):
         return f"http://127.0.0.1:{self.port}{path}"
@@ -148,10 +171,15 @@ class Baseline(Server):
 class QuotaService(Server):
     name = "quota-service"
 
-    def __init__(self, pinned, flush_secs=3600, database_url=None):
+    def __init__(self, pinned, flush_secs=3600, database_url=None, log_json=False):
         super().__init__(pinned)
         self.flush_secs = flush_secs
         self.database_url = database_url
+        self.log_json = log_json
+
+        store = "PostgreSQL" if database_url else "SQLite"
+        if flush_secs < 3600:
+            self.name = f"quota-service ({store}, flush every {flush_secs} s)"
 
     def command(self):
         return [os.path.join(RELEASE, "quota-service")]
@@ -168,6 +196,8 @@ class QuotaService(Server):
         )
         if self.database_url:
             env["DATABASE_URL"] = self.database_url
+        if self.log_json:
+            env.update(LOG_LEVEL="info", LOG_FORMAT="json")
         return env
 
 
@@ -348,6 +378,120 @@ def measure(make_server, scenario, connections, pinned, duration):
         server.stop()
 
 
+# === PostgreSQL ===
+
+
+class Postgres:
+    """A PostgreSQL server of the run's own (hack/postgres.sh), one database
+    per use."""
+
+    def __init__(self):
+        self.name = f"bench-{os.getpid()}"
+        out = subprocess.run(
+            [os.path.join(ROOT, "hack", "postgres.sh"), "up", "--name", self.name, "--owner-pid", str(os.getpid())],
+            capture_output=True, text=True,
+        )
+        if out.returncode != 0:
+            raise SystemExit(f"bench: cannot start PostgreSQL:\n{out.stderr}")
+        line = out.stdout.strip().splitlines()[-1]
+        if not line.startswith("DATABASE_URL="):
+            raise SystemExit(f"bench: hack/postgres.sh printed {line!r}")
+        self.base = line.split("=", 1)[1]
+        self.count = 0
+
+    def new_database(self):
+        self.count += 1
+        name = f"bench_{self.count}"
+        subprocess.run(["psql", self.base, "-qc", f"CREATE DATABASE {name}"], check=True, capture_output=True)
+        return self.base.rsplit("/", 1)[0] + "/" + name
+
+    def down(self):
+        subprocess.run([os.path.join(ROOT, "hack", "postgres.sh"), "down", "--name", self.name], capture_output=True)
+
+
+# === scale: 1,000,000 tenants ===
+
+
+def bench_load(server, mode, tenants, prefix):
+    out = subprocess.run(
+        [os.path.join(RELEASE, "bench-load"), mode, "--addr", f"127.0.0.1:{server.port}",
+         "--tenants", str(tenants), "--prefix", prefix],
+        capture_output=True, text=True,
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"bench: bench-load {mode} failed: {out.stderr.strip()}")
+    return json.loads(out.stdout)
+
+
+def metric(server, name):
+    with urllib.request.urlopen(server.url("/metrics"), timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    raise SystemExit(f"bench: /metrics has no {name}")
+
+
+def scale(store, database_url, n):
+    """Creates n flat tenants (one increment each), stops (the first flush
+    writes n new tenants), starts again (load time, RSS with n resident),
+    increments every tenant once more through the batch endpoint and stops
+    (one flush of n dirty counters). Every count is checked."""
+    r = {"store": store, "tenants": n, "checks": []}
+    prefix = "scale"
+    server = QuotaService(False, database_url=database_url, log_json=True).start()
+    try:
+        load = bench_load(server, "create", n, prefix)
+        r["create_s"] = load["seconds"]
+        r["rss_after_create_mib"] = server.rss_mib()
+        log(f"scale {store}: {n:,} tenants created in {load['seconds']:.1f} s; flushing them (first flush)")
+        server.stop(keep_data=True, within=600)
+        first = server.log_event("final flush done") or {}
+        r["first_flush_s"] = first.get("elapsed_ms", 0) / 1000
+        if first.get("new_tenants") != n or first.get("usage_rows") != n:
+            r["checks"].append(f"first flush wrote {first}")
+
+        started = time.time()
+        server.start(within=300)
+        r["startup_wall_s"] = time.time() - started
+        loaded = server.log_event("state loaded") or {}
+        r["load_s"] = loaded.get("elapsed_ms", 0) / 1000
+        if loaded.get("tenants") != n:
+            r["checks"].append(f"startup loaded {loaded.get('tenants')} tenants")
+        time.sleep(1)
+        r["rss_loaded_mib"] = server.rss_mib()
+        log(f"scale {store}: loaded in {r['load_s']:.2f} s, RSS {r['rss_loaded_mib']:.0f} MiB; touching every tenant")
+
+        touch = bench_load(server, "touch", n, prefix)
+        r["touch_increments_per_s"] = n / touch["seconds"]
+        for probe in (0, n // 2, n - 1):
+            got = http_json(server.url(f"/api/quota/{prefix}-{probe}"))["message_count"]
+            if got != 2:
+                r["checks"].append(f"{prefix}-{probe} counted {got}, expected 2")
+        server.stop(keep_data=True, within=600)
+        dirty = server.log_event("final flush done") or {}
+        r["dirty_flush_s"] = dirty.get("elapsed_ms", 0) / 1000
+        if dirty.get("usage_rows") != n or dirty.get("new_tenants") != 0:
+            r["checks"].append(f"dirty flush wrote {dirty}")
+        log(f"scale {store}: flush of {n:,} dirty counters {r['dirty_flush_s']:.2f} s; {'; '.join(r['checks']) or 'counts exact'}")
+    finally:
+        server.stop()
+    return r
+
+
+def scale_table(rows):
+    out = [
+        "| store | tenants | create (pipelined increments) | RSS created | first flush (all new) | startup load | RSS loaded | batch increments/s | flush of all dirty | check |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        out.append(
+            f"| {r['store']} | {r['tenants']:,} | {r['create_s']:.1f} s | {r['rss_after_create_mib']:.0f} MiB | {r['first_flush_s']:.2f} s "
+            f"| {r['load_s']:.2f} s | {r['rss_loaded_mib']:.0f} MiB | {r['touch_increments_per_s']:,.0f} "
+            f"| {r['dirty_flush_s']:.2f} s | {'; '.join(r['checks']) or 'exact'} |"
+        )
+    return "\n".join(out)
+
+
 # === report ===
 
 
@@ -380,60 +524,114 @@ def table(results):
     return "\n".join(rows)
 
 
+def persistence_table(results):
+    """Increment with the flush running every second, as ratios to the same
+    load on the quota service without flushes (same run)."""
+    mem = {
+        (r.connections, r.pinned): r
+        for r in results
+        if r.server == "quota-service" and r.scenario == "increment"
+    }
+    rows = [
+        "| server | conns | pinned | req/s | ratio to no flush | CPU us/req | CPU ratio | p99 us | check |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        m = mem.get((r.connections, r.pinned))
+        if "flush every" not in r.server or not m:
+            continue
+        rows.append(
+            f"| {r.server} | {r.connections} | {'yes' if r.pinned else 'no'} | {r.rps:,.0f} "
+            f"| {r.rps / m.rps:.2f} | {r.cpu_us_per_req:.1f} | {r.cpu_us_per_req / m.cpu_us_per_req:.2f} "
+            f"| {r.p99_us:.0f} | {'; '.join(r.checks) or 'exact'} |"
+        )
+    return "\n".join(rows)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--duration", type=int, default=8, help="seconds per wrk run")
     ap.add_argument("--connections", default="16,64,256")
     ap.add_argument(
         "--scenarios",
-        default="increment,consume,check,batch",
-        help="comma-separated; the baseline runs with increment",
+        default="increment,consume,check,batch,persistence",
+        help="comma-separated; the baseline runs with increment; persistence = increment "
+        "with the flush every second (SQLite, PostgreSQL) at 64 connections",
     )
+    ap.add_argument("--scale", type=int, default=1_000_000, help="tenants of the scale runs (0: none)")
+    ap.add_argument("--stores", default="sqlite,postgres", help="stores of the persistence and scale runs")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "latest.md"))
     args = ap.parse_args()
     conns = [int(c) for c in args.connections.split(",")]
-    for exe in ["bench-baseline", "quota-service"]:
+    stores = set(args.stores.split(","))
+    wanted = set(args.scenarios.split(","))
+    for exe in ["bench-baseline", "quota-service", "bench-load"]:
         if not os.access(os.path.join(RELEASE, exe), os.X_OK):
             raise SystemExit(f"bench: {RELEASE}/{exe} missing; run: make bench")
 
     started = time.time()
-    results = []
-    plan = [
-        (Increment(), lambda p: Baseline(p)),
-        (Increment(), lambda p: QuotaService(p)),
-        (Consume(), lambda p: QuotaService(p)),
-        (Check(), lambda p: QuotaService(p)),
-        (Batch(), lambda p: QuotaService(p)),
-    ]
-    wanted = set(args.scenarios.split(","))
-    for pinned in (False, True):
-        for c in conns:
-            for scenario, make in plan:
-                if scenario.name.split(" ")[0] not in wanted:
-                    continue
-                r = measure(make, scenario, c, pinned, args.duration)
-                log(
-                    f"{scenario.name} {r.server} c={c} pinned={pinned}: {r.rps:,.0f} req/s, "
-                    f"p99 {r.p99_us:.0f} us, {r.cpu_us_per_req:.1f} us CPU/req, "
-                    f"{'; '.join(r.checks) or 'counts exact'}"
-                )
-                results.append(r)
-
-    report = "\n".join(
-        [
-            f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
-            f"Machine: {machine()}",
-            f"Command: `{' '.join(['bench/run.py'] + sys.argv[1:])}` ({time.time() - started:.0f} s)",
-            "",
-            table(results),
-            "",
+    pg = Postgres() if "postgres" in stores and ("persistence" in wanted or args.scale) else None
+    try:
+        results = []
+        plan = [
+            ("increment", Increment(), lambda p: Baseline(p)),
+            ("increment", Increment(), lambda p: QuotaService(p)),
+            ("consume", Consume(), lambda p: QuotaService(p)),
+            ("check", Check(), lambda p: QuotaService(p)),
+            ("batch", Batch(), lambda p: QuotaService(p)),
         ]
-    )
+        if "persistence" in wanted:
+            if "sqlite" in stores:
+                plan.append(("persistence", Increment(), lambda p: QuotaService(p, flush_secs=1)))
+            if pg:
+                plan.append(
+                    ("persistence", Increment(), lambda p: QuotaService(p, flush_secs=1, database_url=pg.new_database()))
+                )
+        persistence_conns = 64 if 64 in conns else conns[len(conns) // 2]
+        for pinned in (False, True):
+            for c in conns:
+                for key, scenario, make in plan:
+                    if key not in wanted and not (key == "increment" and "persistence" in wanted):
+                        continue
+                    if key == "persistence" and c != persistence_conns:
+                        continue
+                    r = measure(make, scenario, c, pinned, args.duration)
+                    log(
+                        f"{scenario.name} {r.server} c={c} pinned={pinned}: {r.rps:,.0f} req/s, "
+                        f"p99 {r.p99_us:.0f} us, {r.cpu_us_per_req:.1f} us CPU/req, "
+                        f"{'; '.join(r.checks) or 'counts exact'}"
+                    )
+                    results.append(r)
+        scales = []
+        if args.scale:
+            if "sqlite" in stores:
+                scales.append(scale("SQLite", None, args.scale))
+            if pg:
+                scales.append(scale("PostgreSQL", pg.new_database(), args.scale))
+    finally:
+        if pg:
+            pg.down()
+
+    sections = [
+        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        f"Machine: {machine()}",
+        f"Command: `{' '.join(['bench/run.py'] + sys.argv[1:])}` ({time.time() - started:.0f} s)",
+        "",
+        "HTTP load (wrk, ratios to the baseline server of the same run):",
+        "",
+        table([r for r in results if "flush every" not in r.server]),
+        "",
+    ]
+    if any("flush every" in r.server for r in results):
+        sections += ["Persistence cost (increment, flush every second):", "", persistence_table(results), ""]
+    if scales:
+        sections += ["Scale:", "", scale_table(scales), ""]
+    report = "\n".join(sections)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         f.write(report)
     print(report)
-    failed = [r for r in results if r.checks]
+    failed = [r for r in results if r.checks] + [r for r in scales if r["checks"]]
     if failed:
         log(f"{len(failed)} run(s) failed their checks")
         sys.exit(1)

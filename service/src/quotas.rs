@@ -28,7 +28,9 @@ use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::counters::{Claim, CounterStore, NodeView, ReserveFailure, UsageError, UsageRow};
 use crate::domain::node::{Limit, Node, NodeState, Refusal, ReserveError, Shortage};
-use crate::domain::resource::{BANDWIDTH, MESSAGES, builtin_window, validate_resource_name};
+use crate::domain::resource::{
+    BANDWIDTH, MESSAGES, ResourceName, builtin_window, validate_resource_name,
+};
 use crate::domain::tenant::{Limits, TenantView, Usage};
 use crate::domain::window::{Period, Window};
 use crate::flush::{FlushHealth, FlushReport, Flusher};
@@ -1294,7 +1296,7 @@ fn counted_usage(
     n: &Node,
     now: i64,
     auto_reset: bool,
-) -> impl Iterator<Item = (Box<str>, crate::domain::window::Period, u64)> + '_ {
+) -> impl Iterator<Item = (ResourceName, crate::domain::window::Period, u64)> + '_ {
     n.resources
         .iter()
         .filter(|r| r.window() != Window::None)

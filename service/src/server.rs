@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -68,6 +69,14 @@ pub async fn run(
         .map_err(|source| ServerError::Bind { addr, source })?;
     let local = listener.local_addr().map_err(ServerError::Serve)?;
     tracing::info!(addr = %local, "listening");
+    // Answers go out at once: with Nagle's algorithm a client that sends
+    // several requests before reading (HTTP/1.1 pipelining) waits a delayed
+    // ACK (40 ms) for every answer after the first.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
+        }
+    });
 
     let stop_flusher = CancellationToken::new();
     let flusher = quotas.spawn_flusher(config.persistence_interval, stop_flusher.clone());

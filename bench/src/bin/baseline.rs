@@ -18,6 +18,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 
@@ -73,7 +74,11 @@ fn main() -> std::process::ExitCode {
     let result: Result<(), String> = rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?
+            // As the quota service does.
+            .tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
         let app = Router::new()
             .route("/api/quota/increment", post(increment))
             .route("/api/quota/{tenant_id}", get(count))

@@ -18,8 +18,14 @@
 //! Window `none` is a capacity: only `claim` and `release` change it.
 //! Everything here is pure and synchronous; the store calls it under a lock.
 
+use smallvec::SmallVec;
+
 use super::counter::{Counter, MAX_COUNT, Retired};
+use super::resource::{ResourceName, resource_name};
 use super::window::{Period, Window};
+
+/// A node's resources (see [`Node::resources`]).
+pub type Resources = SmallVec<[Resource; 2]>;
 
 /// A node's lifecycle state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -60,7 +66,7 @@ pub struct Limit {
 /// One resource of a node: its limit, direct usage and children's reservations.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resource {
-    pub name: Box<str>,
+    pub name: ResourceName,
     pub max: u64,
     /// Direct usage in the counter's period (includes usage charged by
     /// deleted children; for a capacity, the sum of claims).
@@ -136,7 +142,7 @@ pub fn describe_shortages(s: &[Shortage]) -> String {
 /// One addition of a strict usage call (see [`Node::plan_strict`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StrictItem {
-    pub resource: Box<str>,
+    pub resource: ResourceName,
     pub period: Period,
     pub amount: u64,
     pub cap: u64,
@@ -152,8 +158,9 @@ pub struct Node {
     pub strict: bool,
     pub name: Option<String>,
     pub description: Option<String>,
-    /// Sorted by name.
-    pub resources: Vec<Resource>,
+    /// Sorted by name. Inline up to two (a flat tenant's): no allocation of
+    /// its own per node.
+    pub resources: Resources,
     /// Ids of the children that are not deleted, sorted.
     pub children: Vec<Box<str>>,
     pub created_at: i64,
@@ -166,7 +173,7 @@ pub struct Node {
 impl Resource {
     pub fn new(name: &str, limit: Limit, now: i64) -> Self {
         Resource {
-            name: name.into(),
+            name: resource_name(name),
             max: limit.max,
             counter: Counter::new(limit.window.period_at(now)),
             allocated: 0,
@@ -208,7 +215,7 @@ impl Node {
     /// A new active node with the given limits (sorted and de-duplicated by
     /// the caller).
     pub fn new(parent: Option<&str>, limits: &[(String, Limit)], now: i64) -> Self {
-        let mut resources: Vec<Resource> = limits
+        let mut resources: Resources = limits
             .iter()
             .map(|(name, limit)| Resource::new(name, *limit, now))
             .collect();
@@ -241,7 +248,7 @@ impl Node {
 
     /// Moves every counter into the period that holds `now` (auto reset);
     /// returns the finished periods that had usage.
-    pub fn roll(&mut self, now: i64, auto_reset: bool) -> Vec<(Box<str>, Retired)> {
+    pub fn roll(&mut self, now: i64, auto_reset: bool) -> Vec<(ResourceName, Retired)> {
         let mut retired = Vec::new();
         for r in &mut self.resources {
             if let Some(old) = r.counter.roll(now, auto_reset) {
@@ -258,7 +265,7 @@ impl Node {
         usage: &[(&str, u64)],
         now: i64,
         auto_reset: bool,
-    ) -> Result<Vec<(Box<str>, Retired)>, Refusal> {
+    ) -> Result<Vec<(ResourceName, Retired)>, Refusal> {
         let idx = self.counted_indices(usage)?;
         for (&i, &(_, amount)) in idx.iter().zip(usage) {
             let r = &self.resources[i];
@@ -289,7 +296,7 @@ impl Node {
         usage: &[(&str, u64)],
         now: i64,
         auto_reset: bool,
-    ) -> Result<Vec<(Box<str>, Retired)>, Refusal> {
+    ) -> Result<Vec<(ResourceName, Retired)>, Refusal> {
         let idx = self.counted_indices(usage)?;
         for (&i, &(_, amount)) in idx.iter().zip(usage) {
             let r = &self.resources[i];
@@ -357,7 +364,7 @@ impl Node {
         totals: &[(&str, Period, u64)],
         now: i64,
         auto_reset: bool,
-    ) -> Vec<(Box<str>, Retired)> {
+    ) -> Vec<(ResourceName, Retired)> {
         let retired = self.roll(now, auto_reset);
         for (name, period, total) in totals {
             if let Some(i) = self.index(name)
@@ -447,7 +454,7 @@ impl Node {
         amount: u64,
         now: i64,
         auto_reset: bool,
-    ) -> Vec<(Box<str>, Retired)> {
+    ) -> Vec<(ResourceName, Retired)> {
         let retired = self.roll(now, auto_reset);
         if let Some(i) = self.index(resource) {
             let c = &mut self.resources[i].counter;

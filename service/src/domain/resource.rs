@@ -6,7 +6,26 @@
 //! `[a-z0-9._-]`, starting and ending with a letter or digit (so a name is
 //! also a valid Kubernetes map key and label value).
 
+use std::sync::{Arc, LazyLock};
+
 use super::window::Window;
+
+/// A resource's name as nodes hold it. Shared: the built-in names are one
+/// allocation for all nodes (a million flat tenants would otherwise hold two
+/// million copies of "messages" and "bandwidth").
+pub type ResourceName = Arc<str>;
+
+static MESSAGES_NAME: LazyLock<ResourceName> = LazyLock::new(|| MESSAGES.into());
+static BANDWIDTH_NAME: LazyLock<ResourceName> = LazyLock::new(|| BANDWIDTH.into());
+
+/// `name` as a [`ResourceName`], shared for the built-in names.
+pub fn resource_name(name: &str) -> ResourceName {
+    match name {
+        MESSAGES => MESSAGES_NAME.clone(),
+        BANDWIDTH => BANDWIDTH_NAME.clone(),
+        _ => name.into(),
+    }
+}
 
 /// Messages per day, fed by the flat API's `message_count`.
 pub const MESSAGES: &str = "messages";

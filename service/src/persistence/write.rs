@@ -429,8 +429,10 @@ pub(crate) async fn insert_new_tenants(
         return Ok(());
     }
     // Two statements for any number of tenants: the rows travel as one JSON
-    // parameter each.
-    let nodes: Vec<(&str, String)> = rows
+    // parameter each, sorted by id so the inserts walk the index in order.
+    let mut sorted: Vec<&NewTenantRow> = rows.iter().collect();
+    sorted.sort_unstable_by(|a, b| a.tenant_id.cmp(&b.tenant_id));
+    let nodes: Vec<(&str, String)> = sorted
         .iter()
         .map(|t| (t.tenant_id.as_str(), rfc3339(t.created_at)))
         .collect();
@@ -441,18 +443,15 @@ pub(crate) async fn insert_new_tenants(
     );
     q.bind(version).push(" FROM ");
     q.json_rows(to_json(&nodes)?);
-    q.push(" WHERE true ON CONFLICT (id) DO NOTHING RETURNING id");
+    q.push(" WHERE true ON CONFLICT (id) DO NOTHING");
     let (sql, args) = q.into_parts();
-    let inserted: Vec<(String,)> = sqlx::query_as_with(sql, args).fetch_all(&mut *conn).await?;
-    if inserted.is_empty() {
-        return Ok(());
-    }
-    // Limits only for the nodes this statement created: a node that existed
-    // (another replica's, or a v1 node) keeps its own.
-    let created: HashSet<String> = inserted.into_iter().map(|(id,)| id).collect();
-    let limits: Vec<(&str, &str, i64, &str)> = rows
+    sqlx::query_with(sql, args).execute(&mut *conn).await?;
+    // Limits only for the nodes this statement created (they carry this
+    // transaction's version): a node that existed (another replica's, or a
+    // v1 node) keeps its own. Checked in the database rather than by
+    // returning the created ids: a million returned rows cost seconds.
+    let limits: Vec<(&str, &str, i64, &str)> = sorted
         .iter()
-        .filter(|r| created.contains(&r.tenant_id))
         .flat_map(|r| {
             [
                 (
@@ -476,7 +475,9 @@ pub(crate) async fn insert_new_tenants(
          SELECT value ->> 0, value ->> 1, CAST(value ->> 2 AS BIGINT), value ->> 3 FROM ",
     );
     q.json_rows(to_json(&limits)?);
-    q.push(" WHERE true ON CONFLICT (node_id, resource) DO NOTHING");
+    q.push(" WHERE EXISTS (SELECT 1 FROM quota_nodes n WHERE n.id = value ->> 0 AND n.version = ")
+        .bind(version)
+        .push(") ON CONFLICT (node_id, resource) DO NOTHING");
     let (sql, args) = q.into_parts();
     sqlx::query_with(sql, args).execute(&mut *conn).await?;
     Ok(())
