@@ -50,7 +50,7 @@ ci: fmt-check lint test ## What CI runs
 
 bench: ## Benchmarks on release builds: wrk on loopback vs the baseline server (results: bench/results/latest.md)
 	@hack/ensure-bench-tools.sh
-	$(CARGO) build --release -p quota-service -p quota-bench
+	$(CARGO) build --release -p quota-service -p quota-bench -p quota-operator
 	bench/run.py
 
 test-env: ## Build kube-apiserver, etcd, kubectl and helm from pinned Go modules (once; cached)

@@ -492,6 +492,189 @@ def scale_table(rows):
     return "\n".join(out)
 
 
+# === operator scale: 1,000 TenantQuotas + 5,000 QuotaAllocations ===
+
+
+class Cluster:
+    """The test API server + etcd (hack/cluster.sh, binaries from
+    hack/test-env.sh), stopped with the run."""
+
+    def __init__(self):
+        self.name = f"bench-{os.getpid()}"
+        check = subprocess.run([os.path.join(ROOT, "hack", "test-env.sh"), "--check"], capture_output=True, text=True)
+        if check.returncode != 0:
+            raise SystemExit(f"bench: test environment missing (make test-env):\n{check.stderr}")
+        self.bin_dir = check.stdout.strip().splitlines()[-1]
+        up = subprocess.run(
+            [os.path.join(ROOT, "hack", "cluster.sh"), "up", "--name", self.name, "--owner-pid", str(os.getpid())],
+            capture_output=True, text=True, env=dict(os.environ, EDGE_QUOTA_TEST_ENV_DIR=self.bin_dir),
+        )
+        line = up.stdout.strip().splitlines()[-1] if up.stdout.strip() else ""
+        if up.returncode != 0 or not line.startswith("export KUBECONFIG="):
+            raise SystemExit(f"bench: hack/cluster.sh up failed:\n{up.stderr}")
+        self.kubeconfig = line.split("=", 1)[1]
+
+    def kubectl(self, *args, stdin=None, check=True):
+        out = subprocess.run(
+            [os.path.join(self.bin_dir, "kubectl"), "--kubeconfig", self.kubeconfig, *args],
+            input=stdin, capture_output=True, text=True,
+        )
+        if check and out.returncode != 0:
+            raise SystemExit(f"bench: kubectl {' '.join(args[:3])} failed:\n{out.stderr[-2000:]}")
+        return out.stdout
+
+    def down(self):
+        subprocess.run([os.path.join(ROOT, "hack", "cluster.sh"), "down", "--name", self.name], capture_output=True)
+
+
+PARALLEL = 48
+
+
+def count_synced(cluster, kind):
+    out = cluster.kubectl(
+        "get", kind, "-A", "-o",
+        'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Synced")].status}{"\\n"}{end}',
+    )
+    return sum(1 for line in out.splitlines() if line.strip() == "True")
+
+
+def operator_scale(tqs, qas, sync_secs=5, within=180):
+    """Creates `tqs` TenantQuotas and `qas` QuotaAllocations (spread over 50
+    namespaces) at once and times until every one is Synced; then pushes
+    one TenantQuota over its limit through the service and times until its
+    status says exceeded."""
+    r = {"tenantquotas": tqs, "allocations": qas, "sync_secs": sync_secs, "checks": []}
+    cluster = Cluster()
+    service = operator = None
+    try:
+        cluster.kubectl("apply", "--server-side", "-f", os.path.join(ROOT, "crds"))
+        cluster.kubectl("wait", "--for", "condition=established", "--timeout=60s",
+                        "crd/tenantquotas.quota.edgepolicy.io", "crd/quotaallocations.quota.edgepolicy.io")
+        namespaces = 50
+        docs = [
+            f"apiVersion: v1\nkind: Namespace\nmetadata: {{name: bench-{n}, labels: {{bench: scale}}}}"
+            for n in range(namespaces)
+        ]
+        cluster.kubectl("apply", "-f", "-", stdin="\n---\n".join(docs))
+
+        service = QuotaService(False, flush_secs=1).start()
+        health = free_port()
+        env = dict(
+            os.environ,
+            KUBECONFIG=cluster.kubeconfig,
+            QUOTA_SERVICE_URL=f"http://127.0.0.1:{service.port}",
+            SYNC_INTERVAL_SECS=str(sync_secs),
+            LEADER_ELECTION="false",
+            HEALTH_ADDR=f"127.0.0.1:{health}",
+            LOG_LEVEL="warn",
+        )
+        op_log = open(os.path.join(service.tmp, "operator.log"), "w")
+        operator = subprocess.Popen([os.path.join(RELEASE, "quota-operator")], env=env, stdout=op_log, stderr=op_log)
+
+        per_tq = max(qas // max(tqs, 1), 1)
+        docs = []
+        for t in range(tqs):
+            docs.append(
+                f"apiVersion: quota.edgepolicy.io/v1alpha1\nkind: TenantQuota\nmetadata: {{name: t-{t}}}\n"
+                f"spec:\n  limits: {{messages: {{max: 1000}}}}\n  allocationNamespaceSelector: {{matchLabels: {{bench: scale}}}}"
+            )
+        for a in range(qas):
+            docs.append(
+                f"apiVersion: quota.edgepolicy.io/v1alpha1\nkind: QuotaAllocation\n"
+                f"metadata: {{name: qa-{a}, namespace: bench-{a % namespaces}}}\n"
+                f"spec:\n  parentRef: {{kind: TenantQuota, name: t-{(a // per_tq) % tqs}}}\n  limits: {{messages: {{max: 10}}}}"
+            )
+        log(f"operator: creating {tqs:,} TenantQuotas and {qas:,} QuotaAllocations")
+        started = time.time()
+        # kubectl sends one request per object and throttles itself (client-go's
+        # default 5 requests/s): PARALLEL of them at once, TenantQuotas first.
+        for group in (docs[:tqs], docs[tqs:]):
+            chunks = [group[i::PARALLEL] for i in range(PARALLEL)]
+            procs = [
+                subprocess.Popen(
+                    [os.path.join(cluster.bin_dir, "kubectl"), "--kubeconfig", cluster.kubeconfig, "create", "-f", "-"],
+                    stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                )
+                for c in chunks if c
+            ]
+            for proc, c in zip(procs, [c for c in chunks if c]):
+                proc.stdin.write("\n---\n".join(c))
+                proc.stdin.close()
+            for proc in procs:
+                if proc.wait() != 0:
+                    raise SystemExit(f"bench: kubectl create failed: {proc.stderr.read()[-2000:]}")
+        r["create_s"] = time.time() - started
+        log(f"operator: created in {r['create_s']:.1f} s; waiting until all are Synced")
+        synced = (0, 0)
+        while time.time() - started < within:
+            if operator.poll() is not None:
+                raise SystemExit(f"bench: the operator exited with {operator.returncode}; see {op_log.name}")
+            synced = (count_synced(cluster, "tenantquotas"), count_synced(cluster, "quotaallocations"))
+            if synced == (tqs, qas):
+                break
+            time.sleep(1)
+        r["all_synced_s"] = time.time() - started
+        r["synced"] = synced
+        if synced != (tqs, qas):
+            # A missed target, not a wrong count: reported, not failed.
+            log(f"operator: only {synced[0]:,} + {synced[1]:,} Synced after {within} s")
+        log(f"operator: {synced[0]:,} + {synced[1]:,} Synced after {r['all_synced_s']:.1f} s")
+
+        # Exceedance: 1,001 messages on t-0's node (limit 1,000).
+        node = cluster.kubectl("get", "tq", "t-0", "-o", "jsonpath={.status.nodeId}").strip()
+        req = urllib.request.Request(
+            service.url("/api/v1/usage/batch"),
+            data=json.dumps({"mode": "increment", "items": [{"id": node, "usage": {"messages": 1001}}]}).encode(),
+            method="POST",
+        )
+        req.add_header("content-type", "application/json")
+        sent = time.time()
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            counted = json.loads(resp.read())["counted"]
+        if counted != 1:
+            r["checks"].append(f"the exceeding increment counted {counted}")
+        exceeded = ""
+        while time.time() - sent < sync_secs + 30:
+            exceeded = cluster.kubectl("get", "tq", "t-0", "-o", "jsonpath={.status.exceeded}").strip()
+            if exceeded == "true":
+                break
+            time.sleep(0.05)
+        r["exceeded_lag_s"] = time.time() - sent
+        if exceeded != "true":
+            r["checks"].append("t-0 never showed exceeded")
+        log(f"operator: exceedance shown after {r['exceeded_lag_s']:.2f} s (sync interval {sync_secs} s)")
+    finally:
+        if operator and operator.poll() is None:
+            operator.send_signal(2)
+            try:
+                operator.wait(30)
+            except subprocess.TimeoutExpired:
+                operator.kill()
+        if service:
+            service.stop()
+        cluster.down()
+    return r
+
+
+def operator_table(rows):
+    out = [
+        "| TenantQuotas | QuotaAllocations | create (kubectl create) | all Synced (from the first create) | sync interval | exceedance to status | check |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        tq, qa = r["synced"]
+        synced = (
+            f"{r['all_synced_s']:.1f} s"
+            if (tq, qa) == (r["tenantquotas"], r["allocations"])
+            else f"not within {r['all_synced_s']:.0f} s ({tq:,} + {qa:,} Synced)"
+        )
+        out.append(
+            f"| {r['tenantquotas']:,} | {r['allocations']:,} | {r['create_s']:.1f} s | {synced} "
+            f"| {r['sync_secs']} s | {r['exceeded_lag_s']:.2f} s | {'; '.join(r['checks']) or 'all Synced'} |"
+        )
+    return "\n".join(out)
+
+
 # === report ===
 
 
@@ -560,12 +743,16 @@ def main():
     )
     ap.add_argument("--scale", type=int, default=1_000_000, help="tenants of the scale runs (0: none)")
     ap.add_argument("--stores", default="sqlite,postgres", help="stores of the persistence and scale runs")
+    ap.add_argument(
+        "--operator", default="1000,5000", help="TenantQuotas,QuotaAllocations of the operator run (0,0: none)"
+    )
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "latest.md"))
     args = ap.parse_args()
     conns = [int(c) for c in args.connections.split(",")]
     stores = set(args.stores.split(","))
     wanted = set(args.scenarios.split(","))
-    for exe in ["bench-baseline", "quota-service", "bench-load"]:
+    tqs, qas = (int(x) for x in args.operator.split(","))
+    for exe in ["bench-baseline", "quota-service", "bench-load"] + (["quota-operator"] if tqs else []):
         if not os.access(os.path.join(RELEASE, exe), os.X_OK):
             raise SystemExit(f"bench: {RELEASE}/{exe} missing; run: make bench")
 
@@ -608,6 +795,7 @@ def main():
                 scales.append(scale("SQLite", None, args.scale))
             if pg:
                 scales.append(scale("PostgreSQL", pg.new_database(), args.scale))
+        operators = [operator_scale(tqs, qas)] if tqs else []
     finally:
         if pg:
             pg.down()
@@ -626,12 +814,14 @@ def main():
         sections += ["Persistence cost (increment, flush every second):", "", persistence_table(results), ""]
     if scales:
         sections += ["Scale:", "", scale_table(scales), ""]
+    if operators:
+        sections += ["Operator (test API server):", "", operator_table(operators), ""]
     report = "\n".join(sections)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         f.write(report)
     print(report)
-    failed = [r for r in results if r.checks] + [r for r in scales if r["checks"]]
+    failed = [r for r in results if r.checks] + [r for r in scales + operators if r["checks"]]
     if failed:
         log(f"{len(failed)} run(s) failed their checks")
         sys.exit(1)
