@@ -523,6 +523,14 @@ class Cluster:
             raise SystemExit(f"bench: kubectl {' '.join(args[:3])} failed:\n{out.stderr[-2000:]}")
         return out.stdout
 
+    def pids(self):
+        """The pids of etcd and kube-apiserver (hack/cluster.sh's pid files)."""
+        out = {}
+        for name in ("etcd", "kube-apiserver"):
+            with open(os.path.join(os.path.dirname(self.kubeconfig), f"{name}.pid")) as f:
+                out[name] = int(f.read().strip())
+        return out
+
     def down(self):
         subprocess.run([os.path.join(ROOT, "hack", "cluster.sh"), "down", "--name", self.name], capture_output=True)
 
@@ -538,12 +546,38 @@ def count_synced(cluster, kind):
     return sum(1 for line in out.splitlines() if line.strip() == "True")
 
 
-def operator_scale(tqs, qas, sync_secs=5, within=180):
+def api_requests(cluster):
+    """From the API server's /metrics, by verb and resource: the requests
+    it answered (apiserver_request_total; failures keyed with their code)
+    and the seconds it spent on them (apiserver_request_duration_seconds_sum;
+    WATCH and CONNECT are long-lived and left out)."""
+    counts, seconds = {}, {}
+    pat = re.compile(r'^(apiserver_request_total|apiserver_request_duration_seconds_sum)\{([^}]*)\} ([0-9.e+-]+)$')
+    for line in cluster.kubectl("get", "--raw", "/metrics").splitlines():
+        m = pat.match(line)
+        if not m:
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2)))
+        key = f"{labels.get('verb')} {labels.get('resource')}" + (
+            f"/{labels['subresource']}" if labels.get("subresource") else ""
+        )
+        if m.group(1) == "apiserver_request_total":
+            code = labels.get("code", "")
+            if not code.startswith("2"):
+                key += f" ({code})"
+            counts[key] = counts.get(key, 0) + float(m.group(3))
+        elif labels.get("verb") not in ("WATCH", "CONNECT"):
+            seconds[key] = seconds.get(key, 0) + float(m.group(3))
+    return counts, seconds
+
+
+def operator_scale(tqs, qas, sync_secs=5, within=180, with_operator=True):
     """Creates `tqs` TenantQuotas and `qas` QuotaAllocations (spread over 50
     namespaces) at once and times until every one is Synced; then pushes
     one TenantQuota over its limit through the service and times until its
-    status says exceeded."""
-    r = {"tenantquotas": tqs, "allocations": qas, "sync_secs": sync_secs, "checks": []}
+    status says exceeded. Without the operator: the same creates alone, the
+    floor the API server sets on this machine."""
+    r = {"tenantquotas": tqs, "allocations": qas, "sync_secs": sync_secs, "checks": [], "operator": with_operator}
     cluster = Cluster()
     service = operator = None
     try:
@@ -557,9 +591,9 @@ def operator_scale(tqs, qas, sync_secs=5, within=180):
         ]
         cluster.kubectl("apply", "-f", "-", stdin="\n---\n".join(docs))
 
-        service = QuotaService(False, flush_secs=1).start()
+        service = QuotaService(False, flush_secs=1).start() if with_operator else None
         health = free_port()
-        env = dict(
+        env = {} if not with_operator else dict(
             os.environ,
             KUBECONFIG=cluster.kubeconfig,
             QUOTA_SERVICE_URL=f"http://127.0.0.1:{service.port}",
@@ -568,8 +602,9 @@ def operator_scale(tqs, qas, sync_secs=5, within=180):
             HEALTH_ADDR=f"127.0.0.1:{health}",
             LOG_LEVEL="warn",
         )
-        op_log = open(os.path.join(service.tmp, "operator.log"), "w")
-        operator = subprocess.Popen([os.path.join(RELEASE, "quota-operator")], env=env, stdout=op_log, stderr=op_log)
+        if with_operator:
+            op_log = open(os.path.join(service.tmp, "operator.log"), "w")
+            operator = subprocess.Popen([os.path.join(RELEASE, "quota-operator")], env=env, stdout=op_log, stderr=op_log)
 
         per_tq = max(qas // max(tqs, 1), 1)
         docs = []
@@ -585,6 +620,11 @@ def operator_scale(tqs, qas, sync_secs=5, within=180):
                 f"spec:\n  parentRef: {{kind: TenantQuota, name: t-{(a // per_tq) % tqs}}}\n  limits: {{messages: {{max: 10}}}}"
             )
         log(f"operator: creating {tqs:,} TenantQuotas and {qas:,} QuotaAllocations")
+        requests_before = api_requests(cluster)
+        pids = cluster.pids()
+        if with_operator:
+            pids.update({"quota-operator": operator.pid, "quota-service": service.proc.pid})
+        cpus_before = {k: cpu_seconds(p) for k, p in pids.items()}
         started = time.time()
         # kubectl sends one request per object and throttles itself (client-go's
         # default 5 requests/s): PARALLEL of them at once, TenantQuotas first.
@@ -604,6 +644,13 @@ def operator_scale(tqs, qas, sync_secs=5, within=180):
                 if proc.wait() != 0:
                     raise SystemExit(f"bench: kubectl create failed: {proc.stderr.read()[-2000:]}")
         r["create_s"] = time.time() - started
+        if not with_operator:
+            r["cpu_s"] = {k: cpu_seconds(p) - cpus_before[k] for k, p in pids.items()}
+            r["requests"] = {k: int(v - requests_before[0].get(k, 0)) for k, v in api_requests(cluster)[0].items()
+                             if v - requests_before[0].get(k, 0) >= 1}
+            log(f"operator: without the operator, created in {r['create_s']:.1f} s; CPU seconds: "
+                + ", ".join(f"{k} {v:.1f}" for k, v in r["cpu_s"].items()))
+            return r
         log(f"operator: created in {r['create_s']:.1f} s; waiting until all are Synced")
         synced = (0, 0)
         while time.time() - started < within:
@@ -619,6 +666,15 @@ def operator_scale(tqs, qas, sync_secs=5, within=180):
             # A missed target, not a wrong count: reported, not failed.
             log(f"operator: only {synced[0]:,} + {synced[1]:,} Synced after {within} s")
         log(f"operator: {synced[0]:,} + {synced[1]:,} Synced after {r['all_synced_s']:.1f} s")
+        r["cpu_s"] = {k: cpu_seconds(p) - cpus_before[k] for k, p in pids.items()}
+        log("operator: CPU seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in r["cpu_s"].items()))
+        counts, seconds = api_requests(cluster)
+        r["requests"] = {k: int(v - requests_before[0].get(k, 0)) for k, v in counts.items() if v - requests_before[0].get(k, 0) >= 1}
+        r["request_seconds"] = {k: v - requests_before[1].get(k, 0) for k, v in seconds.items() if v - requests_before[1].get(k, 0) >= 0.05}
+        top = sorted(r["requests"].items(), key=lambda kv: -kv[1])[:14]
+        log("operator: API requests meanwhile: " + ", ".join(f"{k} {v:,}" for k, v in top))
+        top = sorted(r["request_seconds"].items(), key=lambda kv: -kv[1])[:8]
+        log("operator: API server seconds (sum of request durations): " + ", ".join(f"{k} {v:.1f}" for k, v in top))
 
         # Exceedance: 1,001 messages on t-0's node (limit 1,000).
         node = cluster.kubectl("get", "tq", "t-0", "-o", "jsonpath={.status.nodeId}").strip()
@@ -658,10 +714,20 @@ def operator_scale(tqs, qas, sync_secs=5, within=180):
 
 def operator_table(rows):
     out = [
-        "| TenantQuotas | QuotaAllocations | create (kubectl create) | all Synced (from the first create) | sync interval | exceedance to status | check |",
-        "|---|---|---|---|---|---|---|",
+        "| run | TenantQuotas | QuotaAllocations | create (kubectl create) | all Synced (from the first create) "
+        "| API requests | CPU s: kube-apiserver / etcd / operator / service | sync interval | exceedance to status | check |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        cpu = r.get("cpu_s", {})
+        cpus = " / ".join(f"{cpu[k]:.1f}" if k in cpu else "-" for k in ("kube-apiserver", "etcd", "quota-operator", "quota-service"))
+        requests = f"{sum(v for k, v in r.get('requests', {}).items() if not k.startswith('WATCH')):,}"
+        if not r["operator"]:
+            out.append(
+                f"| API server alone (no operator) | {r['tenantquotas']:,} | {r['allocations']:,} | {r['create_s']:.1f} s "
+                f"| - | {requests} | {cpus} | - | - | floor |"
+            )
+            continue
         tq, qa = r["synced"]
         synced = (
             f"{r['all_synced_s']:.1f} s"
@@ -669,7 +735,7 @@ def operator_table(rows):
             else f"not within {r['all_synced_s']:.0f} s ({tq:,} + {qa:,} Synced)"
         )
         out.append(
-            f"| {r['tenantquotas']:,} | {r['allocations']:,} | {r['create_s']:.1f} s | {synced} "
+            f"| operator | {r['tenantquotas']:,} | {r['allocations']:,} | {r['create_s']:.1f} s | {synced} | {requests} | {cpus} "
             f"| {r['sync_secs']} s | {r['exceeded_lag_s']:.2f} s | {'; '.join(r['checks']) or 'all Synced'} |"
         )
     return "\n".join(out)
@@ -795,7 +861,7 @@ def main():
                 scales.append(scale("SQLite", None, args.scale))
             if pg:
                 scales.append(scale("PostgreSQL", pg.new_database(), args.scale))
-        operators = [operator_scale(tqs, qas)] if tqs else []
+        operators = [operator_scale(tqs, qas, with_operator=False), operator_scale(tqs, qas)] if tqs else []
     finally:
         if pg:
             pg.down()

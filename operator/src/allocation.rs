@@ -31,8 +31,10 @@ use quota_service::client::ClientError;
 use crate::context::{self, Context, FINALIZER, QuotaObject};
 use crate::crd::{ParentKind, QuotaAllocation, TenantQuota};
 use crate::error::{Error, Result};
+use crate::index::{children_of, own_key};
 use crate::selector;
 use crate::status::{BindReason, Binding, Observation};
+use crate::triggers::{bound_condition, is_bound};
 
 /// Routes to apply or cleanup through the finalizer.
 pub async fn reconcile(qa: Arc<QuotaAllocation>, ctx: Arc<Context>) -> Result<Action> {
@@ -165,28 +167,46 @@ async fn namespace_allowed(tq: &TenantQuota, ns: &str, ctx: &Context) -> Result<
     let Some(sel) = &tq.spec.allocation_namespace_selector else {
         return Ok(false);
     };
-    let labels = Api::<Namespace>::all(ctx.client.clone())
+    let labels = namespace_labels(ns, ctx).await?;
+    selector::matches(sel, &labels).map_err(Error::Spec)
+}
+
+/// A namespace's labels from the namespace cache; read from the API server
+/// when the cache is not ready or has not seen the namespace yet.
+async fn namespace_labels(ns: &str, ctx: &Context) -> Result<BTreeMap<String, String>> {
+    let ready = tokio::time::timeout(Duration::from_secs(5), ctx.namespaces.wait_until_ready())
+        .await
+        .is_ok_and(|r| r.is_ok());
+    if ready && let Some(cached) = ctx.namespaces.get(&ObjectRef::new(ns)) {
+        return Ok(cached.metadata.labels.clone().unwrap_or_default());
+    }
+    Ok(Api::<Namespace>::all(ctx.client.clone())
         .get(ns)
         .await?
         .metadata
         .labels
-        .unwrap_or_default();
-    selector::matches(sel, &labels).map_err(Error::Spec)
+        .unwrap_or_default())
+}
+
+/// An older allocation of the same parent that this one waits for.
+struct Older {
+    name: String,
+    /// It has not been reconciled yet (no Bound condition), as opposed to
+    /// waiting for capacity.
+    untried: bool,
 }
 
 /// Older allocations of the same parent (by creation time, then
 /// namespace/name) that wait for capacity or have not tried yet.
-fn older_waiting(qa: &QuotaAllocation, key: &ParentKey, ctx: &Context) -> Vec<String> {
+fn older_waiting(qa: &QuotaAllocation, key: &ParentKey, ctx: &Context) -> Vec<Older> {
     let mine = (
         qa.metadata.creation_timestamp.clone(),
         qa.namespace(),
         qa.name_any(),
     );
-    let mut older: Vec<_> = ctx
-        .allocations
-        .state()
+    let mut older: Vec<_> = children_of(&ctx.children, &ctx.allocations, key)
         .iter()
-        .filter(|o| &parent_key(o) == key && o.metadata.deletion_timestamp.is_none())
+        .filter(|o| o.metadata.deletion_timestamp.is_none())
         .filter(|o| {
             (
                 o.metadata.creation_timestamp.clone(),
@@ -196,33 +216,43 @@ fn older_waiting(qa: &QuotaAllocation, key: &ParentKey, ctx: &Context) -> Vec<St
         })
         // An older sibling blocks while it waits for capacity, or has not
         // been reconciled yet (no Bound condition): it gets the first try.
-        .filter(|o| {
+        .filter_map(|o| {
             let status = context::latest_status(ctx, o.as_ref());
-            let bound = status
-                .as_ref()
-                .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Bound"));
-            match bound {
+            let untried = match bound_condition(status.as_ref()) {
                 None => true,
-                Some(c) => c.status == "False" && c.reason == "ParentExhausted",
-            }
+                Some((status, reason)) if status == "False" && reason == "ParentExhausted" => false,
+                Some(_) => return None,
+            };
+            let name = format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any());
+            Some(Older { name, untried })
         })
-        .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
         .collect();
-    older.sort();
+    older.sort_by(|a, b| a.name.cmp(&b.name));
     older
+}
+
+/// How long after its creation an allocation waits quietly (no status, no
+/// Event) for older siblings that have not been reconciled yet: in a bulk
+/// apply they bind within moments, and a `ParentExhausted` warning for
+/// each younger sibling would be noise (and an extra status write and
+/// Event each). After that it says what it waits for.
+const QUIET_WAIT_SECS: i64 = 30;
+
+/// Whether `qa` should wait quietly for `waiting` (see [`QUIET_WAIT_SECS`]).
+fn wait_quietly(qa: &QuotaAllocation, ctx: &Context, waiting: &[Older]) -> bool {
+    let young = qa
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .is_some_and(|t| context::now().0.as_second() - t.0.as_second() < QUIET_WAIT_SECS);
+    young
+        && waiting.iter().all(|o| o.untried)
+        && bound_condition(context::latest_status(ctx, qa).as_ref()).is_none()
 }
 
 /// Bound, as this operator last wrote it (the watched object may lag).
 fn was_bound(qa: &QuotaAllocation, ctx: &Context) -> bool {
     is_bound(context::latest_status(ctx, qa).as_ref())
-}
-
-fn is_bound(s: Option<&crate::crd::QuotaStatus>) -> bool {
-    s.is_some_and(|s| {
-        s.conditions
-            .iter()
-            .any(|c| c.type_ == "Bound" && c.status == "True")
-    })
 }
 
 async fn apply(qa: &QuotaAllocation, ctx: &Context) -> Result<Action> {
@@ -265,6 +295,11 @@ async fn apply(qa: &QuotaAllocation, ctx: &Context) -> Result<Action> {
     } else {
         older_waiting(qa, &parent.key, ctx)
     };
+    if !waiting.is_empty() && wait_quietly(qa, ctx, &waiting) {
+        // Their Bound condition wakes this one (triggers.rs); the requeue is
+        // the fallback.
+        return Ok(Action::requeue(Duration::from_secs(5)));
+    }
     let outcome = if waiting.is_empty() {
         ctx.service
             .put_node(&id, &full)
@@ -276,7 +311,11 @@ async fn apply(qa: &QuotaAllocation, ctx: &Context) -> Result<Action> {
             code: "does_not_fit".into(),
             message: format!(
                 "waiting for older allocations of the same parent: {}",
-                waiting.join(", ")
+                waiting
+                    .iter()
+                    .map(|o| o.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             details: None,
         })
@@ -338,12 +377,8 @@ async fn unavailable(ctx: &Context, qa: &QuotaAllocation, e: ClientError) -> Res
 }
 
 async fn cleanup(qa: &QuotaAllocation, ctx: &Context) -> Result<Action> {
-    let me = ParentKey::Allocation(qa.namespace().unwrap_or_default(), qa.name_any());
-    let children: Vec<String> = ctx
-        .allocations
-        .state()
+    let children: Vec<String> = children_of(&ctx.children, &ctx.allocations, &own_key(qa))
         .iter()
-        .filter(|o| parent_key(o) == me)
         .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
         .collect();
     if !children.is_empty() {

@@ -4,9 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, PartialObjectMeta, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
@@ -15,6 +16,7 @@ use quota_service::http::v1::{LimitBody, PutBody};
 
 use crate::crd::{QuotaAllocation, QuotaState, QuotaStatus, TenantQuota};
 use crate::error::{Error, Result};
+use crate::index::SharedChildren;
 use crate::status::{self, Kind, Observation};
 use crate::{ids, quantity};
 
@@ -31,10 +33,17 @@ pub struct Context {
     pub recorder: Arc<Recorder>,
     pub tenants: Store<TenantQuota>,
     pub allocations: Store<QuotaAllocation>,
-    /// The last status written per object (by uid), behind a per-object lock:
-    /// the reconcilers and the sync never compute from a stale status at the
-    /// same time (which would record an Event twice).
-    written: Arc<dashmap::DashMap<String, Arc<tokio::sync::Mutex<Option<Written>>>>>,
+    /// Namespace labels, for allocationNamespaceSelector.
+    pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    /// Allocations by parent (kept from the allocation watch).
+    pub children: SharedChildren,
+    /// The last status written per object (by uid): newer than the watched
+    /// object, which lags the write.
+    written: Arc<dashmap::DashMap<String, Written>>,
+    /// One status writer per object (by uid) at a time: the reconcilers and
+    /// the sync never compute from the same old status (which would record
+    /// an Event twice). Readers of `written` never wait for it.
+    writers: Arc<dashmap::DashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -52,6 +61,8 @@ impl Context {
         identity: &str,
         tenants: Store<TenantQuota>,
         allocations: Store<QuotaAllocation>,
+        namespaces: Store<PartialObjectMeta<Namespace>>,
+        children: SharedChildren,
     ) -> Self {
         let reporter = Reporter {
             controller: MANAGER.into(),
@@ -63,7 +74,10 @@ impl Context {
             service,
             tenants,
             allocations,
+            namespaces,
+            children,
             written: Arc::default(),
+            writers: Arc::default(),
         }
     }
 }
@@ -160,8 +174,9 @@ pub async fn write_status<K: QuotaObject>(
     // One writer per object at a time, computing from what was written last
     // (only this operator writes status; the watched object may lag).
     let key = obj.meta().uid.clone().unwrap_or_else(|| obj.name_any());
-    let slot = ctx.written.entry(key).or_default().clone();
-    let mut last = slot.lock().await;
+    let writer = ctx.writers.entry(key.clone()).or_default().clone();
+    let _one_writer = writer.lock().await;
+    let last = ctx.written.get(&key).map(|w| w.clone());
     let previous = last
         .as_ref()
         .map(|w| w.status.clone())
@@ -190,28 +205,41 @@ pub async fn write_status<K: QuotaObject>(
     let unchanged = previous
         .as_ref()
         .is_some_and(|old| same_but_sync_time(old, &new));
+    // Recorded before the patch: whoever the patch's watch event wakes
+    // (children reading this binding) already reads the new status.
+    ctx.written.insert(
+        key.clone(),
+        Written {
+            status: if unchanged {
+                previous.clone().unwrap_or_default()
+            } else {
+                new.clone()
+            },
+            node_version,
+        },
+    );
     if !unchanged {
         let patch = serde_json::json!({
             "apiVersion": K::api_version(&()),
             "kind": K::kind(&()),
             "status": new,
         });
-        obj.api(ctx.client.clone())
+        let patched = obj
+            .api(ctx.client.clone())
             .patch_status(
                 &obj.name_any(),
                 &PatchParams::apply(MANAGER).force(),
                 &Patch::Apply(&patch),
             )
-            .await?;
+            .await;
+        if let Err(e) = patched {
+            match last {
+                Some(w) => ctx.written.insert(key, w),
+                None => ctx.written.remove(&key).map(|(_, w)| w),
+            };
+            return Err(e.into());
+        }
     }
-    *last = Some(Written {
-        status: if unchanged {
-            previous.unwrap_or_default()
-        } else {
-            new.clone()
-        },
-        node_version,
-    });
     let reference = obj.object_ref(&());
     for e in events {
         let event = Event {
@@ -235,23 +263,19 @@ pub async fn write_status<K: QuotaObject>(
 /// The newest status of an object: what this operator wrote last, or what
 /// the (possibly older) cached object says.
 pub fn latest_status<K: QuotaObject>(ctx: &Context, obj: &K) -> Option<QuotaStatus> {
-    let cached = obj
+    let written = obj
         .meta()
         .uid
         .as_ref()
-        .and_then(|uid| ctx.written.get(uid).map(|slot| slot.clone()))
-        .and_then(|slot| {
-            slot.try_lock()
-                .ok()
-                .and_then(|g| g.as_ref().map(|w| w.status.clone()))
-        });
-    cached.or_else(|| obj.quota_status().cloned())
+        .and_then(|uid| ctx.written.get(uid).map(|w| w.status.clone()));
+    written.or_else(|| obj.quota_status().cloned())
 }
 
 /// Forgets what was written for a deleted object.
 pub fn forget<K: QuotaObject>(ctx: &Context, obj: &K) {
     if let Some(uid) = &obj.meta().uid {
         ctx.written.remove(uid);
+        ctx.writers.remove(uid);
     }
 }
 

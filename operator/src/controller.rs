@@ -4,8 +4,8 @@
 //! ```text
 //!  watch TenantQuota ──────────────▶ tenant::reconcile ─────┐
 //!  watch QuotaAllocation ──────────▶ allocation::reconcile ─┼─▶ quota service
-//!     (a tenant or allocation change also wakes the         │
-//!      allocations below it and beside it)                  │
+//!  watch Namespace (metadata)         (triggers.rs: which   │
+//!     changes wake which objects; status-only changes none) │
 //!  every SYNC_INTERVAL_SECS ───────▶ sync::run ─────────────┘─▶ status
 //! ```
 
@@ -13,11 +13,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use k8s_openapi::api::core::v1::Namespace;
 use kube::ResourceExt;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ListParams, PartialObjectMeta};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{PredicateConfig, WatchStreamExt, predicates, watcher};
 use quota_service::client::Client as ServiceClient;
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
@@ -26,9 +27,10 @@ use tokio_util::sync::CancellationToken;
 use crate::allocation::{self, ParentKey, parent_key};
 use crate::config::Config;
 use crate::context::Context;
-use crate::crd::{ParentKind, QuotaAllocation, TenantQuota};
+use crate::crd::{QuotaAllocation, TenantQuota};
 use crate::error::Error;
-use crate::{sync, tenant};
+use crate::index::{SharedChildren, children_of, own_key};
+use crate::{sync, tenant, triggers};
 
 /// Runs the controllers and the usage sync until `stop` is cancelled.
 pub async fn run(
@@ -46,81 +48,111 @@ pub async fn run(
         return Err(e.into());
     }
 
-    let tq_controller = Controller::new(tenants.clone(), watcher::Config::default());
-    let qa_controller = Controller::new(allocations.clone(), watcher::Config::default());
+    // Each controller's own trigger passes spec, finalizer and deletion
+    // changes only (triggers::lifecycle): status writes are not echoed back.
+    let (tq_store, tq_writer) = reflector::store();
+    let tq_own = watcher(tenants.clone(), watcher::Config::default())
+        .default_backoff()
+        .reflect(tq_writer)
+        .applied_objects()
+        .predicate_filter(triggers::lifecycle, PredicateConfig::default());
+    let (qa_store, qa_writer) = reflector::store();
+    let children = SharedChildren::default();
+    let indexed = children.clone();
+    let qa_own = watcher(allocations.clone(), watcher::Config::default())
+        .default_backoff()
+        .reflect(qa_writer)
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                match indexed.write() {
+                    Ok(mut index) => index.observe(event),
+                    Err(poisoned) => poisoned.into_inner().observe(event),
+                }
+            }
+        })
+        .applied_objects()
+        .predicate_filter(triggers::lifecycle, PredicateConfig::default());
+    // Namespace labels decide allocationNamespaceSelector: cached, and a
+    // relabel wakes the allocations in that namespace.
+    let (ns_store, ns_writer) = reflector::store();
+    let namespace_labels = watcher(
+        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(ns_writer);
+    let namespace_labels = triggers::changed_or_deleted(namespace_labels, predicates::labels);
     let ctx = Arc::new(Context::new(
         client,
         service,
         &config.identity,
-        tq_controller.store(),
-        qa_controller.store(),
+        tq_store.clone(),
+        qa_store.clone(),
+        ns_store,
+        children,
     ));
     let (repush, _) = broadcast::channel::<()>(4);
-    // Graceful shutdown must not start before a controller's first list is
-    // in its store: kube-runtime holds the runner until the store is ready,
-    // and a watcher stopped earlier would never make it so.
-    let shutdown = |store: kube::runtime::reflector::Store<_>| {
-        let stop = stop.clone();
-        async move {
-            stop.cancelled().await;
-            let _ = tokio::time::timeout(Duration::from_secs(10), store.wait_until_ready()).await;
-        }
-    };
     let trigger = |tx: &broadcast::Sender<()>| {
         BroadcastStream::new(tx.subscribe()).filter_map(|r| async move { r.ok() })
     };
+    let allocation_events =
+        || watcher(allocations.clone(), watcher::Config::default()).default_backoff();
 
-    // A tenant wakes when one of its allocations changes (deletion may be waiting).
-    let tq_controller = tq_controller
-        .watches(allocations.clone(), watcher::Config::default(), |qa| {
-            (qa.spec.parent_ref.kind == ParentKind::TenantQuota)
-                .then(|| ObjectRef::new(&qa.spec.parent_ref.name))
-        })
+    // A tenant being deleted waits for its allocations: their changes wake it.
+    let deleting = ctx.tenants.clone();
+    let tq_controller = Controller::for_stream(tq_own, tq_store)
+        .watches_stream(
+            triggers::changed_or_deleted(allocation_events(), triggers::lifecycle),
+            move |qa| {
+                triggers::tenant_of(&qa)
+                    .map(ObjectRef::<TenantQuota>::new)
+                    .filter(|r| {
+                        deleting
+                            .get(r)
+                            .is_some_and(|t| t.metadata.deletion_timestamp.is_some())
+                    })
+            },
+        )
         .reconcile_all_on(trigger(&repush))
-        .graceful_shutdown_on(shutdown(ctx.tenants.clone()));
+        .graceful_shutdown_on(shutdown(&stop, ctx.tenants.clone()));
 
-    let shutdown_allocations = {
-        let stop = stop.clone();
-        let store = ctx.allocations.clone();
-        async move {
-            stop.cancelled().await;
-            let _ = tokio::time::timeout(Duration::from_secs(10), store.wait_until_ready()).await;
-        }
-    };
-    // An allocation wakes when its tenant changes, or when an allocation
-    // beside, above or below it changes (capacity moved, parent bound).
-    let store = ctx.allocations.clone();
-    let by_tenant = ctx.allocations.clone();
-    let qa_controller = qa_controller
-        .watches(tenants, watcher::Config::default(), move |tq| {
-            let key = ParentKey::Tenant(tq.name_any());
-            by_tenant
-                .state()
-                .iter()
-                .filter(|qa| parent_key(qa) == key)
-                .map(|qa| ObjectRef::from_obj(qa.as_ref()))
-                .collect::<Vec<_>>()
+    // An allocation wakes when its tenant's spec changes, when its namespace
+    // is relabelled, and when an allocation beside, above or below it
+    // changes its spec or binding (triggers.rs).
+    let by_tenant = ctx.clone();
+    let by_namespace = ctx.allocations.clone();
+    let by_allocation = ctx.clone();
+    let qa_controller = Controller::for_stream(qa_own, qa_store)
+        .watches_stream(
+            triggers::changed_or_deleted(
+                watcher(tenants, watcher::Config::default()).default_backoff(),
+                triggers::lifecycle,
+            ),
+            move |tq: TenantQuota| {
+                let key = ParentKey::Tenant(tq.name_any());
+                let under = children_of(&by_tenant.children, &by_tenant.allocations, &key);
+                triggers::allocations_of_tenant(&tq.name_any(), &under)
+            },
+        )
+        .watches_stream(namespace_labels, move |ns| {
+            triggers::allocations_in_namespace(&ns.name_any(), &by_namespace.state())
         })
-        .watches(allocations, watcher::Config::default(), move |changed| {
-            let ns = changed.namespace().unwrap_or_default();
-            let me = ParentKey::Allocation(ns, changed.name_any());
-            let parent = parent_key(&changed);
-            store
-                .state()
-                .iter()
-                .filter(|qa| {
-                    let k = parent_key(qa);
-                    k == parent || k == me
-                })
-                .map(|qa| ObjectRef::from_obj(qa.as_ref()))
-                .chain(match &parent {
-                    ParentKey::Allocation(pns, pname) => Some(ObjectRef::new(pname).within(pns)),
-                    ParentKey::Tenant(_) => None,
-                })
-                .collect::<Vec<_>>()
-        })
+        .watches_stream(
+            triggers::changed_or_deleted(allocation_events(), triggers::allocation_change),
+            move |changed| {
+                // Siblings and children: the only candidates.
+                let ctx = &by_allocation;
+                let mut near = children_of(&ctx.children, &ctx.allocations, &parent_key(&changed));
+                near.extend(children_of(
+                    &ctx.children,
+                    &ctx.allocations,
+                    &own_key(&changed),
+                ));
+                triggers::woken_by_allocation(&changed, &near)
+            },
+        )
         .reconcile_all_on(trigger(&repush))
-        .graceful_shutdown_on(shutdown_allocations);
+        .graceful_shutdown_on(shutdown(&stop, ctx.allocations.clone()));
 
     let tq_run = tq_controller
         .run(tenant::reconcile, error_policy, ctx.clone())
@@ -146,6 +178,23 @@ pub async fn run(
     tokio::join!(tq_run, qa_run, sync_run);
     tracing::info!("operator stopped");
     Ok(())
+}
+
+// Graceful shutdown must not start before a controller's first list is
+// in its store: kube-runtime holds the runner until the store is ready,
+// and a watcher stopped earlier would never make it so.
+fn shutdown<K>(
+    stop: &CancellationToken,
+    store: reflector::Store<K>,
+) -> impl Future<Output = ()> + Send + 'static
+where
+    K: kube::Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    let stop = stop.clone();
+    async move {
+        stop.cancelled().await;
+        let _ = tokio::time::timeout(Duration::from_secs(10), store.wait_until_ready()).await;
+    }
 }
 
 /// Retries: soon for a deletion that waits or a service that is down.

@@ -8,6 +8,8 @@
 //!
 //! - [`crd`]: the two custom resources and their generated CRDs.
 //! - [`tenant`], [`allocation`]: the reconcilers (routing to `finalizer()`).
+//! - [`index`]: allocations by parent, kept from the watch.
+//! - [`triggers`]: which watched changes wake which reconciles.
 //! - [`sync`]: the usage sync (snapshot poll → status).
 //! - [`status`]: status, conditions and Events as pure functions.
 //! - [`context`]: shared clients and caches; the status writer.
@@ -23,9 +25,11 @@ pub mod crd;
 pub mod error;
 pub mod health;
 pub mod ids;
+pub mod index;
 pub mod leader;
 pub mod quantity;
 pub mod selector;
 pub mod status;
 pub mod sync;
 pub mod tenant;
+pub mod triggers;

@@ -16,7 +16,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::context::{self, Context, QuotaObject};
-use crate::crd::{QuotaAllocation, TenantQuota};
+use crate::crd::{QuotaAllocation, QuotaStatus, TenantQuota};
 use crate::status::{BindReason, Binding, Observation};
 
 /// Runs until `stop` is cancelled.
@@ -98,7 +98,7 @@ async fn apply(ctx: &Context, nodes: &[quota_service::http::v1::NodeBody]) {
             )
             .await
         } else if let Some(qa) = allocations.get(&node.id) {
-            let binding = current_binding(qa);
+            let binding = current_binding(context::latest_status(ctx, qa.as_ref()).as_ref());
             context::write_status(
                 ctx,
                 qa.as_ref(),
@@ -117,12 +117,10 @@ async fn apply(ctx: &Context, nodes: &[quota_service::http::v1::NodeBody]) {
     }
 }
 
-/// The binding an allocation's status shows now (the sync does not change it).
-fn current_binding(qa: &QuotaAllocation) -> Binding {
-    let bound = qa
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Bound"));
+/// The binding an allocation's latest status shows (the sync does not
+/// change it; the watched object may lag what the reconciler wrote).
+fn current_binding(status: Option<&QuotaStatus>) -> Binding {
+    let bound = status.and_then(|s| s.conditions.iter().find(|c| c.type_ == "Bound"));
     match bound {
         Some(c) if c.status == "False" && c.reason == "ParentExhausted" => Binding::Rejected {
             reason: BindReason::ParentExhausted,

@@ -12,9 +12,11 @@ use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use quota_service::client::ClientError;
 
+use crate::allocation::ParentKey;
 use crate::context::{self, Context, FINALIZER, QuotaObject};
-use crate::crd::{ParentKind, TenantQuota};
+use crate::crd::TenantQuota;
 use crate::error::{Error, Result};
+use crate::index::children_of;
 use crate::status::Observation;
 
 /// Routes to apply or cleanup through the finalizer.
@@ -66,15 +68,11 @@ async fn apply(tq: &TenantQuota, ctx: &Context) -> Result<Action> {
 
 async fn cleanup(tq: &TenantQuota, ctx: &Context) -> Result<Action> {
     let name = tq.name_any();
-    let children: Vec<String> = ctx
-        .allocations
-        .state()
-        .iter()
-        .filter(|qa| {
-            qa.spec.parent_ref.kind == ParentKind::TenantQuota && qa.spec.parent_ref.name == name
-        })
-        .map(|qa| format!("{}/{}", qa.namespace().unwrap_or_default(), qa.name_any()))
-        .collect();
+    let children: Vec<String> =
+        children_of(&ctx.children, &ctx.allocations, &ParentKey::Tenant(name))
+            .iter()
+            .map(|qa| format!("{}/{}", qa.namespace().unwrap_or_default(), qa.name_any()))
+            .collect();
     if !children.is_empty() {
         return blocked(tq, ctx, children).await;
     }

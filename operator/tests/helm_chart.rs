@@ -419,6 +419,8 @@ fn rbac_allows_what_the_operator_needs_and_denies_the_rest() {
         (Some("default"), "create", "events.events.k8s.io"),
         (Some("team-a"), "patch", "events.events.k8s.io"),
         (None, "get", "namespaces"),
+        (None, "list", "namespaces"),
+        (None, "watch", "namespaces"),
         (None, "create", "tokenreviews.authentication.k8s.io"),
         (Some(&ns), "create", "leases.coordination.k8s.io"),
         (Some(&ns), "get", &lease),
@@ -444,8 +446,8 @@ fn rbac_allows_what_the_operator_needs_and_denies_the_rest() {
         (None, "create", "tenantquotas.quota.edgepolicy.io"),
         (None, "delete", "tenantquotas.quota.edgepolicy.io"),
         (None, "update", "tenantquotas.quota.edgepolicy.io"),
-        (None, "list", "namespaces"),
         (None, "delete", "namespaces"),
+        (None, "update", "namespaces"),
         (
             Some(&ns),
             "update",

@@ -70,6 +70,14 @@ spec:
         "{events:?}"
     );
 
+    // Relabelling the namespace lets it bind: the namespace watch wakes the
+    // allocation at once (a rejected allocation's own retry is 30 s away,
+    // longer than WAIT).
+    env.kubectl(&["label", "namespace", &other, "tenant=globex", "--overwrite"]);
+    env.wait_condition(&sneaky, "Bound", "True/Allocated", WAIT)
+        .await;
+    env.kubectl(&["delete", "qa", "sneaky", "-n", &other]);
+
     // Two allocations naming each other as parent: a cycle, refused.
     let cycle = |name: &str, parent: &str| {
         format!(

@@ -91,6 +91,13 @@ pub fn start_service(port: u16, data: &Path) -> Child {
 
 impl Env {
     pub async fn start() -> Env {
+        // The in-process operator's log, when asked for (RUST_LOG=quota_operator=debug).
+        if std::env::var_os("RUST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .with_test_writer()
+                .try_init();
+        }
         let cluster = testenv::cluster();
         install_crds(cluster);
         let data_dir = tempfile::tempdir().unwrap();
