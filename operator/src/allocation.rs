@@ -260,13 +260,25 @@ async fn apply(qa: &QuotaAllocation, ctx: &Context) -> Result<Action> {
     let parent = match resolve(qa, ctx).await? {
         Ok(p) => p,
         Err(binding) => {
+            tracing::debug!(allocation = %qa.name_any(), ?binding, "not bindable");
             // Not bindable: make sure the service holds nothing for it.
             match ctx.service.delete_node(&id).await {
                 Ok(_) | Err(ClientError::Api { .. }) => {}
                 Err(e) => return unavailable(ctx, qa, e).await,
             }
+            // A missing or unbound parent is often a moment away (a bulk
+            // apply, a restarted service re-pushing parents first): retried
+            // sooner than a refused namespace or a cycle, which wait for an
+            // edit (and are woken by it).
+            let retry = match &binding {
+                Binding::Rejected {
+                    reason: BindReason::ParentNotFound,
+                    ..
+                } => 10,
+                _ => 30,
+            };
             context::write_status(ctx, qa, Observation::NotPushed { binding }).await?;
-            return Ok(Action::requeue(Duration::from_secs(30)));
+            return Ok(Action::requeue(Duration::from_secs(retry)));
         }
     };
     let limits: BTreeMap<String, (String, Option<crate::crd::Window>)> = qa
@@ -348,6 +360,7 @@ async fn apply(qa: &QuotaAllocation, ctx: &Context) -> Result<Action> {
     };
     context::sync_access(ctx, &id, &qa.spec.access).await?;
     let bound = binding == Binding::Bound;
+    tracing::debug!(allocation = %qa.name_any(), ?binding, "pushed");
     context::write_status(
         ctx,
         qa,
@@ -365,6 +378,7 @@ async fn apply(qa: &QuotaAllocation, ctx: &Context) -> Result<Action> {
 /// Not bindable now: status says why; try again soon (parents, capacity and
 /// a restarted service all change).
 async fn not_pushed(ctx: &Context, qa: &QuotaAllocation, binding: Binding) -> Result<Action> {
+    tracing::debug!(allocation = %qa.name_any(), ?binding, "not pushed");
     context::write_status(ctx, qa, Observation::NotPushed { binding }).await?;
     Ok(Action::requeue(Duration::from_secs(5)))
 }
