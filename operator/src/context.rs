@@ -1,5 +1,5 @@
 //! What the reconcilers and the usage sync share: clients, caches, and the
-//! one place that writes status (one JSON Patch, only on change) and Events.
+//! one place that writes status (server-side apply) and Events.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -219,23 +219,17 @@ pub async fn write_status<K: QuotaObject>(
         },
     );
     if !unchanged {
-        // The whole status replaced with one JSON Patch op: only this
-        // operator writes status, and the API server spends far less on it
-        // than on a server-side apply's structured merge (BENCHMARKS.md,
-        // "Operator").
-        let patch: json_patch::Patch = serde_json::from_value(serde_json::json!([
-            {"op": "add", "path": "/status", "value": new}
-        ]))
-        .map_err(|e| Error::Spec(format!("status patch: {e}")))?;
+        let patch = serde_json::json!({
+            "apiVersion": K::api_version(&()),
+            "kind": K::kind(&()),
+            "status": new,
+        });
         let patched = obj
             .api(ctx.client.clone())
             .patch_status(
                 &obj.name_any(),
-                &PatchParams {
-                    field_manager: Some(MANAGER.into()),
-                    ..PatchParams::default()
-                },
-                &Patch::<()>::Json(patch),
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&patch),
             )
             .await;
         if let Err(e) = patched {
