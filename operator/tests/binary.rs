@@ -2,19 +2,15 @@
 //! SIGTERM, and refuses a bad setting with an error naming it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[test]
 fn takes_the_lease_and_stops_on_sigterm() {
     let c = testenv::cluster();
-    c.kubectl_ok(&[
-        "apply",
-        "--server-side",
-        "--force-conflicts",
-        "-f",
-        testenv::repo_root().join("crds").to_str().unwrap(),
-    ]);
+    common::install_crds(c);
     let ns = testenv::unique_name("op");
     c.kubectl_ok(&["create", "namespace", &ns]);
     let mut child = Command::new(env!("CARGO_BIN_EXE_quota-operator"))
