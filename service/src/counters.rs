@@ -36,6 +36,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use dashmap::DashMap;
+use smallvec::SmallVec;
 
 use crate::clock::SharedClock;
 use crate::domain::counter::Retired;
@@ -607,7 +608,8 @@ impl CounterStore {
         // Zero amounts are skipped: a node without a `bandwidth` limit still
         // counts messages (counting zero of something it lacks is no error).
         let pairs = [(MESSAGES, usage.messages), (BANDWIDTH, usage.bytes)];
-        let counted: Vec<(&str, u64)> = pairs.into_iter().filter(|(_, n)| *n > 0).collect();
+        let counted: SmallVec<[(&str, u64); 2]> =
+            pairs.into_iter().filter(|(_, n)| *n > 0).collect();
         let retired = e.node.increment(&counted, now, self.auto_reset)?;
         self.mark_changed(&mut e, tenant_id, retired, now);
         Ok(flat_view(&e.node, now, self.auto_reset))

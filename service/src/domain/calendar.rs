@@ -61,6 +61,19 @@ pub fn rfc3339(ts: i64) -> String {
 pub fn rfc3339_stamp(ts: i64) -> Stamp {
     let d = date_of(ts);
     let secs = ts.rem_euclid(SECS_PER_DAY);
+    if let Ok(year) = u32::try_from(d.year)
+        && year <= 9999
+    {
+        // Every time the service meets: fixed width, written in one go.
+        let mut b = *b"0000-00-00T00:00:00Z";
+        put_digits(&mut b[0..4], year);
+        put_digits(&mut b[5..7], d.month);
+        put_digits(&mut b[8..10], d.day);
+        put_digits(&mut b[11..13], (secs / 3600) as u32);
+        put_digits(&mut b[14..16], (secs / 60 % 60) as u32);
+        put_digits(&mut b[17..19], (secs % 60) as u32);
+        return Stamp::from_bytes(&b).unwrap_or_default();
+    }
     let mut s = date_stamp(d, true);
     s.push_byte(b'T');
     s.push_padded(secs / 3600, 2);
@@ -74,6 +87,16 @@ pub fn rfc3339_stamp(ts: i64) -> Stamp {
 
 /// `YYYY-MM-DD` (or `YYYY-MM` without the day).
 pub fn date_stamp(d: Date, with_day: bool) -> Stamp {
+    if let Ok(year) = u32::try_from(d.year)
+        && year <= 9999
+    {
+        let mut b = *b"0000-00-00";
+        put_digits(&mut b[0..4], year);
+        put_digits(&mut b[5..7], d.month);
+        put_digits(&mut b[8..10], d.day);
+        let len = if with_day { 10 } else { 7 };
+        return Stamp::from_bytes(&b[..len]).unwrap_or_default();
+    }
     let mut s = Stamp::new();
     s.push_padded(d.year, 4);
     s.push_byte(b'-');
@@ -83,6 +106,15 @@ pub fn date_stamp(d: Date, with_day: bool) -> Stamp {
         s.push_padded(i64::from(d.day), 2);
     }
     s
+}
+
+/// Writes `v` as zero-padded decimal digits filling `out` (higher digits
+/// than fit are dropped; callers pass values that fit).
+fn put_digits(out: &mut [u8], mut v: u32) {
+    for b in out.iter_mut().rev() {
+        *b = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
 }
 
 /// Parses the RFC 3339 form [`rfc3339`] writes (`YYYY-MM-DDTHH:MM:SSZ`).
@@ -245,6 +277,14 @@ mod tests {
         let mut ts: i64 = -70_000_000_000;
         while ts < 400_000_000_000 {
             assert_eq!(rfc3339(ts), reference(ts), "{ts}");
+            let d = date_of(ts);
+            let month = format!("{:04}-{:02}", d.year, d.month);
+            assert_eq!(date_stamp(d, false).as_str(), month, "{ts}");
+            assert_eq!(
+                date_stamp(d, true).as_str(),
+                format!("{month}-{:02}", d.day),
+                "{ts}"
+            );
             ts += 7_777_777;
         }
         for ts in [

@@ -85,7 +85,7 @@ impl Counter {
     /// auto reset is on and that period is later than the counter's.
     /// Returns the finished period when it had usage.
     pub fn roll(&mut self, now: i64, auto_reset: bool) -> Option<Retired> {
-        if !auto_reset {
+        if !auto_reset || self.period.surely_holds(now) {
             return None;
         }
         let current = self.period.window().period_at(now);

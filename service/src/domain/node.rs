@@ -378,7 +378,7 @@ impl Node {
     }
 
     /// Indices of the counted (non-capacity) resources named in `usage`.
-    fn counted_indices(&self, usage: &[(&str, u64)]) -> Result<Vec<usize>, Refusal> {
+    fn counted_indices(&self, usage: &[(&str, u64)]) -> Result<SmallVec<[usize; 4]>, Refusal> {
         usage
             .iter()
             .map(|(name, _)| {

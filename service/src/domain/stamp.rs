@@ -11,7 +11,9 @@ use std::fmt;
 /// outside 0..=9999 take the slow path and up to 12 digits).
 const CAP: usize = 40;
 
-/// A short ASCII text held inline.
+/// A short ASCII text held inline: printable characters other than `"`
+/// and `\\` only, so it is a valid JSON string body as it is (the response
+/// writer copies it without an escape scan).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct Stamp {
     buf: [u8; CAP],
@@ -28,15 +30,39 @@ impl Stamp {
         }
     }
 
+    /// The text's bytes: see the type's invariant.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..usize::from(self.len)]
+    }
+
+    /// Bytes allowed in a stamp.
+    pub fn allowed(b: u8) -> bool {
+        (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\'
+    }
+
+    /// A stamp of `bytes`, or `None` if one is not allowed or they do not fit.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        // No early exit: the compiler turns this into a few wide compares.
+        let all_allowed = bytes.iter().fold(true, |ok, &b| ok & Stamp::allowed(b));
+        if bytes.len() > CAP || !all_allowed {
+            return None;
+        }
+        let mut st = Stamp::new();
+        st.buf[..bytes.len()].copy_from_slice(bytes);
+        st.len = bytes.len() as u8;
+        Some(st)
+    }
+
     pub fn as_str(&self) -> &str {
         // Only ASCII is ever pushed (see push_*), so this never fails.
         std::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or_default()
     }
 
     /// Appends `s`; text past the capacity is dropped (never reached by the
-    /// formats this type holds: see `CAP`).
+    /// formats this type holds: see `CAP`), and so is text with a byte that
+    /// is not allowed.
     pub fn push_str(&mut self, s: &str) {
-        if !s.is_ascii() {
+        if !s.bytes().all(Stamp::allowed) {
             return;
         }
         let at = usize::from(self.len);
@@ -46,7 +72,7 @@ impl Stamp {
     }
 
     pub fn push_byte(&mut self, b: u8) {
-        if b.is_ascii() && usize::from(self.len) < CAP {
+        if Stamp::allowed(b) && usize::from(self.len) < CAP {
             self.buf[usize::from(self.len)] = b;
             self.len += 1;
         }
@@ -127,12 +153,11 @@ impl serde::Serialize for Stamp {
 impl<'de> serde::Deserialize<'de> for Stamp {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        if s.len() > CAP || !s.is_ascii() {
-            return Err(serde::de::Error::custom(format!(
-                "expected ASCII text of at most {CAP} bytes, got {s:?}"
-            )));
-        }
-        Ok(Stamp::from(s.as_ref()))
+        Stamp::from_bytes(s.as_bytes()).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "expected printable ASCII text without quotes or backslashes, at most {CAP} bytes, got {s:?}"
+            ))
+        })
     }
 }
 
@@ -161,6 +186,9 @@ mod tests {
         let back: Stamp = serde_json::from_str(&json).unwrap_or_default();
         assert_eq!(back, s);
         assert!(serde_json::from_str::<Stamp>(&format!("\"{}\"", "x".repeat(41))).is_err());
+        assert!(serde_json::from_str::<Stamp>(r#""a\"b""#).is_err());
+        assert_eq!(Stamp::from("a\"b\n").as_str(), "");
+        assert_eq!(Stamp::from_bytes(b"2026-11"), Some(Stamp::from("2026-11")));
         let mut full = Stamp::new();
         full.push_str(&"y".repeat(50));
         assert_eq!(full.as_str().len(), CAP);

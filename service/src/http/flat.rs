@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::AppError;
 use super::extract::{ApiJson, ApiPath};
+use super::json_writer::{JsonAnswer, JsonWriter, WriteJson, key};
 use crate::domain::calendar::rfc3339_stamp;
 use crate::domain::counter::{GIB, MAX_COUNT, gib_to_bytes};
 use crate::domain::stamp::Stamp;
@@ -90,25 +91,76 @@ pub struct CheckResponse {
 
 impl QuotaMetrics {
     pub fn new(tenant_id: String, v: &TenantView) -> Self {
-        let message_period = v.messages.period.key_stamp();
+        let messages = v.messages.period.stamps();
+        let bandwidth = v.bandwidth.period.stamps();
         QuotaMetrics {
             tenant_id,
             message_count: v.messages.used,
             message_limit: v.messages.limit,
             messages_remaining: v.messages.remaining(),
-            period: message_period,
-            message_period,
-            message_reset_at: v.messages.period.end().map(rfc3339_stamp),
+            period: messages.key,
+            message_period: messages.key,
+            message_reset_at: messages.reset_at,
             message_quota_exceeded: v.messages.exceeded(),
             bytes_sent: v.bandwidth.used,
             bandwidth_limit_bytes: v.bandwidth.limit,
             bandwidth_remaining_bytes: v.bandwidth.remaining(),
-            bandwidth_period: v.bandwidth.period.key_stamp(),
-            bandwidth_reset_at: v.bandwidth.period.end().map(rfc3339_stamp),
+            bandwidth_period: bandwidth.key,
+            bandwidth_reset_at: bandwidth.reset_at,
             bandwidth_quota_exceeded: v.bandwidth.exceeded(),
             exceeded: v.exceeded(),
             last_updated: v.last_updated.map(rfc3339_stamp),
         }
+    }
+}
+
+// The hot answers, written without serde (see `json_writer`); the field
+// order is the derive's, which the tests compare byte for byte.
+impl QuotaMetrics {
+    fn write_fields(&self, w: &mut JsonWriter) {
+        w.str_field(key!("tenant_id"), &self.tenant_id);
+        w.u64_field(key!("message_count"), self.message_count);
+        w.u64_field(key!("message_limit"), self.message_limit);
+        w.u64_field(key!("messages_remaining"), self.messages_remaining);
+        w.stamp_field(key!("message_period"), &self.message_period);
+        w.opt_stamp_field(key!("message_reset_at"), self.message_reset_at.as_ref());
+        w.bool_field(key!("message_quota_exceeded"), self.message_quota_exceeded);
+        w.u64_field(key!("bytes_sent"), self.bytes_sent);
+        w.u64_field(key!("bandwidth_limit_bytes"), self.bandwidth_limit_bytes);
+        w.u64_field(
+            key!("bandwidth_remaining_bytes"),
+            self.bandwidth_remaining_bytes,
+        );
+        w.stamp_field(key!("bandwidth_period"), &self.bandwidth_period);
+        w.opt_stamp_field(key!("bandwidth_reset_at"), self.bandwidth_reset_at.as_ref());
+        w.bool_field(
+            key!("bandwidth_quota_exceeded"),
+            self.bandwidth_quota_exceeded,
+        );
+        w.bool_field(key!("exceeded"), self.exceeded);
+        w.stamp_field(key!("period"), &self.period);
+        w.opt_stamp_field(key!("last_updated"), self.last_updated.as_ref());
+    }
+}
+
+impl WriteJson for QuotaMetrics {
+    const SIZE_HINT: usize = 768;
+
+    fn write_json(&self, w: &mut JsonWriter) {
+        w.begin_object();
+        self.write_fields(w);
+        w.end_object();
+    }
+}
+
+impl WriteJson for CheckResponse {
+    const SIZE_HINT: usize = 768;
+
+    fn write_json(&self, w: &mut JsonWriter) {
+        w.begin_object();
+        w.bool_field(key!("allowed"), self.allowed);
+        self.metrics.write_fields(w);
+        w.end_object();
     }
 }
 
@@ -137,21 +189,21 @@ impl UsageRequest {
 pub async fn increment(
     State(quotas): State<Arc<Quotas>>,
     ApiJson(req): ApiJson<UsageRequest>,
-) -> Result<Json<QuotaMetrics>, AppError> {
+) -> Result<JsonAnswer<QuotaMetrics>, AppError> {
     validate_tenant_id(&req.tenant_id)?;
     let usage = req.usage()?;
     let view = quotas.increment(&req.tenant_id, usage).await?;
-    Ok(Json(QuotaMetrics::new(req.tenant_id, &view)))
+    Ok(JsonAnswer(QuotaMetrics::new(req.tenant_id, &view)))
 }
 
 pub async fn check(
     State(quotas): State<Arc<Quotas>>,
     ApiJson(req): ApiJson<UsageRequest>,
-) -> Result<Json<CheckResponse>, AppError> {
+) -> Result<JsonAnswer<CheckResponse>, AppError> {
     validate_tenant_id(&req.tenant_id)?;
     let usage = req.usage()?;
     let view = quotas.check(&req.tenant_id);
-    Ok(Json(CheckResponse {
+    Ok(JsonAnswer(CheckResponse {
         allowed: view.allows(usage),
         metrics: QuotaMetrics::new(req.tenant_id, &view),
     }))
@@ -245,4 +297,62 @@ fn unknown(tenant_id: &str) -> AppError {
             "no tenant {tenant_id:?} is tracked; it appears with its first increment or limits"
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metrics(with_times: bool) -> QuotaMetrics {
+        let t = with_times.then(|| Stamp::from("2026-11-23T10:00:00Z"));
+        QuotaMetrics {
+            tenant_id: "tenant-\"quoted\"".into(),
+            message_count: 7,
+            message_limit: u64::MAX,
+            messages_remaining: 0,
+            message_period: Stamp::from("2026-11-23"),
+            message_reset_at: t,
+            message_quota_exceeded: true,
+            bytes_sent: 512,
+            bandwidth_limit_bytes: 1 << 40,
+            bandwidth_remaining_bytes: (1 << 40) - 512,
+            bandwidth_period: Stamp::from("2026-11"),
+            bandwidth_reset_at: t,
+            bandwidth_quota_exceeded: false,
+            exceeded: true,
+            period: Stamp::from("2026-11-23"),
+            last_updated: t,
+        }
+    }
+
+    fn written<T: WriteJson>(v: &T) -> Vec<u8> {
+        let mut w = JsonWriter::default();
+        v.write_json(&mut w);
+        w.into_bytes()
+    }
+
+    #[test]
+    fn metrics_are_written_byte_for_byte_as_serde_json_writes_them() {
+        for with_times in [true, false] {
+            let m = metrics(with_times);
+            assert_eq!(
+                String::from_utf8_lossy(&written(&m)),
+                serde_json::to_string(&m).unwrap_or_default()
+            );
+        }
+    }
+
+    #[test]
+    fn check_answers_too() {
+        for allowed in [true, false] {
+            let c = CheckResponse {
+                allowed,
+                metrics: metrics(allowed),
+            };
+            assert_eq!(
+                String::from_utf8_lossy(&written(&c)),
+                serde_json::to_string(&c).unwrap_or_default()
+            );
+        }
+    }
 }

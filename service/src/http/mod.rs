@@ -7,6 +7,7 @@ mod error;
 mod extract;
 pub mod flat;
 mod health;
+mod json_writer;
 mod metrics;
 pub mod v1;
 

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use super::error::AppError;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::flat::ACTOR;
+use super::json_writer::{JsonAnswer, JsonWriter, WriteJson, key};
 use crate::counters::{Claim, NodeView};
 use crate::domain::calendar::rfc3339;
 use crate::domain::counter::MAX_COUNT;
@@ -442,12 +443,38 @@ pub async fn consume(
     check_id(&id)?;
     let usage = usage_pairs(&body.usage)?;
     match q.consume(&id, &usage).await {
-        Ok(()) => Ok(
-            Json(serde_json::json!({"allowed": true, "id": id, "usage": body.usage}))
-                .into_response(),
-        ),
+        Ok(()) => Ok(JsonAnswer(Consumed {
+            id,
+            usage: body.usage,
+        })
+        .into_response()),
         Err(QuotaError::Refused(r)) => Ok(refusal_response(&id, r)),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// A counted consume: `{"allowed":true,"id":..,"usage":{..}}`, written
+/// without serde on this hot route (see `json_writer`).
+/// Refusals answer through [`refusal_response`].
+#[derive(Debug)]
+struct Consumed {
+    id: String,
+    usage: BTreeMap<String, u64>,
+}
+
+impl WriteJson for Consumed {
+    const SIZE_HINT: usize = 128;
+
+    fn write_json(&self, w: &mut JsonWriter) {
+        w.begin_object();
+        w.bool_field(key!("allowed"), true);
+        w.str_field(key!("id"), &self.id);
+        w.begin_object_field(key!("usage"));
+        for (resource, n) in &self.usage {
+            w.u64_entry(resource, *n);
+        }
+        w.end_object();
+        w.end_object();
     }
 }
 
@@ -735,4 +762,25 @@ pub async fn snapshot(
         version,
         nodes: nodes.iter().map(NodeBody::from).collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_counted_consume_is_written_as_serde_json_writes_it() {
+        let usage = BTreeMap::from([("bytes".to_string(), 512), ("messages".to_string(), 1)]);
+        let mut w = JsonWriter::default();
+        Consumed {
+            id: "team-a".into(),
+            usage: usage.clone(),
+        }
+        .write_json(&mut w);
+        let expected = serde_json::json!({"allowed": true, "id": "team-a", "usage": usage});
+        assert_eq!(
+            String::from_utf8_lossy(&w.into_bytes()),
+            serde_json::to_string(&expected).unwrap_or_default()
+        );
+    }
 }
