@@ -13,6 +13,12 @@ worker threads, wrk -t2) and pinned (server on CPU 0 with one worker thread,
 wrk -t1 on CPU 1). After every run the server's counters are checked against
 the requests wrk counted: a run that lost or invented increments fails.
 
+The machine is shared, so a figure of one run against the baseline's run a
+minute earlier can be off by 20%. At the targets' connection count (64) the
+whole plan runs `--rounds` times, baseline and services alternating; each
+ratio is taken against the baseline of the same round and the table shows
+the median ratio of the rounds (and the median of each figure).
+
 Writes a markdown table to --out (default: bench/results/latest.md) and
 prints it.
 """
@@ -29,7 +35,8 @@ import sys
 import tempfile
 import time
 import urllib.request
-from dataclasses import dataclass, field
+import statistics
+from dataclasses import dataclass, field, replace
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.environ.get(
@@ -298,6 +305,52 @@ class Result:
     increments_per_s: float = 0.0
     counted: int = 0
     checks: list = field(default_factory=list)
+    round: int = 0
+    # Ratios to the reference run of the same round (the baseline; for the
+    # persistence runs, the quota service without flushes).
+    rps_ratio: float = 0.0
+    p99_ratio: float = 0.0
+    cpu_ratio: float = 0.0
+    rounds: int = 1
+
+
+def with_ratios(results, reference):
+    """Sets each result's ratios to `reference(r)`, a run of the same round
+    (or None)."""
+    for r in results:
+        ref = reference(r)
+        if ref and ref.rps and ref.p99_us and ref.cpu_us_per_req:
+            r.rps_ratio = r.rps / ref.rps
+            r.p99_ratio = r.p99_us / ref.p99_us
+            r.cpu_ratio = r.cpu_us_per_req / ref.cpu_us_per_req
+    return results
+
+
+def medians(results):
+    """One row per (scenario, server, connections, pinned): the median of
+    each figure and ratio over its rounds, in first-seen order."""
+    groups = {}
+    for r in results:
+        groups.setdefault((r.scenario, r.server, r.connections, r.pinned), []).append(r)
+    rows = []
+    for runs in groups.values():
+        med = lambda f: statistics.median(getattr(x, f) for x in runs)
+        rows.append(
+            replace(
+                runs[0],
+                rps=med("rps"),
+                increments_per_s=med("increments_per_s"),
+                p50_us=med("p50_us"),
+                p99_us=med("p99_us"),
+                cpu_us_per_req=med("cpu_us_per_req"),
+                rps_ratio=med("rps_ratio"),
+                p99_ratio=med("p99_ratio"),
+                cpu_ratio=med("cpu_ratio"),
+                checks=[c for x in runs for c in x.checks],
+                rounds=len(runs),
+            )
+        )
+    return rows
 
 
 def parse_latency(text):
@@ -755,19 +808,19 @@ def machine():
 
 
 def table(results):
-    base = {(r.connections, r.pinned): r for r in results if r.server == "baseline"}
+    base = {
+        (r.connections, r.pinned, r.round): r for r in results if r.server == "baseline"
+    }
     rows = [
-        "| scenario | server | conns | pinned | req/s | ratio | increments/s | p50 us | p99 us | p99 ratio | CPU us/req | CPU ratio | check |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| scenario | server | conns | pinned | rounds | req/s | ratio | increments/s | p50 us | p99 us | p99 ratio | CPU us/req | CPU ratio | check |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in results:
-        b = base.get((r.connections, r.pinned))
-        ratio = lambda a, bb: f"{a / bb:.2f}" if b and bb else "-"
+    for r in medians(with_ratios(results, lambda r: base.get((r.connections, r.pinned, r.round)))):
         rows.append(
-            f"| {r.scenario} | {r.server} | {r.connections} | {'yes' if r.pinned else 'no'} "
-            f"| {r.rps:,.0f} | {ratio(r.rps, b.rps if b else 0)} | {r.increments_per_s:,.0f} "
-            f"| {r.p50_us:.0f} | {r.p99_us:.0f} | {ratio(r.p99_us, b.p99_us if b else 0)} "
-            f"| {r.cpu_us_per_req:.1f} | {ratio(r.cpu_us_per_req, b.cpu_us_per_req if b else 0)} "
+            f"| {r.scenario} | {r.server} | {r.connections} | {'yes' if r.pinned else 'no'} | {r.rounds} "
+            f"| {r.rps:,.0f} | {r.rps_ratio:.2f} | {r.increments_per_s:,.0f} "
+            f"| {r.p50_us:.0f} | {r.p99_us:.0f} | {r.p99_ratio:.2f} "
+            f"| {r.cpu_us_per_req:.1f} | {r.cpu_ratio:.2f} "
             f"| {'; '.join(r.checks) or 'exact'} |"
         )
     return "\n".join(rows)
@@ -775,23 +828,21 @@ def table(results):
 
 def persistence_table(results):
     """Increment with the flush running every second, as ratios to the same
-    load on the quota service without flushes (same run)."""
+    load on the quota service without flushes (same round)."""
     mem = {
-        (r.connections, r.pinned): r
+        (r.connections, r.pinned, r.round): r
         for r in results
         if r.server == "quota-service" and r.scenario == "increment"
     }
+    flushing = [replace(r) for r in results if "flush every" in r.server]
     rows = [
-        "| server | conns | pinned | req/s | ratio to no flush | CPU us/req | CPU ratio | p99 us | check |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| server | conns | pinned | rounds | req/s | ratio to no flush | CPU us/req | CPU ratio | p99 us | check |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in results:
-        m = mem.get((r.connections, r.pinned))
-        if "flush every" not in r.server or not m:
-            continue
+    for r in medians(with_ratios(flushing, lambda r: mem.get((r.connections, r.pinned, r.round)))):
         rows.append(
-            f"| {r.server} | {r.connections} | {'yes' if r.pinned else 'no'} | {r.rps:,.0f} "
-            f"| {r.rps / m.rps:.2f} | {r.cpu_us_per_req:.1f} | {r.cpu_us_per_req / m.cpu_us_per_req:.2f} "
+            f"| {r.server} | {r.connections} | {'yes' if r.pinned else 'no'} | {r.rounds} | {r.rps:,.0f} "
+            f"| {r.rps_ratio:.2f} | {r.cpu_us_per_req:.1f} | {r.cpu_ratio:.2f} "
             f"| {r.p99_us:.0f} | {'; '.join(r.checks) or 'exact'} |"
         )
     return "\n".join(rows)
@@ -799,7 +850,11 @@ def persistence_table(results):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--duration", type=int, default=8, help="seconds per wrk run")
+    ap.add_argument("--duration", type=int, default=6, help="seconds per wrk run")
+    ap.add_argument(
+        "--rounds", type=int, default=3,
+        help="rounds of the whole plan at 64 connections (baseline and services alternating)",
+    )
     ap.add_argument("--connections", default="16,64,256")
     ap.add_argument(
         "--scenarios",
@@ -843,18 +898,20 @@ def main():
         persistence_conns = 64 if 64 in conns else conns[len(conns) // 2]
         for pinned in (False, True):
             for c in conns:
-                for key, scenario, make in plan:
-                    if key not in wanted and not (key == "increment" and "persistence" in wanted):
-                        continue
-                    if key == "persistence" and c != persistence_conns:
-                        continue
-                    r = measure(make, scenario, c, pinned, args.duration)
-                    log(
-                        f"{scenario.name} {r.server} c={c} pinned={pinned}: {r.rps:,.0f} req/s, "
-                        f"p99 {r.p99_us:.0f} us, {r.cpu_us_per_req:.1f} us CPU/req, "
-                        f"{'; '.join(r.checks) or 'counts exact'}"
-                    )
-                    results.append(r)
+                for rnd in range(args.rounds if c == 64 else 1):
+                    for key, scenario, make in plan:
+                        if key not in wanted and not (key == "increment" and "persistence" in wanted):
+                            continue
+                        if key == "persistence" and c != persistence_conns:
+                            continue
+                        r = measure(make, scenario, c, pinned, args.duration)
+                        r.round = rnd
+                        log(
+                            f"{scenario.name} {r.server} c={c} pinned={pinned} round {rnd + 1}: "
+                            f"{r.rps:,.0f} req/s, p99 {r.p99_us:.0f} us, {r.cpu_us_per_req:.1f} us CPU/req, "
+                            f"{'; '.join(r.checks) or 'counts exact'}"
+                        )
+                        results.append(r)
         scales = []
         if args.scale:
             if "sqlite" in stores:

@@ -519,6 +519,27 @@ async fn batch_answers_each_item_in_order() {
         .post("/api/v1/usage/batch", json!({"items": items}))
         .await;
     assert_eq!((s, v["counted"].clone()), (StatusCode::OK, json!(2000)));
+    // Past 1 MiB: 413, naming the batch limit, and nothing counted.
+    let before = node(&app, "team-b").await["resources"]["messages"]["used"].clone();
+    let items: Vec<Value> = (0..30_000)
+        .map(|_| json!({"id": "team-b", "usage": {"messages": 1}}))
+        .collect();
+    let (s, v) = app
+        .post("/api/v1/usage/batch", json!({"items": items}))
+        .await;
+    assert_error(
+        &(s, v.clone()),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    );
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("1048576"),
+        "{v}"
+    );
+    assert_eq!(
+        node(&app, "team-b").await["resources"]["messages"]["used"],
+        before
+    );
 }
 
 #[tokio::test]

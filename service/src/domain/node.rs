@@ -379,20 +379,19 @@ impl Node {
 
     /// Indices of the counted (non-capacity) resources named in `usage`.
     fn counted_indices(&self, usage: &[(&str, u64)]) -> Result<SmallVec<[usize; 4]>, Refusal> {
-        usage
-            .iter()
-            .map(|(name, _)| {
-                let i = self.index(name).ok_or_else(|| Refusal::UnknownResource {
+        let mut idx = SmallVec::new();
+        for (name, _) in usage {
+            let i = self.index(name).ok_or_else(|| Refusal::UnknownResource {
+                resource: (*name).to_owned(),
+            })?;
+            if self.resources[i].window() == Window::None {
+                return Err(Refusal::Capacity {
                     resource: (*name).to_owned(),
-                })?;
-                if self.resources[i].window() == Window::None {
-                    return Err(Refusal::Capacity {
-                        resource: (*name).to_owned(),
-                    });
-                }
-                Ok(i)
-            })
-            .collect()
+                });
+            }
+            idx.push(i);
+        }
+        Ok(idx)
     }
 
     /// Reserves a child's limits (or the growth of them) from this node:

@@ -84,15 +84,7 @@ impl From<JsonRejection> for AppError {
             }
             _ => (StatusCode::BAD_REQUEST, "invalid_body"),
         };
-        let message = match code {
-            "payload_too_large" => format!(
-                "request body is larger than {} bytes",
-                super::MAX_BODY_BYTES
-            ),
-            "unsupported_media_type" => "expected Content-Type: application/json".to_owned(),
-            _ => r.body_text(),
-        };
-        AppError::new(status, code, message)
+        AppError::new(status, code, r.body_text())
     }
 }
 

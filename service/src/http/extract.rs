@@ -1,13 +1,24 @@
 //! Extractors whose rejections answer in the API's error format.
+//!
+//! [`ApiJson`] also enforces the body limit itself, per extractor (`LIMIT`),
+//! instead of a `DefaultBodyLimit` layer on the router: `Router::layer` wraps
+//! every route in one more boxed service, which callgrind put at ~1,200
+//! instructions of every request (4% of an `increment`).
 
-use axum::extract::{FromRequest, FromRequestParts};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::{HeaderMap, StatusCode, header};
+use serde::de::DeserializeOwned;
 
+use super::MAX_BODY_BYTES;
 use super::error::AppError;
 
-/// `axum::Json`, rejecting with [`AppError`].
-#[derive(Debug, FromRequest)]
-#[from_request(via(axum::Json), rejection(AppError))]
-pub struct ApiJson<T>(pub T);
+/// A JSON body of at most `LIMIT` bytes, rejecting with [`AppError`]:
+/// 415 without a JSON content type, 413 past the limit, 400 for malformed
+/// JSON and 422 for JSON of the wrong shape.
+#[derive(Debug)]
+pub struct ApiJson<T, const LIMIT: usize = MAX_BODY_BYTES>(pub T);
 
 /// `axum::extract::Path`, rejecting with [`AppError`].
 #[derive(Debug, FromRequestParts)]
@@ -18,3 +29,113 @@ pub struct ApiPath<T>(pub T);
 #[derive(Debug, FromRequestParts)]
 #[from_request(via(axum::extract::Query), rejection(AppError))]
 pub struct ApiQuery<T>(pub T);
+
+// === impl ApiJson ===
+
+impl<T, S, const LIMIT: usize> FromRequest<S> for ApiJson<T, LIMIT>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, AppError> {
+        if !json_content_type(req.headers()) {
+            return Err(AppError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "expected Content-Type: application/json",
+            ));
+        }
+        let bytes = read_body(req, LIMIT).await?;
+        let Json(value) = Json::<T>::from_bytes(&bytes)?;
+        Ok(ApiJson(value))
+    }
+}
+
+async fn read_body(req: Request, limit: usize) -> Result<Bytes, AppError> {
+    axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|e| {
+            if is_length_limit(&e) {
+                AppError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    format!("request body is larger than {limit} bytes"),
+                )
+            } else {
+                AppError::bad_request("invalid_body", format!("cannot read the body: {e}"))
+            }
+        })
+}
+
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+/// `application/json` or any `application/*+json`, parameters allowed (as
+/// `axum::Json` accepts).
+fn json_content_type(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    if value == "application/json" {
+        return true; // what nearly every caller sends
+    }
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    let Some((kind, subtype)) = essence.split_once('/') else {
+        return false;
+    };
+    kind.eq_ignore_ascii_case("application")
+        && (subtype.eq_ignore_ascii_case("json")
+            || subtype.len() > 5
+                && subtype
+                    .get(subtype.len() - 5..)
+                    .is_some_and(|s| s.eq_ignore_ascii_case("+json")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn with(ct: &'static str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+        h
+    }
+
+    #[test]
+    fn json_content_types_as_axum_accepts_them() {
+        for ok in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+            "application/merge-patch+json",
+            "application/vnd.api+json;v=1",
+        ] {
+            assert!(json_content_type(&with(ok)), "{ok}");
+        }
+        for bad in [
+            "text/json",
+            "application/jsonx",
+            "application/+json",
+            "application",
+            "text/plain",
+            "",
+        ] {
+            assert!(!json_content_type(&with(bad)), "{bad}");
+        }
+        assert!(!json_content_type(&HeaderMap::new()));
+    }
+}

@@ -16,6 +16,7 @@
 //! The output is byte for byte what serde_json writes for the same value
 //! (the types keep `#[derive(Serialize)]`; tests compare both).
 
+use axum::body::Body;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
@@ -58,7 +59,7 @@ impl<T: WriteJson> IntoResponse for JsonAnswer<T> {
     fn into_response(self) -> Response {
         let mut w = JsonWriter::with_capacity(T::SIZE_HINT);
         self.0.write_json(&mut w);
-        let mut res = w.into_bytes().into_response();
+        let mut res = Response::new(Body::from(w.into_bytes()));
         res.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
@@ -81,27 +82,32 @@ impl JsonWriter {
     }
 
     /// `{`, as a value (top level or array element).
+    #[inline(always)]
     pub fn begin_object(&mut self) {
         self.separate();
         self.buf.push(b'{');
     }
 
     /// `"key":{`
+    #[inline(always)]
     pub fn begin_object_field(&mut self, key: Key) {
         self.key(key);
         self.buf.push(b'{');
     }
 
+    #[inline(always)]
     pub fn end_object(&mut self) {
         self.buf.push(b'}');
     }
 
+    #[inline(always)]
     pub fn str_field(&mut self, key: Key, v: &str) {
         self.key(key);
         write_str(&mut self.buf, v);
     }
 
     /// A key only known at run time (a map's key): escaped like a value.
+    #[inline(always)]
     pub fn u64_entry(&mut self, key: &str, v: u64) {
         self.separate();
         write_str(&mut self.buf, key);
@@ -110,12 +116,14 @@ impl JsonWriter {
             .extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
     }
 
+    #[inline(always)]
     pub fn u64_field(&mut self, key: Key, v: u64) {
         self.key(key);
         self.buf
             .extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
     }
 
+    #[inline(always)]
     pub fn bool_field(&mut self, key: Key, v: bool) {
         self.key(key);
         self.buf
@@ -123,6 +131,7 @@ impl JsonWriter {
     }
 
     /// A [`Stamp`], copied as it is: it never holds a byte JSON escapes.
+    #[inline(always)]
     pub fn stamp_field(&mut self, key: Key, v: &Stamp) {
         self.key(key);
         self.buf.push(b'"');
@@ -131,6 +140,7 @@ impl JsonWriter {
     }
 
     /// The stamp or `null`.
+    #[inline(always)]
     pub fn opt_stamp_field(&mut self, key: Key, v: Option<&Stamp>) {
         match v {
             Some(s) => self.stamp_field(key, s),
@@ -138,11 +148,13 @@ impl JsonWriter {
         }
     }
 
+    #[inline(always)]
     fn null_field(&mut self, key: Key) {
         self.key(key);
         self.buf.extend_from_slice(b"null");
     }
 
+    #[inline(always)]
     fn key(&mut self, key: Key) {
         debug_assert!(
             key.0.len() >= 3
@@ -156,6 +168,7 @@ impl JsonWriter {
     }
 
     /// A comma unless this is the first member of an object or array.
+    #[inline(always)]
     fn separate(&mut self) {
         if !matches!(self.buf.last(), None | Some(b'{' | b'[' | b':')) {
             self.buf.push(b',');

@@ -14,7 +14,6 @@ pub mod v1;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
 
@@ -22,7 +21,7 @@ pub use error::AppError;
 
 use crate::quotas::Quotas;
 
-/// Largest accepted request body.
+/// Largest accepted request body (enforced by `extract::ApiJson`).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Largest accepted batch body (`POST /api/v1/usage/batch`).
 pub const MAX_BATCH_BODY_BYTES: usize = 1024 * 1024;
@@ -56,14 +55,10 @@ pub fn app(quotas: Arc<Quotas>) -> Router {
         .route("/api/v1/quotas/{id}/permissions/grant", post(v1::grant))
         .route("/api/v1/quotas/{id}/permissions/revoke", post(v1::revoke))
         .route("/api/v1/quotas/{id}/audit", get(v1::audit))
-        .route(
-            "/api/v1/usage/batch",
-            post(v1::batch).layer(DefaultBodyLimit::max(MAX_BATCH_BODY_BYTES)),
-        )
+        .route("/api/v1/usage/batch", post(v1::batch))
         .route("/api/v1/snapshot", get(v1::snapshot))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(quotas)
 }
 

@@ -25,6 +25,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
+use super::MAX_BATCH_BODY_BYTES;
 use super::error::AppError;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::flat::ACTOR;
@@ -683,7 +684,7 @@ pub async fn audit(
 
 pub async fn batch(
     State(q): State<Arc<Quotas>>,
-    ApiJson(body): ApiJson<BatchBody>,
+    ApiJson(body): ApiJson<BatchBody, MAX_BATCH_BODY_BYTES>,
 ) -> Result<Json<serde_json::Value>, AppError> {
     if body.items.is_empty() || body.items.len() > MAX_BATCH_ITEMS {
         return Err(AppError::new(
