@@ -807,6 +807,12 @@ def machine():
     return f"{os.cpu_count()} cores, {model}, {platform.system()} {platform.release()}"
 
 
+def fmt_ratio(x):
+    """A ratio, or '-' where there was nothing to compare with (no baseline
+    for that scenario)."""
+    return f"{x:.2f}" if x else "-"
+
+
 def table(results):
     base = {
         (r.connections, r.pinned, r.round): r for r in results if r.server == "baseline"
@@ -818,9 +824,9 @@ def table(results):
     for r in medians(with_ratios(results, lambda r: base.get((r.connections, r.pinned, r.round)))):
         rows.append(
             f"| {r.scenario} | {r.server} | {r.connections} | {'yes' if r.pinned else 'no'} | {r.rounds} "
-            f"| {r.rps:,.0f} | {r.rps_ratio:.2f} | {r.increments_per_s:,.0f} "
-            f"| {r.p50_us:.0f} | {r.p99_us:.0f} | {r.p99_ratio:.2f} "
-            f"| {r.cpu_us_per_req:.1f} | {r.cpu_ratio:.2f} "
+            f"| {r.rps:,.0f} | {fmt_ratio(r.rps_ratio)} | {r.increments_per_s:,.0f} "
+            f"| {r.p50_us:.0f} | {r.p99_us:.0f} | {fmt_ratio(r.p99_ratio)} "
+            f"| {r.cpu_us_per_req:.1f} | {fmt_ratio(r.cpu_ratio)} "
             f"| {'; '.join(r.checks) or 'exact'} |"
         )
     return "\n".join(rows)

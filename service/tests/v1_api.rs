@@ -540,6 +540,25 @@ async fn batch_answers_each_item_in_order() {
         node(&app, "team-b").await["resources"]["messages"]["used"],
         before
     );
+    // A wrong type deep inside: 422 naming where it is.
+    let (s, v) = app
+        .post(
+            "/api/v1/usage/batch",
+            json!({"items": [{"id": "team-b", "usage": {"messages": 1}}, {"id": "team-b", "usage": {"messages": "1"}}]}),
+        )
+        .await;
+    assert_error(
+        &(s, v.clone()),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_body",
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("items[1].usage.messages"),
+        "{v}"
+    );
 }
 
 #[tokio::test]

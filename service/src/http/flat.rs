@@ -144,7 +144,9 @@ impl QuotaMetrics {
 }
 
 impl WriteJson for QuotaMetrics {
-    const SIZE_HINT: usize = 768;
+    fn size_hint(&self) -> usize {
+        768
+    }
 
     fn write_json(&self, w: &mut JsonWriter) {
         w.begin_object();
@@ -154,7 +156,9 @@ impl WriteJson for QuotaMetrics {
 }
 
 impl WriteJson for CheckResponse {
-    const SIZE_HINT: usize = 768;
+    fn size_hint(&self) -> usize {
+        768
+    }
 
     fn write_json(&self, w: &mut JsonWriter) {
         w.begin_object();

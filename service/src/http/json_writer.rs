@@ -38,7 +38,9 @@ pub struct Key(pub &'static str);
 /// A value that writes itself as JSON.
 pub trait WriteJson {
     /// A guess of the encoded size, so the buffer is allocated once.
-    const SIZE_HINT: usize = 256;
+    fn size_hint(&self) -> usize {
+        256
+    }
 
     fn write_json(&self, w: &mut JsonWriter);
 }
@@ -57,7 +59,7 @@ pub struct JsonWriter {
 
 impl<T: WriteJson> IntoResponse for JsonAnswer<T> {
     fn into_response(self) -> Response {
-        let mut w = JsonWriter::with_capacity(T::SIZE_HINT);
+        let mut w = JsonWriter::with_capacity(self.0.size_hint());
         self.0.write_json(&mut w);
         let mut res = Response::new(Body::from(w.into_bytes()));
         res.headers_mut().insert(
@@ -98,6 +100,18 @@ impl JsonWriter {
     #[inline(always)]
     pub fn end_object(&mut self) {
         self.buf.push(b'}');
+    }
+
+    /// `"key":[`
+    #[inline(always)]
+    pub fn begin_array_field(&mut self, key: Key) {
+        self.key(key);
+        self.buf.push(b'[');
+    }
+
+    #[inline(always)]
+    pub fn end_array(&mut self) {
+        self.buf.push(b']');
     }
 
     #[inline(always)]
