@@ -12,11 +12,10 @@
 //! database with the limit check in the same statement
 //! ([`Store::add_within`]).
 
-use std::collections::HashMap;
-
 use super::{Sql, Store, StoreError, bump_clock, quota_type, to_count, to_sql};
 use crate::counters::{DirtyBatch, UsageDelta};
-use crate::domain::calendar::rfc3339;
+use crate::domain::calendar::{rfc3339, rfc3339_stamp};
+use crate::domain::stamp::Stamp;
 use crate::domain::window::Period;
 
 /// How long flush log rows of other (long gone) replicas are kept.
@@ -105,22 +104,19 @@ impl Store {
         let deltas = merge(pending.iter().flat_map(|b| b.usage.iter()));
         if !deltas.is_empty() {
             // One statement for the whole flush: the rows travel as one JSON
-            // parameter (one round trip, no per-row parameters to bind).
-            // In key order: the upsert then walks the unique index in order
-            // instead of at random (a third less time for a million rows).
-            let mut sorted: Vec<&UsageDelta> = deltas.iter().collect();
-            sorted.sort_unstable_by(|a, b| {
-                (a.node_id.as_str(), &*a.resource).cmp(&(b.node_id.as_str(), &*b.resource))
-            });
-            let rows: Vec<(&str, String, &str, i64, String)> = sorted
-                .into_iter()
-                .map(|d| {
+            // parameter (one round trip, no per-row parameters to bind), in
+            // key order (merge sorts them): the upsert then walks the unique
+            // index in order instead of at random (a third less time for a
+            // million rows). Texts as stamps: no allocation per row.
+            let rows: Vec<(&str, Stamp, &str, i64, Stamp)> = deltas
+                .iter()
+                .map(|m| {
                     (
-                        d.node_id.as_str(),
-                        d.period.key(),
-                        quota_type(&d.resource),
-                        to_sql(d.delta),
-                        rfc3339(d.last_updated),
+                        m.row.node_id.as_str(),
+                        m.row.period.key_stamp(),
+                        quota_type(&m.row.resource),
+                        to_sql(m.delta),
+                        rfc3339_stamp(m.last_updated),
                     )
                 })
                 .collect();
@@ -234,20 +230,40 @@ impl Store {
 
 /// Sums deltas of the same `(node, resource, period)`, keeping the latest
 /// `last_updated`.
-fn merge<'a>(deltas: impl Iterator<Item = &'a UsageDelta>) -> Vec<UsageDelta> {
-    let mut index: HashMap<(&str, &str, Period), usize> = HashMap::new();
-    let mut out: Vec<UsageDelta> = Vec::new();
-    for d in deltas {
-        match index.entry((d.node_id.as_str(), &*d.resource, d.period)) {
-            std::collections::hash_map::Entry::Occupied(e) => {
-                let m = &mut out[*e.get()];
+/// One stored row's total delta over the batches of a flush.
+#[derive(Debug, PartialEq, Eq)]
+struct Merged<'a> {
+    /// The first delta of the row (its key).
+    row: &'a UsageDelta,
+    delta: u64,
+    last_updated: i64,
+}
+
+/// Sums the deltas of the same row (node, resource, period), in key order.
+/// Sorting, then folding neighbours: no hash map, no copy of the deltas (a
+/// million-row flush spent a fifth of its time hashing and cloning here).
+fn merge<'a>(deltas: impl Iterator<Item = &'a UsageDelta>) -> Vec<Merged<'a>> {
+    let mut sorted: Vec<&UsageDelta> = deltas.collect();
+    fn key(d: &UsageDelta) -> (&str, &str, i64) {
+        (d.node_id.as_str(), &d.resource, d.period.start())
+    }
+    sorted.sort_unstable_by(|a, b| key(a).cmp(&key(b)));
+    let mut out: Vec<Merged<'a>> = Vec::with_capacity(sorted.len());
+    for d in sorted {
+        match out.last_mut() {
+            Some(m)
+                if m.row.node_id == d.node_id
+                    && m.row.resource == d.resource
+                    && m.row.period == d.period =>
+            {
                 m.delta = m.delta.saturating_add(d.delta);
                 m.last_updated = m.last_updated.max(d.last_updated);
             }
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(out.len());
-                out.push(d.clone());
-            }
+            _ => out.push(Merged {
+                row: d,
+                delta: d.delta,
+                last_updated: d.last_updated,
+            }),
         }
     }
     out
@@ -278,13 +294,23 @@ mod tests {
             d("a", today, 4, 5),
             d("a", tomorrow, 2, 6),
         ];
-        let merged = merge(rows.iter());
+        let merged: Vec<(&str, Period, u64, i64)> = merge(rows.iter())
+            .into_iter()
+            .map(|m| {
+                (
+                    m.row.node_id.as_str(),
+                    m.row.period,
+                    m.delta,
+                    m.last_updated,
+                )
+            })
+            .collect();
         assert_eq!(
             merged,
             vec![
-                d("a", today, 7, 5),
-                d("b", today, 1, 2),
-                d("a", tomorrow, 2, 6)
+                ("a", today, 7, 5),
+                ("a", tomorrow, 2, 6),
+                ("b", today, 1, 2)
             ]
         );
     }
