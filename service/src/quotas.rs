@@ -537,8 +537,8 @@ impl Quotas {
         let mut node = Node::new(spec.parent.as_deref(), &limits, now);
         node.state = spec.state.unwrap_or(NodeState::Active);
         node.strict = spec.strict.unwrap_or(false);
-        node.name = spec.name.clone();
-        node.description = spec.description.clone();
+        node.set_name(spec.name.clone());
+        node.set_description(spec.description.clone());
         node.last_updated = Some(now);
 
         // 1. Reserve the child's limits from the parent.
@@ -661,8 +661,12 @@ impl Quotas {
         let mut new = old.clone();
         new.state = spec.state.unwrap_or(old.state);
         new.strict = strict;
-        new.name = spec.name.clone().or(old.name.clone());
-        new.description = spec.description.clone().or(old.description.clone());
+        new.set_name(spec.name.clone().or(old.name().map(str::to_owned)));
+        new.set_description(
+            spec.description
+                .clone()
+                .or(old.description().map(str::to_owned)),
+        );
         new.resources = limits
             .iter()
             .map(|(name, limit)| match old.resource(name) {
@@ -720,8 +724,8 @@ impl Quotas {
             n.resources = resources;
             n.state = new.state;
             n.strict = new.strict;
-            n.name = new.name.clone();
-            n.description = new.description.clone();
+            n.set_name(new.name().map(str::to_owned));
+            n.set_description(new.description().map(str::to_owned));
             n.last_updated = Some(now);
             ended
         });
@@ -862,12 +866,12 @@ impl Quotas {
                 .view(id)
                 .ok_or_else(|| QuotaError::NotFound(id.to_owned()));
         }
-        if !old.children.is_empty() {
+        if !old.children().is_empty() {
             return Err(QuotaError::Conflict {
                 code: "has_children",
                 message: format!(
                     "{id:?} has children and cannot be deleted: {}",
-                    old.children
+                    old.children()
                         .iter()
                         .map(|c| c.as_ref())
                         .collect::<Vec<_>>()
@@ -1205,8 +1209,8 @@ fn spec_of(n: &Node) -> NodeSpec {
             .collect(),
         state: Some(n.state),
         strict: Some(n.strict),
-        name: n.name.clone(),
-        description: n.description.clone(),
+        name: n.name().map(str::to_owned),
+        description: n.description().map(str::to_owned),
     }
 }
 
@@ -1269,8 +1273,8 @@ fn node_row(id: &str, n: &Node, now: i64) -> WriteOp {
         parent: n.parent.as_deref().map(str::to_owned),
         state: n.state,
         strict: n.strict,
-        name: n.name.clone(),
-        description: n.description.clone(),
+        name: n.name().map(str::to_owned),
+        description: n.description().map(str::to_owned),
         created_at: n.created_at,
         updated_at: now,
     }
@@ -1336,8 +1340,8 @@ fn node_json(n: &Node) -> serde_json::Value {
         "parent": n.parent.as_deref(),
         "state": n.state.as_str(),
         "strict": n.strict,
-        "name": n.name,
-        "description": n.description,
+        "name": n.name(),
+        "description": n.description(),
         "limits": limits,
     })
 }

@@ -241,8 +241,8 @@ impl Store {
             );
             node.state = state;
             node.strict = strict != 0;
-            node.name = name;
-            node.description = description;
+            node.set_name(name);
+            node.set_description(description);
             node.last_updated = parse_rfc3339(&updated_at);
             let id = id.into_owned();
             page.insert(
