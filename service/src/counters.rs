@@ -61,7 +61,7 @@ struct Entry {
     node: Node,
     /// Capacity claims by resource id; `None` while there are none (most
     /// nodes: an empty map inline took 24 bytes of every tenant).
-    claims: Option<Box<BTreeMap<String, Claim>>>,
+    claims: Option<BoxedClaims>,
     /// Some counter has usage not handed to a flush yet.
     dirty: bool,
     /// The node row does not exist in the database yet (a flat tenant
@@ -71,11 +71,16 @@ struct Entry {
     version: u64,
 }
 
-fn boxed_claims(claims: BTreeMap<String, Claim>) -> Option<Box<BTreeMap<String, Claim>>> {
+/// Boxed on purpose: a pointer (8 bytes, null while there are none) instead
+/// of an empty map inline (24) in each of a million entries.
+#[allow(clippy::box_collection)]
+type BoxedClaims = Box<BTreeMap<String, Claim>>;
+
+fn boxed_claims(claims: BTreeMap<String, Claim>) -> Option<BoxedClaims> {
     (!claims.is_empty()).then(|| Box::new(claims))
 }
 
-fn claim_count(claims: &Option<Box<BTreeMap<String, Claim>>>) -> usize {
+fn claim_count(claims: &Option<BoxedClaims>) -> usize {
     claims.as_ref().map_or(0, |c| c.len())
 }
 
