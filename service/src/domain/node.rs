@@ -223,10 +223,10 @@ impl Resource {
 impl Node {
     /// A new active node with the given limits (sorted and de-duplicated by
     /// the caller).
-    pub fn new(parent: Option<&str>, limits: &[(String, Limit)], now: i64) -> Self {
+    pub fn new<S: AsRef<str>>(parent: Option<&str>, limits: &[(S, Limit)], now: i64) -> Self {
         let mut resources: Resources = limits
             .iter()
-            .map(|(name, limit)| Resource::new(name, *limit, now))
+            .map(|(name, limit)| Resource::new(name.as_ref(), *limit, now))
             .collect();
         resources.sort_by(|a, b| a.name.cmp(&b.name));
         Node {
@@ -820,7 +820,7 @@ mod tests {
 
     #[test]
     fn details_are_boxed_only_while_something_is_set() {
-        let mut n = Node::new(None, &[], 0);
+        let mut n = Node::new::<&str>(None, &[], 0);
         assert!(n.details.is_none());
         n.add_child("b");
         n.set_name(Some("Team B".into()));

@@ -124,6 +124,8 @@ pub struct Store {
     backend: Backend,
     /// For messages: the file path, or the URL without its password.
     location: String,
+    /// Nodes per page of a load (see `load`).
+    load_page: i64,
 }
 
 // === impl Store: connection ===
@@ -192,7 +194,14 @@ impl Store {
             pool,
             backend,
             location: shown,
+            load_page: load::PAGE,
         })
+    }
+
+    /// Reads loads in pages of `nodes` (at least 1) instead of the default
+    /// 100,000: for tests of the paging with few nodes.
+    pub fn set_load_page(&mut self, nodes: i64) {
+        self.load_page = nodes.max(1);
     }
 
     pub fn backend(&self) -> Backend {

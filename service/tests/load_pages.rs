@@ -1,0 +1,88 @@
+//! The startup load reads nodes in pages (100,000 by default), fetching the
+//! next page while the previous one is built on another thread: loaded in
+//! pages of a few nodes, every node, limit, usage row and claim comes back
+//! exactly as in one page, on the suite's real store.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use axum::http::{Method, StatusCode};
+use common::{TestApp, open_store};
+use serde_json::json;
+
+fn described(mut nodes: Vec<quota_service::counters::LoadedNode>) -> Vec<String> {
+    nodes.sort_by(|a, b| a.id.cmp(&b.id));
+    nodes
+        .iter()
+        .map(|n| format!("{} {:?} {:?}", n.id, n.node, n.claims))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_load_in_small_pages_reads_what_one_page_reads() {
+    let app = TestApp::new().await;
+    // Flat tenants with usage, a tree with a suspended child and a claim.
+    for i in 0..23 {
+        let (s, v) = app
+            .post(
+                "/api/quota/increment",
+                json!({"tenant_id": format!("t-{i:02}"), "message_count": i + 1, "bytes_sent": 10 * i}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    let put = |id: &'static str, body: serde_json::Value| {
+        let app = &app;
+        async move {
+            let (s, v) = app
+                .call(
+                    Method::PUT,
+                    &format!("/api/v1/quotas/{id}"),
+                    Some(&body.to_string()),
+                )
+                .await;
+            assert!(s.is_success(), "{id}: {v}");
+        }
+    };
+    put(
+        "org",
+        json!({"limits": {"messages": {"max": 1000, "window": "day"}, "volumes": {"max": 10, "window": "none"}}}),
+    )
+    .await;
+    put(
+        "org-a",
+        json!({"parent": "org", "limits": {"messages": {"max": 100}}, "name": "Team A"}),
+    )
+    .await;
+    put(
+        "org-b",
+        json!({"parent": "org", "limits": {"messages": {"max": 50}}, "state": "suspended"}),
+    )
+    .await;
+    let (s, v) = app
+        .post(
+            "/api/v1/quotas/org/usage/allocate",
+            json!({"resource": "volumes", "resource_id": "pvc-1", "amount": 3, "reason": "test"}),
+        )
+        .await;
+    assert!(s.is_success(), "{v}");
+    let (s, v) = app
+        .post(
+            "/api/v1/quotas/org-a/consume",
+            json!({"usage": {"messages": 7}}),
+        )
+        .await;
+    assert!(s.is_success(), "{v}");
+    app.quotas.flush().await.expect("flush");
+
+    let data = app.dir.path().join("data");
+    let whole = open_store(&data).await;
+    let (one_page, v1) = whole.load(common::noon_nov22()).await.expect("load");
+    let mut paged = open_store(&data).await;
+    paged.set_load_page(4);
+    let (pages, v2) = paged.load(common::noon_nov22()).await.expect("paged load");
+
+    assert_eq!(one_page.len(), 26, "23 tenants and 3 nodes");
+    assert_eq!(v1, v2);
+    assert_eq!(described(pages), described(one_page));
+}
