@@ -71,6 +71,21 @@ struct Entry {
     version: u64,
 }
 
+/// Whether a node in `state` takes usage: refused when suspended or deleted.
+fn accepts_usage(id: &str, state: NodeState) -> Result<(), UsageError> {
+    match state {
+        NodeState::Active => Ok(()),
+        NodeState::Suspended => Err(Refusal::Suspended {
+            node: id.to_owned(),
+        }
+        .into()),
+        NodeState::Deleted => Err(Refusal::Deleted {
+            node: id.to_owned(),
+        }
+        .into()),
+    }
+}
+
 /// Boxed on purpose: a pointer (8 bytes, null while there are none) instead
 /// of an empty map inline (24) in each of a million entries.
 #[allow(clippy::box_collection)]
@@ -465,21 +480,7 @@ impl CounterStore {
                 .nodes
                 .get(id)
                 .ok_or_else(|| UsageError::NotFound(id.to_owned()))?;
-            match e.node.state {
-                NodeState::Active => {}
-                NodeState::Suspended => {
-                    return Err(Refusal::Suspended {
-                        node: id.to_owned(),
-                    }
-                    .into());
-                }
-                NodeState::Deleted => {
-                    return Err(Refusal::Deleted {
-                        node: id.to_owned(),
-                    }
-                    .into());
-                }
-            }
+            accepts_usage(id, e.node.state)?;
             e.node.parent.clone()
         };
         // Depth is bounded by the tree; a cycle cannot be created (parents
@@ -589,21 +590,7 @@ impl CounterStore {
                     .ok_or_else(|| UsageError::NotFound(id.to_owned()))?
             }
         };
-        match e.node.state {
-            NodeState::Active => {}
-            NodeState::Suspended => {
-                return Err(Refusal::Suspended {
-                    node: id.to_owned(),
-                }
-                .into());
-            }
-            NodeState::Deleted => {
-                return Err(Refusal::Deleted {
-                    node: id.to_owned(),
-                }
-                .into());
-            }
-        }
+        accepts_usage(id, e.node.state)?;
         if e.node.strict {
             return Err(UsageError::Strict(id.to_owned()));
         }

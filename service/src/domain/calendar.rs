@@ -66,9 +66,7 @@ pub fn rfc3339_stamp(ts: i64) -> Stamp {
     {
         // Every time the service meets: fixed width, written in one go.
         let mut b = *b"0000-00-00T00:00:00Z";
-        put_digits(&mut b[0..4], year);
-        put_digits(&mut b[5..7], d.month);
-        put_digits(&mut b[8..10], d.day);
+        put_date(&mut b, year, d);
         put_digits(&mut b[11..13], (secs / 3600) as u32);
         put_digits(&mut b[14..16], (secs / 60 % 60) as u32);
         put_digits(&mut b[17..19], (secs % 60) as u32);
@@ -91,9 +89,7 @@ pub fn date_stamp(d: Date, with_day: bool) -> Stamp {
         && year <= 9999
     {
         let mut b = *b"0000-00-00";
-        put_digits(&mut b[0..4], year);
-        put_digits(&mut b[5..7], d.month);
-        put_digits(&mut b[8..10], d.day);
+        put_date(&mut b, year, d);
         let len = if with_day { 10 } else { 7 };
         return Stamp::from_bytes(&b[..len]).unwrap_or_default();
     }
@@ -106,6 +102,14 @@ pub fn date_stamp(d: Date, with_day: bool) -> Stamp {
         s.push_padded(i64::from(d.day), 2);
     }
     s
+}
+
+/// Writes `YYYY-MM-DD` into the first 10 bytes of `out` (a template with
+/// the dashes in place).
+fn put_date(out: &mut [u8], year: u32, d: Date) {
+    put_digits(&mut out[0..4], year);
+    put_digits(&mut out[5..7], d.month);
+    put_digits(&mut out[8..10], d.day);
 }
 
 /// Writes `v` as zero-padded decimal digits filling `out` (higher digits
