@@ -2,7 +2,7 @@
 """`make bench`: HTTP load on loopback against release builds, as ratios to
 the baseline server measured in the same run.
 
-    bench/run.py [--duration SECS] [--connections 16,64,256] [--out FILE]
+    bench/run.py [--duration SECS] [--rounds N] [--connections 16,64,256] [--scenarios ...] [--scale N] [--stores sqlite,postgres] [--operator TQS,QAS] [--out FILE]
 
 For each configuration it starts the server (the baseline `bench-baseline`
 or `quota-service`), runs wrk with a Lua script that builds its request once
