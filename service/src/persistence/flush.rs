@@ -215,8 +215,6 @@ impl Store {
     }
 }
 
-/// Sums deltas of the same `(node, resource, period)`, keeping the latest
-/// `last_updated`.
 /// The merged rows as the JSON array of arrays the upsert reads
 /// (`[["node","period key","quota type",delta,"last updated"],...]`),
 /// written in one pass into one buffer: a million rows went through a
@@ -268,8 +266,15 @@ struct Merged<'a> {
 /// million-row flush spent a fifth of its time hashing and cloning here).
 fn merge<'a>(deltas: impl Iterator<Item = &'a UsageDelta>) -> Vec<Merged<'a>> {
     let mut sorted: Vec<&UsageDelta> = deltas.collect();
-    fn key(d: &UsageDelta) -> (&str, &str, i64) {
-        (d.node_id.as_str(), &d.resource, d.period.start())
+    // The whole period is the key (its window too): periods of two windows
+    // can start at the same second, and the fold merges neighbours only.
+    fn key(d: &UsageDelta) -> (&str, &str, i64, u8) {
+        (
+            d.node_id.as_str(),
+            &d.resource,
+            d.period.start(),
+            d.period.window() as u8,
+        )
     }
     sorted.sort_unstable_by(|a, b| key(a).cmp(&key(b)));
     let mut out: Vec<Merged<'a>> = Vec::with_capacity(sorted.len());
@@ -364,5 +369,27 @@ mod tests {
                 ("b", today, 1, 2)
             ]
         );
+    }
+
+    #[test]
+    fn merge_keeps_periods_of_two_windows_apart_even_when_they_start_together() {
+        let start = 86_400 * 20_000;
+        let day = Window::Day.period_at(start);
+        let hour = Window::Hour.period_at(start);
+        assert_eq!(day.start(), hour.start());
+        // Interleaved in every order the sort could meet them.
+        let rows = [
+            d("a", day, 1, 1),
+            d("a", hour, 10, 2),
+            d("a", day, 2, 3),
+            d("a", hour, 20, 4),
+            d("a", day, 4, 5),
+        ];
+        let mut merged: Vec<(Period, u64)> = merge(rows.iter())
+            .into_iter()
+            .map(|m| (m.row.period, m.delta))
+            .collect();
+        merged.sort_by_key(|(p, _)| p.window() as u8);
+        assert_eq!(merged, vec![(hour, 30), (day, 7)]);
     }
 }
