@@ -257,6 +257,35 @@ impl Store {
             last,
         }))
     }
+
+    /// An aggregate of the selected rows into one JSON text: an array of
+    /// arrays of `columns` (`[]` when there are none).
+    fn json_agg(&self, columns: &str) -> String {
+        match self.backend {
+            Backend::Sqlite => format!("coalesce(json_group_array(json_array({columns})), '[]')"),
+            Backend::Postgres => {
+                format!("coalesce(CAST(json_agg(json_build_array({columns})) AS text), '[]')")
+            }
+        }
+    }
+
+    /// The latest usage rows of strict nodes.
+    async fn strict_totals(&self) -> Result<Vec<StoredTotal>, StoreError> {
+        let rows: Vec<(String, String, String, i64, String)> = sqlx::query_as(AssertSqlSafe(
+            format!(
+                "SELECT u.tenant_id, u.quota_type, u.period, u.used, u.last_updated
+                   FROM quota_usage u
+                  WHERE u.tenant_id IN (SELECT id FROM quota_nodes WHERE strict = 1){LATEST_PERIOD_ONLY}"
+            ),
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        to_totals(
+            rows.into_iter()
+                .map(|(n, q, p, u, _)| (n, q, p, u))
+                .collect(),
+        )
+    }
 }
 
 /// One page of a read as the database sent it (see [`Store::fetch_page`]).
@@ -358,37 +387,6 @@ fn build_page(text: PageText, now: i64) -> Result<Vec<LoadedNode>, StoreError> {
         );
     }
     Ok(page.into_values().collect())
-}
-
-impl Store {
-    /// An aggregate of the selected rows into one JSON text: an array of
-    /// arrays of `columns` (`[]` when there are none).
-    fn json_agg(&self, columns: &str) -> String {
-        match self.backend {
-            Backend::Sqlite => format!("coalesce(json_group_array(json_array({columns})), '[]')"),
-            Backend::Postgres => {
-                format!("coalesce(CAST(json_agg(json_build_array({columns})) AS text), '[]')")
-            }
-        }
-    }
-
-    /// The latest usage rows of strict nodes.
-    async fn strict_totals(&self) -> Result<Vec<StoredTotal>, StoreError> {
-        let rows: Vec<(String, String, String, i64, String)> = sqlx::query_as(AssertSqlSafe(
-            format!(
-                "SELECT u.tenant_id, u.quota_type, u.period, u.used, u.last_updated
-                   FROM quota_usage u
-                  WHERE u.tenant_id IN (SELECT id FROM quota_nodes WHERE strict = 1){LATEST_PERIOD_ONLY}"
-            ),
-        ))
-        .fetch_all(&self.pool)
-        .await?;
-        to_totals(
-            rows.into_iter()
-                .map(|(n, q, p, u, _)| (n, q, p, u))
-                .collect(),
-        )
-    }
 }
 
 /// Runs a statement that returns one text (a page's JSON).
