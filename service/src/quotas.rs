@@ -649,15 +649,6 @@ impl Quotas {
         }
 
         let strict = spec.strict.unwrap_or(old.strict);
-        if strict && !old.strict {
-            // From now on the database checks the limit: it must hold every
-            // count this process made so far.
-            self.flusher.flush_locked().await?;
-        }
-        // 1. Reserve the growth from the parent.
-        if let (Some(p), false) = (&old.parent, grow.is_empty()) {
-            self.counters.reserve(p, &grow)?;
-        }
         let mut new = old.clone();
         new.state = spec.state.unwrap_or(old.state);
         new.strict = strict;
@@ -680,6 +671,20 @@ impl Quotas {
             .collect();
         new.last_updated = Some(now);
 
+        if spec_of(&new) == spec_of(&old) {
+            // Nothing to change: no write, no audit entry, no new version
+            // (a controller re-applying the same spec costs a lookup).
+            return Ok(());
+        }
+        if strict && !old.strict {
+            // From now on the database checks the limit: it must hold every
+            // count this process made so far.
+            self.flusher.flush_locked().await?;
+        }
+        // 1. Reserve the growth from the parent.
+        if let (Some(p), false) = (&old.parent, grow.is_empty()) {
+            self.counters.reserve(p, &grow)?;
+        }
         // 2. Write it.
         let mut ops = node_ops(id, &new, now);
         ops.push(self.audit(

@@ -56,9 +56,25 @@ async fn put_is_idempotent_and_reports_the_node() {
     let body = json!({"limits": {"messages": {"max": 100}, "gpu-seconds": {"max": 3600, "window": "hour"}}, "name": "Acme"});
     let (s, v) = put(&app, "acme", body.clone()).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
-    let (s, again) = put(&app, "acme", body).await;
+    let (_, snap) = app.get("/api/v1/snapshot").await;
+    let version = snap["version"].as_u64().unwrap();
+    let (s, again) = put(&app, "acme", body.clone()).await;
     assert_eq!(s, StatusCode::OK, "the same PUT again only updates");
-    assert_eq!(again["resources"], v["resources"]);
+    assert_eq!(again, v, "and answers the same node");
+    // ... without writing: no audit entry, no new version for the operator's
+    // sync to pick up (controllers re-apply unchanged specs all the time).
+    let audit_actions = |page: Value| -> Vec<Value> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["action"].clone())
+            .collect()
+    };
+    let (_, audit) = app.get("/api/v1/quotas/acme/audit").await;
+    assert_eq!(audit_actions(audit), vec![json!("put")]);
+    let (_, snap) = app.get(&format!("/api/v1/snapshot?since={version}")).await;
+    assert_eq!(snap["nodes"], json!([]), "an unchanged PUT is not a change");
     let n = node(&app, "acme").await;
     assert_eq!(n["state"], "active");
     assert_eq!(n["name"], "Acme");
@@ -80,6 +96,19 @@ async fn put_is_idempotent_and_reports_the_node() {
         (s, flat["message_limit"].clone()),
         (StatusCode::OK, json!(100))
     );
+    // A real change is written (and audited) as before.
+    let mut bigger = body;
+    bigger["limits"]["messages"]["max"] = json!(101);
+    let (s, v) = put(&app, "acme", bigger).await;
+    assert_eq!(
+        (s, v["resources"]["messages"]["max"].clone()),
+        (StatusCode::OK, json!(101))
+    );
+    let (_, audit) = app.get("/api/v1/quotas/acme/audit").await;
+    assert_eq!(audit_actions(audit), vec![json!("put"), json!("put")]);
+    let (_, snap) = app.get(&format!("/api/v1/snapshot?since={version}")).await;
+    assert_eq!(snap["nodes"][0]["id"], "acme");
+    assert_eq!(snap["nodes"][0]["resources"]["messages"]["max"], 101);
 }
 
 #[tokio::test]
