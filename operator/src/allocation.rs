@@ -214,21 +214,31 @@ fn older_waiting(qa: &QuotaAllocation, key: &ParentKey, ctx: &Context) -> Vec<Ol
                 o.name_any(),
             ) < mine
         })
-        // An older sibling blocks while it waits for capacity, or has not
-        // been reconciled yet (no Bound condition): it gets the first try.
         .filter_map(|o| {
             let status = context::latest_status(ctx, o.as_ref());
-            let untried = match bound_condition(status.as_ref()) {
-                None => true,
-                Some((status, reason)) if status == "False" && reason == "ParentExhausted" => false,
-                Some(_) => return None,
-            };
+            let untried = holds_back(bound_condition(status.as_ref()))?;
             let name = format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any());
             Some(Older { name, untried })
         })
         .collect();
     older.sort_by(|a, b| a.name.cmp(&b.name));
     older
+}
+
+/// Whether an older sibling with this `Bound` condition holds a younger
+/// one back, and if so whether it is still untried (`Some(true)`) or waits
+/// for capacity (`Some(false)`). It gets the first try while it has not
+/// been reconciled (no condition) or was refused because the parent they
+/// share was missing (`ParentNotFound`: in a bulk apply the tenant's node
+/// may be pushed a moment after its allocations are first seen; the
+/// younger sibling must not take the capacity meanwhile). Bound, or
+/// refused for reasons of its own (namespace, cycle): it does not.
+fn holds_back(bound: Option<(&str, &str)>) -> Option<bool> {
+    match bound {
+        None | Some(("False", "ParentNotFound")) => Some(true),
+        Some(("False", "ParentExhausted")) => Some(false),
+        Some(_) => None,
+    }
 }
 
 /// How long after its creation an allocation waits quietly (no status, no
@@ -417,5 +427,32 @@ async fn cleanup(qa: &QuotaAllocation, ctx: &Context) -> Result<Action> {
             Err(Error::DeletionBlocked(message))
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::holds_back;
+
+    #[test]
+    fn which_older_siblings_hold_a_younger_one_back() {
+        assert_eq!(holds_back(None), Some(true), "not reconciled yet");
+        assert_eq!(
+            holds_back(Some(("False", "ParentNotFound"))),
+            Some(true),
+            "refused for the parent they share: still untried"
+        );
+        assert_eq!(
+            holds_back(Some(("False", "ParentExhausted"))),
+            Some(false),
+            "waits for capacity"
+        );
+        for own in [
+            ("True", "Allocated"),
+            ("False", "NamespaceNotAllowed"),
+            ("False", "CycleDetected"),
+        ] {
+            assert_eq!(holds_back(Some(own)), None, "{own:?}");
+        }
     }
 }
