@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::Env;
+use common::{Env, tenant_allocation};
 
 const WAIT: Duration = Duration::from_secs(20);
 /// Shorter than a waiting allocation's own retry (15 s): binding within it
@@ -19,11 +19,7 @@ const WOKEN: Duration = Duration::from_secs(10);
 async fn a_bulk_apply_binds_in_creation_order() {
     let env = Env::start().await;
     let ns = env.namespace(&[("tenant", "order")]);
-    let alloc = |name: &str, max: u64| {
-        format!(
-            "apiVersion: quota.edgepolicy.io/v1alpha1\nkind: QuotaAllocation\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  parentRef: {{kind: TenantQuota, name: order}}\n  limits: {{messages: {{max: {max}}}}}\n"
-        )
-    };
+    let alloc = |name: &str, max: u64| tenant_allocation(&ns, name, "order", max);
     // One apply: the tenant and three allocations, created in this order
     // (the same second or later ones; names break ties the same way).
     env.apply(&format!(

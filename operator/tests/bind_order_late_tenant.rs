@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::Env;
+use common::{Env, tenant_allocation};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -18,11 +18,7 @@ const WAIT: Duration = Duration::from_secs(20);
 async fn allocations_applied_before_their_tenant_bind_in_creation_order() {
     let env = Env::start().await;
     let ns = env.namespace(&[("tenant", "late")]);
-    let alloc = |name: &str, max: u64| {
-        format!(
-            "apiVersion: quota.edgepolicy.io/v1alpha1\nkind: QuotaAllocation\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  parentRef: {{kind: TenantQuota, name: late}}\n  limits: {{messages: {{max: {max}}}}}\n"
-        )
-    };
+    let alloc = |name: &str, max: u64| tenant_allocation(&ns, name, "late", max);
     env.apply(&format!(
         "{}---\n{}---\n{}",
         alloc("a-first", 60),

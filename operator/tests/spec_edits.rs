@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::Env;
+use common::{Env, tenant_allocation};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -42,11 +42,7 @@ spec:
         "system:serviceaccount:ops:bridge"
     );
 
-    let qa = |ns: &str, name: &str, max: u64| {
-        format!(
-            "apiVersion: quota.edgepolicy.io/v1alpha1\nkind: QuotaAllocation\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  parentRef: {{kind: TenantQuota, name: globex}}\n  limits: {{messages: {{max: {max}}}}}\n"
-        )
-    };
+    let qa = |ns: &str, name: &str, max: u64| tenant_allocation(ns, name, "globex", max);
     // The selector decides who may allocate.
     env.apply(&qa(&other, "sneaky", 10));
     let sneaky = ["qa", "sneaky", "-n", other.as_str()];

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::Env;
+use common::{Env, tenant_allocation};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -32,11 +32,7 @@ spec:
     );
     env.wait_condition(&["tq", "acme"], "Ready", "True/Ready", WAIT)
         .await;
-    let alloc = |ns: &str, name: &str, max: u64| {
-        format!(
-            "apiVersion: quota.edgepolicy.io/v1alpha1\nkind: QuotaAllocation\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  parentRef: {{kind: TenantQuota, name: acme}}\n  limits: {{messages: {{max: {max}}}}}\n"
-        )
-    };
+    let alloc = |ns: &str, name: &str, max: u64| tenant_allocation(ns, name, "acme", max);
     let team_a = ["qa", "team-a", "-n", ns_a.as_str()];
     let team_b = ["qa", "team-b", "-n", ns_b.as_str()];
     env.apply(&alloc(&ns_a, "team-a", 40));

@@ -59,6 +59,14 @@ pub fn service_binary() -> PathBuf {
     dir.join("quota-service")
 }
 
+/// A QuotaAllocation `name` in `ns` that allocates `max` messages from
+/// TenantQuota `tenant`, as YAML for [`Env::apply`].
+pub fn tenant_allocation(ns: &str, name: &str, tenant: &str, max: u64) -> String {
+    format!(
+        "apiVersion: quota.edgepolicy.io/v1alpha1\nkind: QuotaAllocation\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  parentRef: {{kind: TenantQuota, name: {tenant}}}\n  limits: {{messages: {{max: {max}}}}}\n"
+    )
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
