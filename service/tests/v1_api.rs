@@ -50,6 +50,16 @@ async fn tree(app: &TestApp) {
     }
 }
 
+/// The actions of an audit page, newest first.
+fn audit_actions(page: &Value) -> Vec<Value> {
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].clone())
+        .collect()
+}
+
 #[tokio::test]
 async fn put_is_idempotent_and_reports_the_node() {
     let app = TestApp::new().await;
@@ -63,16 +73,8 @@ async fn put_is_idempotent_and_reports_the_node() {
     assert_eq!(again, v, "and answers the same node");
     // ... without writing: no audit entry, no new version for the operator's
     // sync to pick up (controllers re-apply unchanged specs all the time).
-    let audit_actions = |page: Value| -> Vec<Value> {
-        page["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| a["action"].clone())
-            .collect()
-    };
     let (_, audit) = app.get("/api/v1/quotas/acme/audit").await;
-    assert_eq!(audit_actions(audit), vec![json!("put")]);
+    assert_eq!(audit_actions(&audit), vec![json!("put")]);
     let (_, snap) = app.get(&format!("/api/v1/snapshot?since={version}")).await;
     assert_eq!(snap["nodes"], json!([]), "an unchanged PUT is not a change");
     let n = node(&app, "acme").await;
@@ -105,7 +107,7 @@ async fn put_is_idempotent_and_reports_the_node() {
         (StatusCode::OK, json!(101))
     );
     let (_, audit) = app.get("/api/v1/quotas/acme/audit").await;
-    assert_eq!(audit_actions(audit), vec![json!("put"), json!("put")]);
+    assert_eq!(audit_actions(&audit), vec![json!("put"), json!("put")]);
     let (_, snap) = app.get(&format!("/api/v1/snapshot?since={version}")).await;
     assert_eq!(snap["nodes"][0]["id"], "acme");
     assert_eq!(snap["nodes"][0]["resources"]["messages"]["max"], 101);
@@ -464,26 +466,14 @@ async fn grants_and_the_audit_trail() {
     // Newest first: revoke, grant, allocate; paged.
     let (s, page) = app.get("/api/v1/quotas/team-a/audit?limit=2").await;
     assert_eq!(s, StatusCode::OK);
-    let actions: Vec<_> = page["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["action"].clone())
-        .collect();
-    assert_eq!(actions, vec![json!("revoke"), json!("grant")]);
+    assert_eq!(audit_actions(&page), vec![json!("revoke"), json!("grant")]);
     let after = page["next_after"].as_i64().unwrap();
     let (_, page2) = app
         .get(&format!(
             "/api/v1/quotas/team-a/audit?limit=2&after={after}"
         ))
         .await;
-    let actions: Vec<_> = page2["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["action"].clone())
-        .collect();
-    assert_eq!(actions, vec![json!("allocate")]);
+    assert_eq!(audit_actions(&page2), vec![json!("allocate")]);
     assert_eq!(page2["next_after"], json!(null));
     let first = &page2["items"][0];
     assert_eq!(first["actor"], "anonymous");
