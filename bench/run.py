@@ -603,6 +603,8 @@ class Cluster:
 
 
 PARALLEL = 48
+# The CRDs' group and version on the API server.
+QUOTA_API = "/apis/quota.edgepolicy.io/v1alpha1"
 
 
 class SyncedWatch:
@@ -612,8 +614,6 @@ class SyncedWatch:
     CPU seconds per round at 6,000 objects (kubectl decoding every object,
     the API server encoding them) on the same two cores as the operator,
     and only saw a change a round later."""
-
-    GROUP = "/apis/quota.edgepolicy.io/v1alpha1"
 
     def __init__(self, cluster, plural):
         import threading
@@ -634,7 +634,7 @@ class SyncedWatch:
 
     def get(self, path):
         conn = self.cluster.connect(timeout=600)
-        conn.request("GET", f"{self.GROUP}/{self.plural}{path}")
+        conn.request("GET", f"{QUOTA_API}/{self.plural}{path}")
         resp = conn.getresponse()
         if resp.status != 200:
             raise RuntimeError(f"GET {self.plural}{path}: {resp.status} {resp.read()[:300]!r}")
@@ -748,14 +748,16 @@ def request_costs(cluster, namespaces, n=1000, threads=16):
     import threading
 
     pids = cluster.pids()
-    group = "/apis/quota.edgepolicy.io/v1alpha1"
+
+    def ns(i):  # where operator_scale put qa-i
+        return f"bench-{i % namespaces}"
 
     def path(i):
-        return f"{group}/namespaces/bench-{i % namespaces}/quotaallocations/qa-{i}"
+        return f"{QUOTA_API}/namespaces/{ns(i)}/quotaallocations/qa-{i}"
 
     def status(i, used):
         body = json.loads(json.dumps(BOUND_STATUS))
-        body["nodeId"] = f"qa:bench-{i % namespaces}:qa-{i}"
+        body["nodeId"] = f"qa:{ns(i)}:qa-{i}"
         body["resources"]["messages"]["used"] = used
         return {"apiVersion": "quota.edgepolicy.io/v1alpha1", "kind": "QuotaAllocation", "status": body}
 
@@ -767,13 +769,13 @@ def request_costs(cluster, namespaces, n=1000, threads=16):
         ])),
         ("first status (server-side apply)", lambda i: ("PATCH", path(i) + apply, "application/apply-patch+yaml", status(i, 0))),
         ("changed status (server-side apply)", lambda i: ("PATCH", path(i) + apply, "application/apply-patch+yaml", status(i, 1))),
-        ("Event (events.k8s.io/v1)", lambda i: ("POST", f"/apis/events.k8s.io/v1/namespaces/bench-{i % namespaces}/events",
+        ("Event (events.k8s.io/v1)", lambda i: ("POST", f"/apis/events.k8s.io/v1/namespaces/{ns(i)}/events",
                                                 "application/json", {
             "metadata": {"name": f"qa-{i}.bench"}, "eventTime": "2026-11-23T15:42:04.000000Z",
             "reportingController": "edge-quota-operator", "reportingInstance": "bench", "action": "Reconcile",
             "reason": "AllocationBound", "type": "Normal", "note": "the parent reserved this allocation's limits",
             "regarding": {"apiVersion": "quota.edgepolicy.io/v1alpha1", "kind": "QuotaAllocation",
-                          "name": f"qa-{i}", "namespace": f"bench-{i % namespaces}"}})),
+                          "name": f"qa-{i}", "namespace": ns(i)}})),
     ]
     out = {}
     for name, make in kinds:
@@ -889,7 +891,8 @@ def operator_scale(tqs, qas, sync_secs=5, within=180, with_operator=True):
                              if v - requests_before[0].get(k, 0) >= 1}
             log(f"operator: without the operator, created in {r['create_s']:.1f} s; CPU seconds: "
                 + ", ".join(f"{k} {v:.1f}" for k, v in r["cpu_s"].items()))
-            r["costs"] = request_costs(cluster, namespaces, n=min(qas, 1000))
+            r["cost_requests"] = min(qas, 1000)
+            r["costs"] = request_costs(cluster, namespaces, n=r["cost_requests"])
             return r
         log(f"operator: created in {r['create_s']:.1f} s; waiting until all are Synced")
         synced, last_change = (0, 0), started
@@ -1170,7 +1173,7 @@ def main():
         if len(operators) == 2 and "costs" in operators[0]:
             sections += [
                 "What those requests cost the API server at the least (each kind measured alone, "
-                "1,000 requests, 16 at once, on the floor run's objects):",
+                f"{operators[0]['cost_requests']:,} requests, 16 at once, on the floor run's objects):",
                 "",
                 request_cost_table(operators[0], operators[1]),
                 "",
