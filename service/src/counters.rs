@@ -109,36 +109,7 @@ pub struct UsageRow {
     pub last_updated: i64,
 }
 
-/// Usage to add to one `quota_usage` row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UsageDelta {
-    pub node_id: String,
-    pub resource: ResourceName,
-    pub period: Period,
-    pub delta: u64,
-    pub last_updated: i64,
-}
-
-/// A flat tenant created on first use, to insert if missing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewTenantRow {
-    pub tenant_id: String,
-    pub limits: Limits,
-    pub created_at: i64,
-}
-
-/// Everything a flush must write.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct DirtyBatch {
-    pub new_tenants: Vec<NewTenantRow>,
-    pub usage: Vec<UsageDelta>,
-}
-
-impl DirtyBatch {
-    pub fn is_empty(&self) -> bool {
-        self.new_tenants.is_empty() && self.usage.is_empty()
-    }
-}
+pub use crate::dirty::{DirtyBatch, NewTenantRow, UsageDelta, UsageDeltas};
 
 /// A node loaded from the database at startup.
 #[derive(Debug, Clone)]
@@ -223,7 +194,7 @@ pub struct CounterStore {
     nodes: DashMap<Box<str>, Box<Entry>, foldhash::fast::RandomState>,
     /// Deltas that must be written by the next flush: finished periods and
     /// batches of flushes that failed before they could commit.
-    pending: Mutex<Vec<UsageDelta>>,
+    pending: Mutex<UsageDeltas>,
     pending_tenants: Mutex<Vec<NewTenantRow>>,
     version: AtomicU64,
     clock: SharedClock,
@@ -243,7 +214,7 @@ impl CounterStore {
             .saturating_mul(1_000_000);
         CounterStore {
             nodes: DashMap::with_hasher(foldhash::fast::RandomState::default()),
-            pending: Mutex::new(Vec::new()),
+            pending: Mutex::new(UsageDeltas::new()),
             pending_tenants: Mutex::new(Vec::new()),
             version: AtomicU64::new(start),
             clock,
@@ -727,17 +698,17 @@ impl CounterStore {
             return;
         }
         let last_updated = e.node.last_updated.unwrap_or(now);
-        let rows = retired
-            .into_iter()
-            .filter(|(_, r)| r.unflushed > 0)
-            .map(|(resource, r)| UsageDelta {
-                node_id: id.to_owned(),
+        let mut pending = lock(&self.pending);
+        for (resource, r) in retired.iter().filter(|(_, r)| r.unflushed > 0) {
+            pending.push(UsageDelta {
+                node_id: id,
                 resource,
                 period: r.period,
                 delta: r.unflushed,
                 last_updated,
             });
-        lock(&self.pending).extend(rows);
+        }
+        drop(pending);
         e.version = self.next_version();
     }
 }
@@ -825,15 +796,15 @@ impl CounterStore {
             if e.dirty {
                 e.dirty = false;
                 let last_updated = e.node.last_updated.unwrap_or(now);
-                let id = e.key().to_string();
-                for r in &mut e.node.resources {
+                let (id, entry) = e.pair_mut();
+                for r in &mut entry.node.resources {
                     let delta = r.counter.take_unflushed();
                     if r.window() == Window::None || delta == 0 {
                         continue; // capacities are written through as claims
                     }
                     batch.usage.push(UsageDelta {
-                        node_id: id.clone(),
-                        resource: r.name.clone(),
+                        node_id: id,
+                        resource: &r.name,
                         period: r.counter.period,
                         delta,
                         last_updated,
@@ -848,7 +819,7 @@ impl CounterStore {
     /// failed before the commit); the next flush adds its deltas with the
     /// newer ones.
     pub fn requeue(&self, batch: DirtyBatch) {
-        lock(&self.pending).extend(batch.usage);
+        lock(&self.pending).append(batch.usage);
         lock(&self.pending_tenants).extend(batch.new_tenants);
     }
 
@@ -1223,7 +1194,10 @@ mod tests {
         s.increment("a", &[(MESSAGES, 5)]).ok();
         let batch = s.take_dirty();
         assert_eq!(batch.usage.len(), 1);
-        assert_eq!(batch.usage[0].delta, 5);
+        assert_eq!(
+            batch.usage.iter().map(|d| d.delta).collect::<Vec<_>>(),
+            vec![5]
+        );
         s.increment("a", &[(MESSAGES, 2)]).ok();
         // The database holds our 5 plus 40 from other replicas.
         s.apply_totals(&[total("a", 45)]);

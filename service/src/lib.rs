@@ -21,6 +21,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod counters;
+pub mod dirty;
 pub mod domain;
 pub mod flush;
 pub mod http;

@@ -108,6 +108,7 @@ async fn final_flush(quotas: &Quotas) -> Result<(), ServerError> {
                     usage_rows = r.usage_rows,
                     new_tenants = r.new_tenants,
                     elapsed_ms = r.elapsed.as_millis() as u64,
+                    checkpoint_ms = r.checkpoint_elapsed.as_millis() as u64,
                     "final flush done"
                 );
                 return Ok(());

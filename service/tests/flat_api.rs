@@ -63,8 +63,16 @@ async fn increment_creates_unknown_tenants_with_the_defaults() {
         (json!(5), json!(2049))
     );
 
-    // The default limits are persisted with the next flush.
-    app.quotas.flush().await.unwrap();
+    // The default limits are persisted with the next flush, which then
+    // copies SQLite's WAL into the database file (commits do not).
+    let report = app.quotas.flush().await.unwrap();
+    match common::store_kind() {
+        common::StoreKind::Sqlite => {
+            let c = report.checkpoint.expect("a SQLite flush checkpoints");
+            assert!(c.complete && c.frames > 0, "{c:?}");
+        }
+        common::StoreKind::Postgres => assert_eq!(report.checkpoint, None),
+    }
     let reopened = app.reopen().await;
     let v = reopened.get("acme").expect("acme persisted");
     assert_eq!(

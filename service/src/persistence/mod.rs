@@ -29,6 +29,7 @@
 //!   each flush then reads back what changed since the version it last saw.
 
 mod flush;
+mod key_order;
 mod load;
 mod write;
 
@@ -117,6 +118,15 @@ impl StoreError {
     }
 }
 
+/// What a SQLite checkpoint did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Every frame of the WAL is in the database file now.
+    pub complete: bool,
+    /// Frames (pages) the WAL held.
+    pub frames: u64,
+}
+
 /// The database holding the service's state; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -126,6 +136,8 @@ pub struct Store {
     location: String,
     /// Nodes per page of a load (see `load`).
     load_page: i64,
+    /// Usage rows per chunk of a flush (see `flush`).
+    flush_chunk: usize,
 }
 
 // === impl Store: connection ===
@@ -152,8 +164,13 @@ impl Store {
                             // NORMAL survives a process crash (the OS has the
                             // data); only a power loss may lose the last
                             // transactions.
+                            // No automatic checkpoints: the commit that
+                            // passes 1,000 WAL pages would copy the WAL into
+                            // the database file inside the flush or request
+                            // that made it; the flusher checkpoints after
+                            // each flush instead ([`Store::checkpoint`]).
                             conn.execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA cache_size = -32768; PRAGMA temp_store = MEMORY;",
+                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA cache_size = -32768; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 0;",
                             )
                             .await?;
                             Ok(())
@@ -195,6 +212,7 @@ impl Store {
             backend,
             location: shown,
             load_page: load::PAGE,
+            flush_chunk: flush::CHUNK,
         })
     }
 
@@ -202,6 +220,12 @@ impl Store {
     /// 100,000: for tests of the paging with few nodes.
     pub fn set_load_page(&mut self, nodes: i64) {
         self.load_page = nodes.max(1);
+    }
+
+    /// Writes flushes in chunks of `rows` (at least 1) instead of the
+    /// default 50,000: for tests of the chunking with few rows.
+    pub fn set_flush_chunk(&mut self, rows: usize) {
+        self.flush_chunk = rows.max(1);
     }
 
     pub fn backend(&self) -> Backend {
@@ -222,6 +246,23 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// Copies what the SQLite WAL holds into the database file (a passive
+    /// checkpoint: it waits for no one, and leaves frames a reader still
+    /// needs for the next one). Nothing to do on PostgreSQL (`None`).
+    pub async fn checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
+        if self.backend != Backend::Sqlite {
+            return Ok(None);
+        }
+        let (busy, frames, copied): (i64, i64, i64) =
+            sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(Some(Checkpoint {
+            complete: busy == 0 && frames == copied,
+            frames: frames.max(0) as u64,
+        }))
     }
 
     /// Closes the pool, waiting for connections to finish.
