@@ -136,6 +136,25 @@ impl<'a> FromIterator<UsageDelta<'a>> for UsageDeltas {
     }
 }
 
+/// A `messages` delta, for tests.
+#[cfg(test)]
+pub(crate) fn messages_delta(
+    node_id: &str,
+    period: Period,
+    delta: u64,
+    last_updated: i64,
+) -> UsageDelta<'_> {
+    static MESSAGES: std::sync::LazyLock<ResourceName> =
+        std::sync::LazyLock::new(|| crate::domain::resource::MESSAGES.into());
+    UsageDelta {
+        node_id,
+        resource: &MESSAGES,
+        period,
+        delta,
+        last_updated,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -403,21 +403,11 @@ mod tests {
     use std::sync::LazyLock;
 
     use super::*;
+    use crate::dirty::messages_delta as d;
     use crate::domain::resource::ResourceName;
     use crate::domain::window::Window;
 
-    static MESSAGES: LazyLock<ResourceName> = LazyLock::new(|| "messages".into());
     static BANDWIDTH: LazyLock<ResourceName> = LazyLock::new(|| "bandwidth".into());
-
-    fn d(node: &str, period: Period, delta: u64, at: i64) -> UsageDelta<'_> {
-        UsageDelta {
-            node_id: node,
-            resource: &MESSAGES,
-            period,
-            delta,
-            last_updated: at,
-        }
-    }
 
     #[test]
     fn rows_are_the_json_object_serde_writes_for_them() {

@@ -181,25 +181,11 @@ fn key_prefix(id: &str, skip: usize) -> u128 {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::LazyLock;
-
     use proptest::prelude::*;
 
     use super::*;
-    use crate::domain::resource::ResourceName;
+    use crate::dirty::messages_delta as d;
     use crate::domain::window::{Period, Window};
-
-    static MESSAGES: LazyLock<ResourceName> = LazyLock::new(|| "messages".into());
-
-    fn d(node: &str, period: Period, delta: u64, at: i64) -> UsageDelta<'_> {
-        UsageDelta {
-            node_id: node,
-            resource: &MESSAGES,
-            period,
-            delta,
-            last_updated: at,
-        }
-    }
 
     fn merged<'a>(batches: &[&'a UsageDeltas], chunk: usize) -> Vec<UsageDelta<'a>> {
         KeyOrder::new(batches, chunk).flatten().collect()
