@@ -25,11 +25,14 @@ pub const GROUP: &str = "quota.edgepolicy.io";
 /// API version of both kinds.
 pub const VERSION: &str = "v1alpha1";
 
+/// CEL: every key of a limits map is a valid resource name (`message_count`
+/// is reserved: the quota service stores `messages` under that name).
+const RESOURCE_NAMES: &str =
+    "self.all(k, k.matches('^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$') && k != 'message_count')";
+const RESOURCE_NAMES_MESSAGE: &str = "resource names must be 1-63 characters of a-z 0-9 . _ -, starting and ending with a letter or digit, and not message_count (reserved)";
+
 /// CEL: a quantity that is a whole, non-negative number (`100`, `10Gi`, `1k`;
 /// not `-1`, `0.5` or `100m`).
-/// CEL: every key of a limits map is a valid resource name.
-const RESOURCE_NAMES: &str = "self.all(k, k.matches('^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$'))";
-
 const WHOLE_QUANTITY: &str = "isQuantity(string(self)) && quantity(string(self)).isInteger() && quantity(string(self)).asInteger() >= 0";
 
 /// A tenant's quota: the root of a quota tree. Cluster-scoped; created by
@@ -62,7 +65,7 @@ pub struct TenantQuotaSpec {
     /// Limits per resource name. `messages` (window day) and `bandwidth`
     /// (window month, bytes) are built in; any other name needs a window.
     #[schemars(extend("maxProperties" = 32))]
-    #[x_kube(validation = kube::core::Rule::new(RESOURCE_NAMES).message("resource names must be 1-63 characters of a-z 0-9 . _ -, starting and ending with a letter or digit"))]
+    #[x_kube(validation = kube::core::Rule::new(RESOURCE_NAMES).message(RESOURCE_NAMES_MESSAGE))]
     #[x_kube(validation = kube::core::Rule::new("self.all(k, k in ['messages', 'bandwidth'] || has(self[k].window))").message("every resource except messages and bandwidth needs a window"))]
     #[x_kube(validation = kube::core::Rule::new("!('messages' in self) || !has(self['messages'].window) || self['messages'].window == 'day'").message("messages always has window day"))]
     #[x_kube(validation = kube::core::Rule::new("!('bandwidth' in self) || !has(self['bandwidth'].window) || self['bandwidth'].window == 'month'").message("bandwidth always has window month"))]
@@ -123,7 +126,7 @@ pub struct QuotaAllocationSpec {
     /// Limits per resource name; each must exist in the parent, whose window
     /// it inherits. Reserved from the parent when the allocation binds.
     #[schemars(extend("maxProperties" = 32))]
-    #[x_kube(validation = kube::core::Rule::new(RESOURCE_NAMES).message("resource names must be 1-63 characters of a-z 0-9 . _ -, starting and ending with a letter or digit"))]
+    #[x_kube(validation = kube::core::Rule::new(RESOURCE_NAMES).message(RESOURCE_NAMES_MESSAGE))]
     pub limits: BTreeMap<String, AllocationLimit>,
 
     /// `Active` (default) or `Suspended`.

@@ -96,6 +96,10 @@ async fn the_api_server_enforces_what_one_object_can_check() {
             "resource names must be",
         ),
         (
+            r#"{"limits":{"message_count":{"max":1,"window":"day"}}}"#,
+            "not message_count (reserved)",
+        ),
+        (
             r#"{"limits":{}, "nearLimitPercent": 0}"#,
             "nearLimitPercent must be 1-100",
         ),

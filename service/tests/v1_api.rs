@@ -715,6 +715,14 @@ async fn v1_errors_change_nothing() {
             "invalid_body",
         ),
         (
+            // How the database stores `messages`: it would share their rows.
+            Method::PUT,
+            "/api/v1/quotas/n".into(),
+            Some(json!({"limits": {"message_count": {"max": 1, "window": "day"}}})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+        (
             Method::PUT,
             "/api/v1/quotas/n".into(),
             Some(json!({"limits": {"gpu": {"max": 9223372036854775808u64, "window": "day"}}})),

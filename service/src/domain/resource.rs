@@ -35,6 +35,10 @@ pub const BANDWIDTH: &str = "bandwidth";
 /// Longest resource name.
 pub const MAX_RESOURCE_LEN: usize = 63;
 
+/// How `quota_usage` (the flat tracker's table) names messages: a resource
+/// of this name would share its rows with `messages`.
+pub const MESSAGES_STORED_AS: &str = "message_count";
+
 /// The window a built-in resource always has.
 pub fn builtin_window(resource: &str) -> Option<Window> {
     match resource {
@@ -72,6 +76,9 @@ pub fn validate_resource_name(name: &str) -> Result<(), ResourceNameError> {
     {
         return bad("allowed are lowercase letters, digits and . _ -");
     }
+    if name == MESSAGES_STORED_AS {
+        return bad("it is reserved: the database stores `messages` under that name");
+    }
     let edge_ok = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
     let bytes = name.as_bytes();
     if !edge_ok(bytes[0]) || !edge_ok(bytes[bytes.len() - 1]) {
@@ -96,7 +103,17 @@ mod tests {
         ] {
             assert_eq!(validate_resource_name(ok), Ok(()), "{ok}");
         }
-        for bad in ["", "GPU", "-a", "a-", "a b", "ä", &"a".repeat(64), "a/b"] {
+        for bad in [
+            "",
+            "GPU",
+            "-a",
+            "a-",
+            "a b",
+            "ä",
+            &"a".repeat(64),
+            "a/b",
+            "message_count",
+        ] {
             assert!(validate_resource_name(bad).is_err(), "{bad}");
         }
     }

@@ -46,7 +46,7 @@ pub use load::{Changes, StoredTotal};
 pub use write::{AuditEntry, AuditRecord, GrantRow, WriteOp};
 
 use crate::domain::counter::MAX_COUNT;
-use crate::domain::resource::MESSAGES;
+use crate::domain::resource::{MESSAGES, MESSAGES_STORED_AS};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
@@ -414,17 +414,17 @@ impl Row<'_> {
 }
 
 /// `quota_usage.quota_type` of a resource (the flat tracker named messages
-/// `message_count`).
+/// `message_count`, which is therefore no resource's name).
 pub(crate) fn quota_type(resource: &str) -> &str {
     if resource == MESSAGES {
-        "message_count"
+        MESSAGES_STORED_AS
     } else {
         resource
     }
 }
 
 pub(crate) fn resource_of(quota_type: &str) -> &str {
-    if quota_type == "message_count" {
+    if quota_type == MESSAGES_STORED_AS {
         MESSAGES
     } else {
         quota_type
