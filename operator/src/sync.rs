@@ -29,6 +29,8 @@ pub async fn run(
     let mut since = 0u64;
     let mut instance: Option<String> = None;
     let mut down = false;
+    // The service was unreachable before the sync ever reached it.
+    let mut down_unseen = false;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -42,15 +44,17 @@ pub async fn run(
                     mark_unavailable(&ctx, &e.to_string()).await;
                 }
                 down = true;
+                down_unseen |= instance.is_none();
                 continue;
             }
         };
         down = false;
         let snap = if instance.as_deref() != Some(snap.instance_id.as_str()) {
-            if instance.is_some() {
+            if must_repush(instance.as_deref(), down_unseen, &snap.instance_id) {
                 tracing::info!(instance = %snap.instance_id, "quota service restarted; pushing every spec again");
                 let _ = repush.send(());
             }
+            down_unseen = false;
             instance = Some(snap.instance_id.clone());
             if since == 0 {
                 snap
@@ -66,6 +70,17 @@ pub async fn run(
         };
         since = snap.version;
         apply(&ctx, &snap.nodes).await;
+    }
+}
+
+/// Whether the service answering as `current` may have lost what was pushed
+/// to it: it is another instance than the one known, or the first one
+/// reached after the service was unreachable (specs pushed before it went
+/// down reached an instance that is gone, maybe with its data).
+fn must_repush(known: Option<&str>, down_unseen: bool, current: &str) -> bool {
+    match known {
+        Some(known) => known != current,
+        None => down_unseen,
     }
 }
 
@@ -146,5 +161,22 @@ async fn mark_unavailable(ctx: &Context, message: &str) {
         if let Err(e) = context::write_status(ctx, qa.as_ref(), obs).await {
             tracing::warn!(allocation = %qa.name_any(), error = %e, "cannot write status");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::must_repush;
+
+    #[test]
+    fn specs_are_pushed_again_to_an_instance_that_may_have_lost_them() {
+        // Another instance than the one known: it restarted.
+        assert!(must_repush(Some("a"), false, "b"));
+        assert!(!must_repush(Some("a"), false, "a"));
+        // The first instance reached: the reconcilers' pushes went to it,
+        // unless the service was down (and so restarted) before the sync
+        // ever reached it.
+        assert!(!must_repush(None, false, "a"));
+        assert!(must_repush(None, true, "b"));
     }
 }
