@@ -409,6 +409,7 @@ async fn metrics_follow_tenants_and_flushes() {
             value("edge_quota_flushes_total"),
             value("edge_quota_flushed_rows_total"),
             value("edge_quota_store_degraded"),
+            value("edge_quota_flush_seconds_total"),
         )
     };
     let before = scrape().await;
@@ -423,6 +424,7 @@ async fn metrics_follow_tenants_and_flushes() {
     assert_eq!(after.1, before.1 + 1.0);
     assert!(after.2 >= before.2 + 3.0, "{after:?}");
     assert_eq!(after.3, 0.0);
+    assert!(after.4 > before.4, "the flush's time is counted: {after:?}");
 }
 
 /// Each bad request gets the expected status and code, and leaves every

@@ -76,6 +76,12 @@ fn render(quotas: &Quotas) -> String {
             value: stats.last_flush_micros as f64 / 1e6,
         },
         Sample {
+            name: "edge_quota_flush_seconds_total",
+            kind: "counter",
+            help: "Time spent in flushes and the SQLite checkpoints after them.",
+            value: stats.busy_micros as f64 / 1e6,
+        },
+        Sample {
             name: "edge_quota_last_flush_timestamp_seconds",
             kind: "gauge",
             help: "Unix time of the last successful write to the database (0: none yet).",
