@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Env, tenant_allocation};
+use common::{Env, tenant_allocation, tenant_quota};
 
 const WAIT: Duration = Duration::from_secs(20);
 /// Shorter than a waiting allocation's own retry (15 s): binding within it
@@ -23,7 +23,8 @@ async fn a_bulk_apply_binds_in_creation_order() {
     // One apply: the tenant and three allocations, created in this order
     // (the same second or later ones; names break ties the same way).
     env.apply(&format!(
-        "apiVersion: quota.edgepolicy.io/v1alpha1\nkind: TenantQuota\nmetadata: {{name: order}}\nspec:\n  limits: {{messages: {{max: 100}}}}\n  allocationNamespaceSelector: {{matchLabels: {{tenant: order}}}}\n---\n{}---\n{}---\n{}",
+        "{}---\n{}---\n{}---\n{}",
+        tenant_quota("order", 100),
         alloc("a-first", 60),
         alloc("b-second", 60),
         alloc("c-third", 30)

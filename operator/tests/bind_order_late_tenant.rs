@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Env, tenant_allocation};
+use common::{Env, tenant_allocation, tenant_quota};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -30,9 +30,7 @@ async fn allocations_applied_before_their_tenant_bind_in_creation_order() {
         env.wait_condition(&qa(name), "Bound", "False/ParentNotFound", WAIT)
             .await;
     }
-    env.apply(
-        "apiVersion: quota.edgepolicy.io/v1alpha1\nkind: TenantQuota\nmetadata: {name: late}\nspec:\n  limits: {messages: {max: 100}}\n  allocationNamespaceSelector: {matchLabels: {tenant: late}}\n",
-    );
+    env.apply(&tenant_quota("late", 100));
     env.wait_condition(&qa("a-first"), "Bound", "True/Allocated", WAIT)
         .await;
     env.wait_condition(&qa("b-second"), "Bound", "False/ParentExhausted", WAIT)

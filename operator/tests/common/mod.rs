@@ -59,6 +59,14 @@ pub fn service_binary() -> PathBuf {
     dir.join("quota-service")
 }
 
+/// A TenantQuota `name` of `max` messages a day, from which namespaces
+/// labelled `tenant: {name}` may allocate, as YAML for [`Env::apply`].
+pub fn tenant_quota(name: &str, max: u64) -> String {
+    format!(
+        "apiVersion: quota.edgepolicy.io/v1alpha1\nkind: TenantQuota\nmetadata: {{name: {name}}}\nspec:\n  limits: {{messages: {{max: {max}}}}}\n  allocationNamespaceSelector: {{matchLabels: {{tenant: {name}}}}}\n"
+    )
+}
+
 /// A QuotaAllocation `name` in `ns` that allocates `max` messages from
 /// TenantQuota `tenant`, as YAML for [`Env::apply`].
 pub fn tenant_allocation(ns: &str, name: &str, tenant: &str, max: u64) -> String {
