@@ -29,8 +29,6 @@ pub async fn run(
     let mut since = 0u64;
     let mut instance: Option<String> = None;
     let mut down = false;
-    // The service was unreachable before the sync ever reached it.
-    let mut down_unseen = false;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -44,17 +42,15 @@ pub async fn run(
                     mark_unavailable(&ctx, &e.to_string()).await;
                 }
                 down = true;
-                down_unseen |= instance.is_none();
                 continue;
             }
         };
-        down = false;
+        let was_down = std::mem::replace(&mut down, false);
         let snap = if instance.as_deref() != Some(snap.instance_id.as_str()) {
-            if must_repush(instance.as_deref(), down_unseen, &snap.instance_id) {
+            if must_repush(instance.as_deref(), was_down, &snap.instance_id) {
                 tracing::info!(instance = %snap.instance_id, "quota service restarted; pushing every spec again");
                 let _ = repush.send(());
             }
-            down_unseen = false;
             instance = Some(snap.instance_id.clone());
             if since == 0 {
                 snap
@@ -76,11 +72,13 @@ pub async fn run(
 /// Whether the service answering as `current` may have lost what was pushed
 /// to it: it is another instance than the one known, or the first one
 /// reached after the service was unreachable (specs pushed before it went
-/// down reached an instance that is gone, maybe with its data).
-fn must_repush(known: Option<&str>, down_unseen: bool, current: &str) -> bool {
+/// down reached an instance that is gone, maybe with its data). Until the
+/// first answer every attempt failed, so `was_down` (the last attempt
+/// failed) says whether there were any.
+fn must_repush(known: Option<&str>, was_down: bool, current: &str) -> bool {
     match known {
         Some(known) => known != current,
-        None => down_unseen,
+        None => was_down,
     }
 }
 

@@ -39,6 +39,7 @@ use dashmap::DashMap;
 use smallvec::SmallVec;
 
 use crate::clock::SharedClock;
+use crate::dirty::{DirtyBatch, NewTenantRow, UsageDelta, UsageDeltas};
 use crate::domain::counter::Retired;
 use crate::domain::node::{self, Limit, Node, NodeState, Refusal, StrictItem};
 use crate::domain::resource::{BANDWIDTH, MESSAGES, ResourceName};
@@ -108,8 +109,6 @@ pub struct UsageRow {
     pub used: u64,
     pub last_updated: i64,
 }
-
-pub use crate::dirty::{DirtyBatch, NewTenantRow, UsageDelta, UsageDeltas};
 
 /// A node loaded from the database at startup.
 #[derive(Debug, Clone)]

@@ -7,7 +7,8 @@ use std::collections::HashSet;
 use sqlx::AnyConnection;
 
 use super::{Backend, Sql, Store, StoreError, bump_clock, quota_type, to_sql};
-use crate::counters::{Claim, NewTenantRow, UsageRow};
+use crate::counters::{Claim, UsageRow};
+use crate::dirty::NewTenantRow;
 use crate::domain::calendar::{parse_rfc3339, rfc3339};
 use crate::domain::node::{Limit, NodeState};
 
