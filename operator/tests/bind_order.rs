@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Env, tenant_allocation, tenant_quota};
+use common::{Env, allocations_in_order, tenant_quota};
 
 const WAIT: Duration = Duration::from_secs(20);
 /// Shorter than a waiting allocation's own retry (15 s): binding within it
@@ -19,23 +19,15 @@ const WOKEN: Duration = Duration::from_secs(10);
 async fn a_bulk_apply_binds_in_creation_order() {
     let env = Env::start().await;
     let ns = env.namespace(&[("tenant", "order")]);
-    let alloc = |name: &str, max: u64| tenant_allocation(&ns, name, "order", max);
     // One apply: the tenant and three allocations, created in this order
     // (the same second or later ones; names break ties the same way).
     env.apply(&format!(
-        "{}---\n{}---\n{}---\n{}",
+        "{}---\n{}",
         tenant_quota("order", 100),
-        alloc("a-first", 60),
-        alloc("b-second", 60),
-        alloc("c-third", 30)
+        allocations_in_order(&ns, "order")
     ));
     let qa = |name: &'static str| ["qa", name, "-n", ns.as_str()];
-    env.wait_condition(&qa("a-first"), "Bound", "True/Allocated", WAIT)
-        .await;
-    env.wait_condition(&qa("b-second"), "Bound", "False/ParentExhausted", WAIT)
-        .await;
-    env.wait_condition(&qa("c-third"), "Bound", "False/ParentExhausted", WAIT)
-        .await;
+    env.wait_bound_in_order(&ns, WAIT).await;
     let why = env.jsonpath(
         &qa("c-third"),
         "{.status.conditions[?(@.type==\"Bound\")].message}",

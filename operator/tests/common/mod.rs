@@ -75,6 +75,18 @@ pub fn tenant_allocation(ns: &str, name: &str, tenant: &str, max: u64) -> String
     )
 }
 
+/// The allocations of the creation-order tests, from TenantQuota `tenant`
+/// (100 messages) in `ns`, oldest first: `a-first` (60) fits; `b-second`
+/// (60) does not; `c-third` (30) would, but must wait for the older one.
+pub const IN_ORDER: [(&str, u64); 3] = [("a-first", 60), ("b-second", 60), ("c-third", 30)];
+
+/// [`IN_ORDER`] as YAML for one [`Env::apply`], which creates them in order.
+pub fn allocations_in_order(ns: &str, tenant: &str) -> String {
+    IN_ORDER
+        .map(|(name, max)| tenant_allocation(ns, name, tenant, max))
+        .join("---\n")
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -187,6 +199,19 @@ impl Env {
     /// The condition `type`'s status and reason, e.g. ("True", "Allocated").
     pub fn condition(&self, what: &[&str], t: &str) -> String {
         self.jsonpath(what, &format!("{{.status.conditions[?(@.type==\"{t}\")].status}}/{{.status.conditions[?(@.type==\"{t}\")].reason}}"))
+    }
+
+    /// Waits until [`IN_ORDER`] in `ns` bound in creation order: the oldest
+    /// allocated, both younger ones waiting on the exhausted parent.
+    pub async fn wait_bound_in_order(&self, ns: &str, within: Duration) {
+        for ((name, _), want) in IN_ORDER.iter().zip([
+            "True/Allocated",
+            "False/ParentExhausted",
+            "False/ParentExhausted",
+        ]) {
+            self.wait_condition(&["qa", name, "-n", ns], "Bound", want, within)
+                .await;
+        }
     }
 
     pub async fn wait_condition(&self, what: &[&str], t: &str, want: &str, within: Duration) {
