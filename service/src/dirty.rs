@@ -14,6 +14,7 @@
 
 use std::ops::Range;
 
+use crate::domain::counter::RowId;
 use crate::domain::resource::ResourceName;
 use crate::domain::tenant::Limits;
 use crate::domain::window::Period;
@@ -47,6 +48,8 @@ pub struct UsageDelta<'a> {
     pub period: Period,
     pub delta: u64,
     pub last_updated: i64,
+    /// The row's id, when the counter knows it (see `Counter::stored_row`).
+    pub stored_row: Option<RowId>,
 }
 
 /// A list of [`UsageDelta`]s whose node ids share one buffer.
@@ -65,6 +68,7 @@ struct Row {
     period: Period,
     delta: u64,
     last_updated: i64,
+    stored_row: Option<RowId>,
 }
 
 // === impl UsageDeltas ===
@@ -83,6 +87,7 @@ impl UsageDeltas {
             period: d.period,
             delta: d.delta,
             last_updated: d.last_updated,
+            stored_row: d.stored_row,
         });
     }
 
@@ -122,6 +127,7 @@ impl UsageDeltas {
             period: r.period,
             delta: r.delta,
             last_updated: r.last_updated,
+            stored_row: r.stored_row,
         }
     }
 }
@@ -133,6 +139,69 @@ impl<'a> FromIterator<UsageDelta<'a>> for UsageDeltas {
             out.push(d);
         }
         out
+    }
+}
+
+/// Row ids a flush learned: rows it inserted, or found by key because the
+/// counter did not know the id. Handed back to the counters after the
+/// commit, so the next flush addresses those rows by id.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct StoredRows {
+    /// The node ids, one after the other.
+    ids: String,
+    groups: Vec<StoredGroup>,
+}
+
+/// The rows of one resource and period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct StoredGroup {
+    resource: ResourceName,
+    period: Period,
+    /// The node id's bytes in `ids`, and its row.
+    rows: Vec<(Range<usize>, RowId)>,
+}
+
+// === impl StoredRows ===
+
+impl StoredRows {
+    /// Starts the rows of `resource` in `period`; [`StoredRows::push`] adds
+    /// to the group started last.
+    pub fn start_group(&mut self, resource: &ResourceName, period: Period) {
+        self.groups.push(StoredGroup {
+            resource: resource.clone(),
+            period,
+            rows: Vec::new(),
+        });
+    }
+
+    pub fn push(&mut self, node_id: &str, row: RowId) {
+        let start = self.ids.len();
+        self.ids.push_str(node_id);
+        if let Some(g) = self.groups.last_mut() {
+            g.rows.push((start..self.ids.len(), row));
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.groups.iter().map(|g| g.rows.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// `(node id, resource, period, row)` of every row learned.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &ResourceName, Period, RowId)> + '_ {
+        self.groups.iter().flat_map(move |g| {
+            g.rows.iter().map(move |(id, row)| {
+                (
+                    self.ids.get(id.clone()).unwrap_or_default(),
+                    &g.resource,
+                    g.period,
+                    *row,
+                )
+            })
+        })
     }
 }
 
@@ -152,6 +221,7 @@ pub(crate) fn messages_delta(
         period,
         delta,
         last_updated,
+        stored_row: None,
     }
 }
 
@@ -167,6 +237,7 @@ mod tests {
             period: Window::Day.period_at(86_400 * 20_000),
             delta,
             last_updated: 7,
+            stored_row: None,
         }
     }
 

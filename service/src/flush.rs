@@ -191,6 +191,7 @@ impl Flusher {
                 .await
             {
                 Ok(outcome) => {
+                    self.counters.remember_rows(&outcome.learned);
                     report.usage_rows = outcome.usage_rows;
                     report.new_tenants = outcome.new_tenants;
                     if !outcome.already_applied.is_empty() {

@@ -5,7 +5,8 @@
 mod common;
 
 use quota_service::dirty::{DirtyBatch, UsageDelta, UsageDeltas};
-use quota_service::domain::window::Window;
+use quota_service::domain::counter::RowId;
+use quota_service::domain::window::{Period, Window};
 use quota_service::persistence::SentBatch;
 
 const NOW: i64 = 1_795_348_800; // 2026-11-22T12:00:00Z
@@ -21,6 +22,7 @@ fn batch(seq: u64, delta: u64) -> SentBatch {
                 period: Window::Day.period_at(NOW),
                 delta,
                 last_updated: NOW,
+                stored_row: None,
             }]),
         },
     }
@@ -103,26 +105,34 @@ async fn a_flush_in_chunks_adds_every_row_exactly_once() {
             rows.push((node.as_str(), &messages, yesterday, 100 + i));
         }
     }
-    let sent = |seq: u64, rows: &[(&str, &_, _, u64)], times: u64| SentBatch {
-        seq,
-        batch: DirtyBatch {
-            new_tenants: Vec::new(),
-            usage: rows
-                .iter()
-                .map(|&(node_id, resource, period, delta)| UsageDelta {
-                    node_id,
-                    resource,
-                    period,
-                    delta: delta * times,
-                    last_updated: NOW,
-                })
-                .collect(),
-        },
-    };
+    let sent =
+        |seq: u64, rows: &[(&str, &_, _, u64)], times: u64, learned: &Learned<'_>| SentBatch {
+            seq,
+            batch: DirtyBatch {
+                new_tenants: Vec::new(),
+                usage: rows
+                    .iter()
+                    .map(|&(node_id, resource, period, delta)| UsageDelta {
+                        node_id,
+                        resource,
+                        period,
+                        delta: delta * times,
+                        last_updated: NOW,
+                        stored_row: learned.get(&(node_id, period)).copied(),
+                    })
+                    .collect(),
+            },
+        };
     // Batch 1 never committed; it goes again with batch 2 (twice the
     // deltas): each row ends at 3x its delta.
+    let none = Learned::new();
     let out = store
-        .write_flush("replica-a", &[sent(1, &rows, 1)], &sent(2, &rows, 2), NOW)
+        .write_flush(
+            "replica-a",
+            &[sent(1, &rows, 1, &none)],
+            &sent(2, &rows, 2, &none),
+            NOW,
+        )
         .await
         .unwrap();
     assert!(out.already_applied.is_empty());
@@ -131,16 +141,146 @@ async fn a_flush_in_chunks_adds_every_row_exactly_once() {
         rows.len(),
         "one stored row per (node, resource, period)"
     );
-    for &(node, resource, period, delta) in &rows {
-        let stored = store
-            .stored_usage(node, resource, &period.key())
-            .await
-            .unwrap();
-        assert_eq!(
-            stored,
-            Some(3 * delta),
-            "{node} {resource} {}",
-            period.key()
-        );
+    let check = |times: u64| {
+        let store = &store;
+        let rows = &rows;
+        async move {
+            for &(node, resource, period, delta) in rows {
+                let stored = store
+                    .stored_usage(node, resource, &period.key())
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    stored,
+                    Some(times * delta),
+                    "{node} {resource} {}",
+                    period.key()
+                );
+            }
+        }
+    };
+    check(3).await;
+
+    // SQLite returns the ids of the rows written by key; the next flush
+    // addresses them by id, in the same chunks.
+    let learned: Learned<'_> = out
+        .learned
+        .iter()
+        .map(|(node, _, period, row)| ((node, period), row))
+        .collect();
+    if common::store_kind() == common::StoreKind::Sqlite {
+        assert_eq!(learned.len(), rows.len(), "every row's id");
+    } else {
+        assert!(learned.is_empty(), "PostgreSQL always goes by key");
+    }
+    store
+        .write_flush("replica-a", &[], &sent(3, &rows, 1, &learned), NOW)
+        .await
+        .unwrap();
+    check(4).await;
+}
+
+/// Row ids learned by a flush, by node and period.
+type Learned<'a> = std::collections::HashMap<(&'a str, Period), RowId>;
+
+/// A row id the counters remember that is not the row of its key (never,
+/// unless the table changed behind the service's back) is caught: its
+/// statement changes nothing, the rows go by key instead, and every total
+/// is still right. (PostgreSQL always goes by key.)
+#[tokio::test]
+async fn a_wrong_row_id_is_caught_and_the_rows_written_by_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open_store(dir.path()).await;
+    let messages = "messages".into();
+    let today = Window::Day.period_at(NOW);
+    let yesterday = Window::Day.period_at(NOW - 86_400);
+    let delta = |node_id, period, delta, stored_row| UsageDelta {
+        node_id,
+        resource: &messages,
+        period,
+        delta,
+        last_updated: NOW,
+        stored_row,
+    };
+    let flush = |seq: u64, deltas: Vec<UsageDelta<'_>>| {
+        let sent = SentBatch {
+            seq,
+            batch: DirtyBatch {
+                new_tenants: Vec::new(),
+                usage: deltas.into_iter().collect(),
+            },
+        };
+        let store = &store;
+        async move {
+            store
+                .write_flush("replica-a", &[], &sent, NOW)
+                .await
+                .unwrap()
+        }
+    };
+    let totals = || async {
+        let mut out = Vec::new();
+        for (node, period) in [("a", today), ("b", today), ("a", yesterday), ("c", today)] {
+            let used = store
+                .stored_usage(node, "messages", &period.key())
+                .await
+                .unwrap();
+            out.push(used);
+        }
+        out
+    };
+    let sqlite = common::store_kind() == common::StoreKind::Sqlite;
+
+    let out = flush(
+        1,
+        vec![
+            delta("a", today, 1, None),
+            delta("b", today, 10, None),
+            delta("a", yesterday, 100, None),
+        ],
+    )
+    .await;
+    let ids: std::collections::HashMap<(String, Period), RowId> = out
+        .learned
+        .iter()
+        .map(|(node, _, period, row)| ((node.to_owned(), period), row))
+        .collect();
+    let id = |node: &str, period| ids.get(&(node.to_owned(), period)).copied();
+    assert_eq!(ids.len(), if sqlite { 3 } else { 0 });
+    let relearned = |out: &quota_service::persistence::FlushOutcome, node: &str| {
+        out.learned
+            .iter()
+            .find(|(n, _, p, _)| *n == node && *p == today)
+            .map(|(_, _, _, row)| row)
+    };
+
+    // Another key's row.
+    let out = flush(
+        2,
+        vec![
+            delta("a", today, 2, id("b", today)),
+            delta("b", today, 20, id("b", today)),
+        ],
+    )
+    .await;
+    assert_eq!(totals().await, [Some(3), Some(30), Some(100), None]);
+    if sqlite {
+        assert_eq!(relearned(&out, "a"), id("a", today), "a's own row id");
+    }
+
+    // The same node's row of another period.
+    flush(3, vec![delta("a", today, 4, id("a", yesterday))]).await;
+    assert_eq!(totals().await, [Some(7), Some(30), Some(100), None]);
+
+    // An id no row has, while the key's row exists (the insert it turns
+    // into breaks the unique key).
+    flush(4, vec![delta("b", today, 5, RowId::new(999_999))]).await;
+    assert_eq!(totals().await, [Some(7), Some(35), Some(100), None]);
+
+    // An id no row has, for a key not stored yet: inserted, with that id.
+    let out = flush(5, vec![delta("c", today, 6, RowId::new(888_888))]).await;
+    assert_eq!(totals().await, [Some(7), Some(35), Some(100), Some(6)]);
+    if !sqlite {
+        assert!(out.learned.is_empty());
     }
 }

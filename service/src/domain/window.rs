@@ -36,11 +36,13 @@ pub enum Window {
 }
 
 /// One period of a window: `[start, end)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Period {
-    window: Window,
-    start: i64,
-}
+///
+/// Packed in one word, the window in the low three bits and the start in
+/// whole minutes above them (every period but `none`'s starts on a
+/// minute): each of a million resident tenants holds two, and eight
+/// bytes less per counter is what leaves room for its row id.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Period(i64);
 
 /// A period's key and reset time as text, as every flat answer shows them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,10 +85,7 @@ impl Window {
             }
             Window::None => i64::MIN,
         };
-        Period {
-            window: self,
-            start,
-        }
+        Period::new(self, start)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -125,24 +124,43 @@ impl FromStr for Window {
 // === impl Period ===
 
 impl Period {
+    /// `start` is a whole minute (any `i64` divided by 60 fits in 61 bits);
+    /// window `none` has one period and ignores it.
+    fn new(window: Window, start: i64) -> Period {
+        let minutes = match window {
+            Window::None => 0,
+            _ => start.div_euclid(60),
+        };
+        Period((minutes << 3) | window as i64)
+    }
+
     pub fn window(self) -> Window {
-        self.window
+        match self.0 & 7 {
+            0 => Window::Minute,
+            1 => Window::Hour,
+            2 => Window::Day,
+            3 => Window::Month,
+            _ => Window::None,
+        }
     }
 
     /// First second of the period (`i64::MIN` for window `none`).
     pub fn start(self) -> i64 {
-        self.start
+        match self.window() {
+            Window::None => i64::MIN,
+            _ => (self.0 >> 3) * 60,
+        }
     }
 
     /// First second of the next period: when usage resets. `None` for window
     /// `none`, which never resets.
     pub fn end(self) -> Option<i64> {
-        match self.window {
-            Window::Minute => Some(self.start + 60),
-            Window::Hour => Some(self.start + 3600),
-            Window::Day => Some(self.start + SECS_PER_DAY),
+        match self.window() {
+            Window::Minute => Some(self.start() + 60),
+            Window::Hour => Some(self.start() + 3600),
+            Window::Day => Some(self.start() + SECS_PER_DAY),
             Window::Month => {
-                let d = calendar::date_of(self.start);
+                let d = calendar::date_of(self.start());
                 let (y, m) = if d.month == 12 {
                     (d.year + 1, 1)
                 } else {
@@ -160,14 +178,14 @@ impl Period {
     /// `false` only means "compute it" (the last days of a month). Every
     /// usage call asks this of each counter, several times.
     pub fn surely_holds(self, ts: i64) -> bool {
-        let shortest = match self.window {
+        let shortest = match self.window() {
             Window::Minute => 60,
             Window::Hour => 3600,
             Window::Day => SECS_PER_DAY,
             Window::Month => 28 * SECS_PER_DAY,
             Window::None => return true,
         };
-        ts.checked_sub(self.start)
+        ts.checked_sub(self.start())
             .is_some_and(|into| (0..shortest).contains(&into))
     }
 
@@ -196,7 +214,7 @@ impl Period {
         };
         LAST_STAMPS
             .try_with(|last| {
-                let slot = &last[self.window as usize];
+                let slot = &last[self.window() as usize];
                 match slot.get() {
                     Some((p, stamps)) if p == self => stamps,
                     _ => {
@@ -212,17 +230,17 @@ impl Period {
 
     /// [`Period::key`] without allocating (for responses on the hot path).
     pub fn key_stamp(self) -> Stamp {
-        if self.window == Window::None {
+        if self.window() == Window::None {
             return Stamp::from(NONE_PERIOD_KEY);
         }
-        let d = calendar::date_of(self.start);
-        let secs = self.start.rem_euclid(SECS_PER_DAY);
-        match self.window {
+        let d = calendar::date_of(self.start());
+        let secs = self.start().rem_euclid(SECS_PER_DAY);
+        match self.window() {
             Window::Minute | Window::Hour => {
                 let mut s = calendar::date_stamp(d, true);
                 s.push_byte(b'T');
                 s.push_padded(secs / 3600, 2);
-                if self.window == Window::Minute {
+                if self.window() == Window::Minute {
                     s.push_byte(b':');
                     s.push_padded((secs / 60) % 60, 2);
                 }
@@ -262,7 +280,16 @@ impl Period {
                 day_start + hour * 3600 + minute * 60
             }
         };
-        Some(Period { window, start })
+        Some(Period::new(window, start))
+    }
+}
+
+impl fmt::Debug for Period {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Period")
+            .field("window", &self.window())
+            .field("start", &self.start())
+            .finish()
     }
 }
 
@@ -396,6 +423,23 @@ mod tests {
         let h = Window::Hour.period_at(t);
         assert_eq!(h.key(), "2026-11-22T21");
         assert_eq!(h.end(), Some(at(2026, 11, 22, 22, 0, 0)));
+    }
+
+    #[test]
+    fn a_period_is_one_word_holding_its_window_and_start() {
+        assert_eq!(std::mem::size_of::<Period>(), 8);
+        // Before 1970, at the edges of what an i64 of seconds can hold.
+        for t in [i64::MIN + 86_400 * 62, -1, 0, 59, 60, i64::MAX - 1] {
+            for w in Window::ALL {
+                let p = w.period_at(t);
+                assert_eq!(p.window(), w, "{w} at {t}");
+                if w != Window::None {
+                    assert!(p.start() <= t && p.start() % 60 == 0, "{w} at {t}: {p:?}");
+                    assert!(t - p.start() < 31 * SECS_PER_DAY, "{w} at {t}: {p:?}");
+                }
+            }
+        }
+        assert_eq!(Window::None.period_at(5).start(), i64::MIN);
     }
 
     #[test]

@@ -86,6 +86,8 @@ impl<'s, 'a> KeyOrder<'s, 'a> {
                 {
                     m.delta = m.delta.saturating_add(d.delta);
                     m.last_updated = m.last_updated.max(d.last_updated);
+                    // Either hint will do: the flush checks it.
+                    m.stored_row = m.stored_row.or(d.stored_row);
                 }
                 _ => out.push(d),
             }

@@ -16,7 +16,7 @@ use sqlx::AssertSqlSafe;
 use super::{Backend, Sql, Store, StoreError, corrupt, resource_of, to_count};
 use crate::counters::{Claim, LoadedNode};
 use crate::domain::calendar::parse_rfc3339;
-use crate::domain::counter::Counter;
+use crate::domain::counter::{Counter, RowId};
 use crate::domain::node::{Limit, Node, NodeState};
 use crate::domain::window::{Period, Window};
 
@@ -91,6 +91,7 @@ struct UsageRow<'a>(
     #[serde(borrow)] Cow<'a, str>,
     i64,
     #[serde(borrow)] Cow<'a, str>,
+    i64,
 );
 
 #[derive(Deserialize)]
@@ -239,7 +240,7 @@ impl Store {
         in_page(&mut q, "node_id");
         let limits = fetch_text(tx, q).await?;
         let mut q = Sql::new(self.backend, "SELECT ");
-        q.push(&self.json_agg("u.tenant_id, u.quota_type, u.period, u.used, u.last_updated"))
+        q.push(&self.json_agg("u.tenant_id, u.quota_type, u.period, u.used, u.last_updated, u.id"))
             .push(" FROM quota_usage u");
         in_page(&mut q, "u.tenant_id");
         q.push(LATEST_PERIOD_ONLY);
@@ -347,7 +348,7 @@ fn build_page(text: PageText, now: i64) -> Result<Vec<LoadedNode>, StoreError> {
     }
     drop(limits);
 
-    for UsageRow(node_id, qtype, period, used, last_updated) in
+    for UsageRow(node_id, qtype, period, used, last_updated, row) in
         parse_page::<UsageRow<'_>>("quota_usage", &text.usage)?
     {
         let Some(n) = page.get_mut(node_id.as_ref()) else {
@@ -361,7 +362,7 @@ fn build_page(text: PageText, now: i64) -> Result<Vec<LoadedNode>, StoreError> {
         if let Some(period) = Period::parse_key(r.window(), &period)
             && r.window() != Window::None
         {
-            r.counter = Counter::stored(period, to_count("quota_usage", used)?);
+            r.counter = Counter::stored(period, to_count("quota_usage", used)?, RowId::new(row));
         }
         n.node.last_updated = n.node.last_updated.max(parse_rfc3339(&last_updated));
     }
