@@ -72,6 +72,44 @@ struct Entry {
     version: u64,
 }
 
+/// The entries a flush must visit: the ids of those that turned dirty (or
+/// were created unsaved) since a flush last took them, or, once more than
+/// `limit` did, all of them. A flush visits the ids instead of every
+/// entry: with a million resident tenants, scanning them all each second
+/// for the few that changed took a tenth of a core. Some ids may be of
+/// entries clean again; the entries' flags are the truth.
+#[derive(Debug, Default)]
+struct Changed {
+    ids: Vec<Box<str>>,
+    /// More than `limit` changed: the flush scans the whole map, which
+    /// beats a lookup each when most entries changed.
+    all: bool,
+    /// A quarter of the entries at the last flush or load (at least
+    /// [`Changed::MIN_LIMIT`]).
+    limit: usize,
+}
+
+// === impl Changed ===
+
+impl Changed {
+    const MIN_LIMIT: usize = 1024;
+
+    fn limit_for(entries: usize) -> usize {
+        (entries / 4).max(Self::MIN_LIMIT)
+    }
+
+    fn note(&mut self, id: &str) {
+        if self.all {
+            return;
+        }
+        if self.ids.len() < self.limit {
+            self.ids.push(id.into());
+        } else {
+            self.all = true;
+        }
+    }
+}
+
 /// Whether a node in `state` takes usage: refused when suspended or deleted.
 fn accepts_usage(id: &str, state: NodeState) -> Result<(), UsageError> {
     match state {
@@ -195,12 +233,8 @@ pub struct CounterStore {
     /// batches of flushes that failed before they could commit.
     pending: Mutex<UsageDeltas>,
     pending_tenants: Mutex<Vec<NewTenantRow>>,
-    /// Ids of the entries that turned dirty (or were created unsaved) since
-    /// a flush last took them; some may be clean again, the entries' flags
-    /// are the truth. A flush visits these instead of every entry: with a
-    /// million resident tenants, scanning all of them each second for the
-    /// few that changed took a tenth of a core.
-    changed: Mutex<Vec<Box<str>>>,
+    /// What changed since the last flush took it (see [`Changed`]).
+    changed: Mutex<Changed>,
     version: AtomicU64,
     clock: SharedClock,
     default_limits: Limits,
@@ -221,7 +255,10 @@ impl CounterStore {
             nodes: DashMap::with_hasher(foldhash::fast::RandomState::default()),
             pending: Mutex::new(UsageDeltas::new()),
             pending_tenants: Mutex::new(Vec::new()),
-            changed: Mutex::new(Vec::new()),
+            changed: Mutex::new(Changed {
+                limit: Changed::MIN_LIMIT,
+                ..Changed::default()
+            }),
             version: AtomicU64::new(start),
             clock,
             default_limits,
@@ -299,6 +336,8 @@ impl CounterStore {
                 }
             }
         }
+        let limit = Changed::limit_for(self.nodes.len());
+        lock(&self.changed).limit = limit;
     }
 
     pub fn contains(&self, id: &str) -> bool {
@@ -584,7 +623,7 @@ impl CounterStore {
         let mut e = match self.nodes.get_mut(tenant_id) {
             Some(e) => e,
             None => self.nodes.entry(tenant_id.into()).or_insert_with(|| {
-                lock(&self.changed).push(tenant_id.into());
+                lock(&self.changed).note(tenant_id);
                 Box::new(Entry {
                     node: flat_node(self.default_limits, now),
                     claims: None,
@@ -696,7 +735,7 @@ impl CounterStore {
     /// Marks an entry dirty, noting its id for the flush when it was clean.
     fn set_dirty(&self, e: &mut Entry, id: &str) {
         if !e.dirty && !e.unsaved {
-            lock(&self.changed).push(id.into());
+            lock(&self.changed).note(id);
         }
         e.dirty = true;
     }
@@ -794,15 +833,23 @@ impl CounterStore {
     /// Hands over everything that must be written, clearing the dirty marks.
     /// If the write fails, pass the batch to [`CounterStore::requeue`].
     pub fn take_dirty(&self) -> DirtyBatch {
-        let changed = std::mem::take(&mut *lock(&self.changed));
+        // Counted before taking the lock: an entry's lock is held while
+        // noting it, and `len` takes every shard's.
+        let limit = Changed::limit_for(self.nodes.len());
+        let changed = {
+            let mut c = lock(&self.changed);
+            c.limit = limit;
+            let all = std::mem::take(&mut c.all);
+            (std::mem::take(&mut c.ids), all)
+        };
         let mut batch = DirtyBatch {
             new_tenants: std::mem::take(&mut *lock(&self.pending_tenants)),
             usage: std::mem::take(&mut *lock(&self.pending)),
         };
         let now = self.now();
-        // An entry that changes from here on is noted in the new list. When
-        // most entries changed, one pass over the map beats a lookup each.
-        if changed.len() > self.nodes.len() / 4 {
+        // An entry that changes from here on is noted for the next flush.
+        let (changed, all) = changed;
+        if all {
             for mut e in self.nodes.iter_mut() {
                 let (id, entry) = e.pair_mut();
                 self.take_entry(id, entry, &mut batch, now);
@@ -1247,37 +1294,39 @@ mod tests {
     }
 
     /// A flush visits the entries that changed when few did, every entry
-    /// when most did; either way it takes each change once, and an entry
-    /// that changes again after being taken is taken again.
+    /// when more than a quarter did; either way it takes each change once,
+    /// and an entry that changes again after being taken is taken again.
     #[test]
     fn a_flush_takes_what_changed_whether_few_or_most_entries_changed() {
         let s = store();
-        let ids: Vec<String> = (0..20).map(|i| format!("n{i:02}")).collect();
+        let ids: Vec<String> = (0..5000).map(|i| format!("n{i:04}")).collect();
         s.load(ids.iter().map(|id| loaded(id, node(None, 1000))));
         assert!(s.take_dirty().is_empty(), "nothing changed yet");
 
-        // One of twenty: the changed list.
-        s.increment("n03", &[(MESSAGES, 1)]).ok();
-        s.increment("n03", &[(MESSAGES, 2)]).ok();
+        // One of 5,000: the ids noted.
+        s.increment("n0003", &[(MESSAGES, 1)]).ok();
+        s.increment("n0003", &[(MESSAGES, 2)]).ok();
+        assert_eq!(lock(&s.changed).ids.len(), 1, "noted once");
         let batch = s.take_dirty();
-        assert_eq!(dirty_ids(&batch), ["n03"]);
+        assert_eq!(dirty_ids(&batch), ["n0003"]);
         assert_eq!(batch.usage.iter().map(|d| d.delta).sum::<u64>(), 3);
         assert!(s.take_dirty().is_empty(), "taken once");
 
-        // Eight of twenty: a pass over the map.
-        for id in &ids[..8] {
+        // 4,000 of 5,000: past the limit, a pass over the map.
+        for id in &ids[..4000] {
             s.increment(id, &[(MESSAGES, 1)]).ok();
         }
+        assert!(lock(&s.changed).all);
         let batch = s.take_dirty();
         assert_eq!(
             dirty_ids(&batch),
-            ids[..8].iter().map(String::as_str).collect::<Vec<_>>()
+            ids[..4000].iter().map(String::as_str).collect::<Vec<_>>()
         );
         assert!(s.take_dirty().is_empty(), "taken once");
 
         // Changed again after being taken; a tenant created on first use;
         // a node marked dirty without usage.
-        s.increment("n03", &[(MESSAGES, 4)]).ok();
+        s.increment("n0003", &[(MESSAGES, 4)]).ok();
         s.increment_flat(
             "fresh",
             Usage {
@@ -1286,9 +1335,10 @@ mod tests {
             },
         )
         .ok();
-        s.mark_dirty("n19");
+        s.mark_dirty("n4999");
+        assert!(!lock(&s.changed).all);
         let batch = s.take_dirty();
-        assert_eq!(dirty_ids(&batch), ["fresh", "n03"]);
+        assert_eq!(dirty_ids(&batch), ["fresh", "n0003"]);
         assert_eq!(
             batch
                 .new_tenants

@@ -284,3 +284,68 @@ async fn a_wrong_row_id_is_caught_and_the_rows_written_by_key() {
         assert!(out.learned.is_empty());
     }
 }
+
+/// The ids a SQLite flush hands back are the rows' ids, whether every row
+/// of a statement was new (ids follow from their places) or some existed
+/// (read by key), in chunks that split statements.
+#[tokio::test]
+async fn learned_row_ids_are_the_stored_rows_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = common::open_store(dir.path()).await;
+    store.set_flush_chunk(4);
+    let messages = "messages".into();
+    let today = Window::Day.period_at(NOW);
+    let nodes: Vec<String> = (0..10).map(|i| format!("node-{i}")).collect();
+    let flush = |seq: u64, ids: &[String]| {
+        let sent = SentBatch {
+            seq,
+            batch: DirtyBatch {
+                new_tenants: Vec::new(),
+                usage: ids
+                    .iter()
+                    .map(|node_id| UsageDelta {
+                        node_id,
+                        resource: &messages,
+                        period: today,
+                        delta: 1,
+                        last_updated: NOW,
+                        stored_row: None,
+                    })
+                    .collect(),
+            },
+        };
+        let store = &store;
+        async move {
+            store
+                .write_flush("replica-a", &[], &sent, NOW)
+                .await
+                .unwrap()
+        }
+    };
+    let check = |out: quota_service::persistence::FlushOutcome, expected: usize| {
+        let store = &store;
+        async move {
+            if common::store_kind() != common::StoreKind::Sqlite {
+                assert!(out.learned.is_empty());
+                return;
+            }
+            let stored: std::collections::HashMap<String, i64> =
+                sqlx::query_as("SELECT tenant_id, id FROM quota_usage WHERE period = '2026-11-22'")
+                    .fetch_all(store.pool())
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .collect();
+            assert_eq!(out.learned.len(), expected);
+            for (node, resource, period, row) in out.learned.iter() {
+                assert_eq!((&**resource, period), ("messages", today));
+                assert_eq!(stored.get(node), Some(&row.get()), "{node}");
+            }
+        }
+    };
+    // Every other node first: all new.
+    let evens: Vec<String> = nodes.iter().step_by(2).cloned().collect();
+    check(flush(1, &evens).await, 5).await;
+    // All ten without ids: the odd ones new, the even ones there already.
+    check(flush(2, &nodes).await, 10).await;
+}
