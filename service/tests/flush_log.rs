@@ -6,6 +6,7 @@ mod common;
 
 use quota_service::dirty::{DirtyBatch, UsageDelta, UsageDeltas};
 use quota_service::domain::counter::RowId;
+use quota_service::domain::resource::ResourceName;
 use quota_service::domain::window::{Period, Window};
 use quota_service::persistence::SentBatch;
 
@@ -180,6 +181,39 @@ async fn a_flush_in_chunks_adds_every_row_exactly_once() {
     check(4).await;
 }
 
+/// Writes `deltas` as flush `seq` of replica-a, nothing unconfirmed.
+async fn flush_deltas(
+    store: &quota_service::persistence::Store,
+    seq: u64,
+    deltas: Vec<UsageDelta<'_>>,
+) -> quota_service::persistence::FlushOutcome {
+    let sent = SentBatch {
+        seq,
+        batch: DirtyBatch {
+            new_tenants: Vec::new(),
+            usage: deltas.into_iter().collect(),
+        },
+    };
+    store
+        .write_flush("replica-a", &[], &sent, NOW)
+        .await
+        .unwrap()
+}
+
+/// A delta of 1 to each node's row of `resource` in `period`, no row ids.
+fn ones<'a>(ids: &'a [String], resource: &'a ResourceName, period: Period) -> Vec<UsageDelta<'a>> {
+    ids.iter()
+        .map(|node_id| UsageDelta {
+            node_id,
+            resource,
+            period,
+            delta: 1,
+            last_updated: NOW,
+            stored_row: None,
+        })
+        .collect()
+}
+
 /// Row ids learned by a flush, by node and period.
 type Learned<'a> = std::collections::HashMap<(&'a str, Period), RowId>;
 
@@ -202,22 +236,7 @@ async fn a_wrong_row_id_is_caught_and_the_rows_written_by_key() {
         last_updated: NOW,
         stored_row,
     };
-    let flush = |seq: u64, deltas: Vec<UsageDelta<'_>>| {
-        let sent = SentBatch {
-            seq,
-            batch: DirtyBatch {
-                new_tenants: Vec::new(),
-                usage: deltas.into_iter().collect(),
-            },
-        };
-        let store = &store;
-        async move {
-            store
-                .write_flush("replica-a", &[], &sent, NOW)
-                .await
-                .unwrap()
-        }
-    };
+    let flush = |seq, deltas| flush_deltas(&store, seq, deltas);
     let totals = || async {
         let mut out = Vec::new();
         for (node, period) in [("a", today), ("b", today), ("a", yesterday), ("c", today)] {
@@ -296,32 +315,7 @@ async fn learned_row_ids_are_the_stored_rows_ids() {
     let messages = "messages".into();
     let today = Window::Day.period_at(NOW);
     let nodes: Vec<String> = (0..10).map(|i| format!("node-{i}")).collect();
-    let flush = |seq: u64, ids: &[String]| {
-        let sent = SentBatch {
-            seq,
-            batch: DirtyBatch {
-                new_tenants: Vec::new(),
-                usage: ids
-                    .iter()
-                    .map(|node_id| UsageDelta {
-                        node_id,
-                        resource: &messages,
-                        period: today,
-                        delta: 1,
-                        last_updated: NOW,
-                        stored_row: None,
-                    })
-                    .collect(),
-            },
-        };
-        let store = &store;
-        async move {
-            store
-                .write_flush("replica-a", &[], &sent, NOW)
-                .await
-                .unwrap()
-        }
-    };
+    let deltas = |ids| ones(ids, &messages, today);
     let check = |out: quota_service::persistence::FlushOutcome, expected: usize| {
         let store = &store;
         async move {
@@ -345,7 +339,7 @@ async fn learned_row_ids_are_the_stored_rows_ids() {
     };
     // Every other node first: all new.
     let evens: Vec<String> = nodes.iter().step_by(2).cloned().collect();
-    check(flush(1, &evens).await, 5).await;
+    check(flush_deltas(&store, 1, deltas(&evens)).await, 5).await;
     // All ten without ids: the odd ones new, the even ones there already.
-    check(flush(2, &nodes).await, 10).await;
+    check(flush_deltas(&store, 2, deltas(&nodes)).await, 10).await;
 }

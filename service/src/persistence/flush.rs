@@ -652,6 +652,28 @@ mod tests {
 
     static BANDWIDTH: LazyLock<ResourceName> = LazyLock::new(|| "bandwidth".into());
 
+    /// The rows' object as serde writes it, each array led by the row id
+    /// with `row_ids`.
+    fn serde_object(rows: &[UsageDelta<'_>], row_ids: bool) -> String {
+        let members: Vec<String> = rows
+            .iter()
+            .map(|m| {
+                let value = match m.stored_row {
+                    Some(id) if row_ids => {
+                        serde_json::to_string(&(id.get(), to_sql(m.delta), rfc3339(m.last_updated)))
+                    }
+                    _ => serde_json::to_string(&(to_sql(m.delta), rfc3339(m.last_updated))),
+                };
+                format!(
+                    "{}:{}",
+                    serde_json::to_string(m.node_id).unwrap_or_default(),
+                    value.unwrap_or_default()
+                )
+            })
+            .collect();
+        format!("{{{}}}", members.join(","))
+    }
+
     #[test]
     fn rows_are_the_json_object_serde_writes_for_them() {
         let today = Window::Day.period_at(86_400 * 20_000);
@@ -660,21 +682,10 @@ mod tests {
             d("quo\"te\\", today, 512, 9),
             d("b", today, u64::MAX / 2, 2),
         ];
-        let members: Vec<String> = rows
-            .iter()
-            .map(|m| {
-                format!(
-                    "{}:{}",
-                    serde_json::to_string(m.node_id).unwrap_or_default(),
-                    serde_json::to_string(&(to_sql(m.delta), rfc3339(m.last_updated)))
-                        .unwrap_or_default()
-                )
-            })
-            .collect();
         let refs: Vec<&UsageDelta<'_>> = rows.iter().collect();
         assert_eq!(
             rows_json(&refs).unwrap_or_default(),
-            format!("{{{}}}", members.join(","))
+            serde_object(&rows, false)
         );
         assert_eq!(rows_json(&[]).unwrap_or_default(), "{}");
     }
@@ -717,31 +728,13 @@ mod tests {
             m.stored_row = RowId::new(id);
         }
         let refs: Vec<&UsageDelta<'_>> = rows.iter().collect();
-        let members: Vec<String> = rows
-            .iter()
-            .map(|m| {
-                format!(
-                    "{}:{}",
-                    serde_json::to_string(m.node_id).unwrap_or_default(),
-                    serde_json::to_string(&(
-                        m.stored_row.map(RowId::get),
-                        to_sql(m.delta),
-                        rfc3339(m.last_updated)
-                    ))
-                    .unwrap_or_default()
-                )
-            })
-            .collect();
         let row = sqlx::query("SELECT json_valid(?1, 8), json(?1)")
             .bind(rows_jsonb(&refs, true).expect("jsonb"))
             .fetch_one(&mut db)
             .await
             .expect("query");
         assert_eq!(row.get::<i64, _>(0), 1, "with row ids: valid JSONB");
-        assert_eq!(
-            row.get::<String, _>(1),
-            format!("{{{}}}", members.join(","))
-        );
+        assert_eq!(row.get::<String, _>(1), serde_object(&rows, true));
     }
 
     #[test]
