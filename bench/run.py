@@ -595,9 +595,13 @@ class Cluster:
         import ssl
 
         if not hasattr(self, "_tls"):
+            # Published only once complete: threads connect at once, and one
+            # that saw a context before its certificate was loaded went in
+            # as system:anonymous (403s in the request-cost runs).
             pki = os.path.join(os.path.dirname(self.kubeconfig), "pki")
-            self._tls = ssl.create_default_context(cafile=os.path.join(pki, "ca.crt"))
-            self._tls.load_cert_chain(os.path.join(pki, "admin.crt"), os.path.join(pki, "admin.key"))
+            tls = ssl.create_default_context(cafile=os.path.join(pki, "ca.crt"))
+            tls.load_cert_chain(os.path.join(pki, "admin.crt"), os.path.join(pki, "admin.key"))
+            self._tls = tls
             with open(self.kubeconfig) as f:
                 self._host = re.search(r"server: https://(\S+)", f.read()).group(1)
         return http.client.HTTPSConnection(self._host, context=self._tls, timeout=timeout)
