@@ -836,11 +836,10 @@ impl CounterStore {
         // Counted before taking the lock: an entry's lock is held while
         // noting it, and `len` takes every shard's.
         let limit = Changed::limit_for(self.nodes.len());
-        let changed = {
+        let (changed, all) = {
             let mut c = lock(&self.changed);
             c.limit = limit;
-            let all = std::mem::take(&mut c.all);
-            (std::mem::take(&mut c.ids), all)
+            (std::mem::take(&mut c.ids), std::mem::take(&mut c.all))
         };
         let mut batch = DirtyBatch {
             new_tenants: std::mem::take(&mut *lock(&self.pending_tenants)),
@@ -848,7 +847,6 @@ impl CounterStore {
         };
         let now = self.now();
         // An entry that changes from here on is noted for the next flush.
-        let (changed, all) = changed;
         if all {
             for mut e in self.nodes.iter_mut() {
                 let (id, entry) = e.pair_mut();

@@ -52,11 +52,38 @@ pub struct UsageDelta<'a> {
     pub stored_row: Option<RowId>,
 }
 
+/// Node ids one after the other in one buffer, each addressed by the byte
+/// range [`IdText::push`] gave it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct IdText(String);
+
+// === impl IdText ===
+
+impl IdText {
+    fn push(&mut self, id: &str) -> Range<usize> {
+        let start = self.0.len();
+        self.0.push_str(id);
+        start..self.0.len()
+    }
+
+    /// Appends all of `other`; its ranges move by the returned offset.
+    fn append(&mut self, other: &IdText) -> usize {
+        let offset = self.0.len();
+        self.0.push_str(&other.0);
+        offset
+    }
+
+    fn get(&self, range: &Range<usize>) -> &str {
+        // Ranges come from `push`/`append`, which keep them on the
+        // boundaries of the ids they copied.
+        self.0.get(range.clone()).unwrap_or_default()
+    }
+}
+
 /// A list of [`UsageDelta`]s whose node ids share one buffer.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct UsageDeltas {
-    /// The node ids, one after the other.
-    ids: String,
+    ids: IdText,
     rows: Vec<Row>,
 }
 
@@ -79,10 +106,9 @@ impl UsageDeltas {
     }
 
     pub fn push(&mut self, d: UsageDelta<'_>) {
-        let start = self.ids.len();
-        self.ids.push_str(d.node_id);
+        let id = self.ids.push(d.node_id);
         self.rows.push(Row {
-            id: start..self.ids.len(),
+            id,
             resource: d.resource.clone(),
             period: d.period,
             delta: d.delta,
@@ -93,8 +119,7 @@ impl UsageDeltas {
 
     /// Appends all of `other`.
     pub fn append(&mut self, other: UsageDeltas) {
-        let offset = self.ids.len();
-        self.ids.push_str(&other.ids);
+        let offset = self.ids.append(&other.ids);
         self.rows.extend(other.rows.into_iter().map(|mut r| {
             r.id = r.id.start + offset..r.id.end + offset;
             r
@@ -120,9 +145,7 @@ impl UsageDeltas {
 
     fn delta<'a>(&'a self, r: &'a Row) -> UsageDelta<'a> {
         UsageDelta {
-            // Ranges come from `push`/`append`, which keep them on the
-            // boundaries of the ids they copied.
-            node_id: self.ids.get(r.id.clone()).unwrap_or_default(),
+            node_id: self.ids.get(&r.id),
             resource: &r.resource,
             period: r.period,
             delta: r.delta,
@@ -147,8 +170,7 @@ impl<'a> FromIterator<UsageDelta<'a>> for UsageDeltas {
 /// commit, so the next flush addresses those rows by id.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct StoredRows {
-    /// The node ids, one after the other.
-    ids: String,
+    ids: IdText,
     groups: Vec<StoredGroup>,
 }
 
@@ -175,10 +197,8 @@ impl StoredRows {
     }
 
     pub fn push(&mut self, node_id: &str, row: RowId) {
-        let start = self.ids.len();
-        self.ids.push_str(node_id);
         if let Some(g) = self.groups.last_mut() {
-            g.rows.push((start..self.ids.len(), row));
+            g.rows.push((self.ids.push(node_id), row));
         }
     }
 
@@ -193,14 +213,9 @@ impl StoredRows {
     /// `(node id, resource, period, row)` of every row learned.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &ResourceName, Period, RowId)> + '_ {
         self.groups.iter().flat_map(move |g| {
-            g.rows.iter().map(move |(id, row)| {
-                (
-                    self.ids.get(id.clone()).unwrap_or_default(),
-                    &g.resource,
-                    g.period,
-                    *row,
-                )
-            })
+            g.rows
+                .iter()
+                .map(move |(id, row)| (self.ids.get(id), &g.resource, g.period, *row))
         })
     }
 }
