@@ -154,9 +154,16 @@ impl Quotas {
             bandwidth_limit_bytes: config.default_bandwidth_limit_bytes,
         };
         let now = clock.now();
-        let counters = Arc::new(CounterStore::new(clock, defaults, config.enable_auto_reset));
-        let (nodes, version) = db.load(now).await?;
-        counters.load(nodes);
+        let counters = Arc::new(CounterStore::with_capacity(
+            clock,
+            defaults,
+            config.enable_auto_reset,
+            db.node_count().await?,
+        ));
+        // Each page goes into the store as soon as it is built, while the
+        // next one is read.
+        let (version, loading) = db.load_into(now, counters.loading()).await?;
+        loading.finish();
         let instance_id = format!("{:x}-{:x}", std::process::id(), now_nanos());
         let flusher = Arc::new(Flusher::new(
             counters.clone(),

@@ -1,5 +1,6 @@
-//! Upgrading a database written by the flat-only version (migration 0001):
-//! limits and usage carry over, `quota_limits` keeps answering as before.
+//! Upgrading a database written by an older version: the flat-only one
+//! (migration 0001), and one with rowid limits (up to 0003): limits and
+//! usage carry over, `quota_limits` keeps answering as before.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -14,26 +15,8 @@ use sqlx::sqlite::SqliteConnectOptions;
 #[tokio::test]
 async fn a_flat_only_database_upgrades_without_losing_anything() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    let db_path = data.join("quotas.db");
-
     // 1. A database as the first version left it: only migration 0001.
-    let old_migrations = dir.path().join("old-migrations");
-    std::fs::create_dir_all(&old_migrations).unwrap();
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../migrations/sqlite/0001_flat_quotas.sql");
-    std::fs::copy(&src, old_migrations.join("0001_flat_quotas.sql")).unwrap();
-    let opts = SqliteConnectOptions::new()
-        .filename(&db_path)
-        .create_if_missing(true);
-    let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
-    sqlx::migrate::Migrator::new(old_migrations)
-        .await
-        .unwrap()
-        .run(&pool)
-        .await
-        .unwrap();
+    let (db_path, pool) = database_before(&dir, "0001").await;
     for stmt in [
         "INSERT INTO quota_limits VALUES ('acme', 500, 1073741824, '2026-11-01T00:00:00Z', '2026-11-02T00:00:00Z')",
         "INSERT INTO quota_usage (tenant_id, period, quota_type, used, last_updated) VALUES ('acme', '2026-11-21', 'message_count', 77, '2026-11-21T10:00:00Z')",
@@ -83,4 +66,104 @@ async fn a_flat_only_database_upgrades_without_losing_anything() {
             .unwrap(),
         Some(77)
     );
+}
+
+/// A database as a version that knew the migrations up to `last` (e.g.
+/// "0003") left it.
+async fn database_before(
+    dir: &tempfile::TempDir,
+    last: &str,
+) -> (std::path::PathBuf, sqlx::SqlitePool) {
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let db_path = data.join("quotas.db");
+    let old_migrations = dir.path().join("old-migrations");
+    std::fs::create_dir_all(&old_migrations).unwrap();
+    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations/sqlite");
+    for entry in std::fs::read_dir(&all).unwrap() {
+        let name = entry.unwrap().file_name();
+        if name.to_str().unwrap()[..4] <= *last {
+            std::fs::copy(all.join(&name), old_migrations.join(&name)).unwrap();
+        }
+    }
+    let opts = SqliteConnectOptions::new()
+        .filename(&db_path)
+        .create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+    sqlx::migrate::Migrator::new(old_migrations)
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    (db_path, pool)
+}
+
+#[tokio::test]
+async fn limits_move_to_a_table_clustered_by_node_without_losing_any() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db_path, pool) = database_before(&dir, "0003").await;
+    for stmt in [
+        "INSERT INTO quota_nodes (id, parent_id, state, created_at, updated_at) VALUES ('org', NULL, 'active', '2026-11-01T00:00:00Z', '2026-11-01T00:00:00Z')",
+        "INSERT INTO quota_nodes (id, parent_id, state, created_at, updated_at) VALUES ('org-a', 'org', 'active', '2026-11-01T00:00:00Z', '2026-11-01T00:00:00Z')",
+        "INSERT INTO quota_nodes (id, parent_id, state, created_at, updated_at) VALUES ('acme', NULL, 'active', '2026-11-01T00:00:00Z', '2026-11-01T00:00:00Z')",
+        "INSERT INTO quota_node_limits VALUES ('org', 'messages', 1000, 'day')",
+        "INSERT INTO quota_node_limits VALUES ('org', 'volumes', 10, 'none')",
+        "INSERT INTO quota_node_limits VALUES ('org-a', 'messages', 300, 'day')",
+        "INSERT INTO quota_node_limits VALUES ('acme', 'messages', 500, 'day')",
+        "INSERT INTO quota_node_limits VALUES ('acme', 'bandwidth', 1073741824, 'month')",
+    ] {
+        sqlx::query(stmt).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+
+    let quotas = Quotas::open(
+        &config(
+            &dir,
+            &[("DATABASE_URL", &format!("sqlite://{}", db_path.display()))],
+        ),
+        ManualClock::new(noon_nov22()),
+    )
+    .await
+    .unwrap();
+    let org = quotas.node("org").unwrap();
+    assert_eq!(org.resource("messages").unwrap().max, 1000);
+    assert_eq!(org.resource("messages").unwrap().allocated, 300);
+    let volumes = org.resource("volumes").unwrap();
+    assert_eq!((volumes.max, volumes.window.as_str()), (10, "none"));
+    assert_eq!(
+        quotas
+            .node("org-a")
+            .unwrap()
+            .resource("messages")
+            .unwrap()
+            .max,
+        300
+    );
+    let pool = quotas.database().pool();
+    let rows: Vec<(String, String, i64, String)> = sqlx::query_as(
+        "SELECT node_id, resource, max, window FROM quota_node_limits ORDER BY node_id, resource",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 5);
+    // Clustered by its key: no rowid any more.
+    let rowid = sqlx::query("SELECT rowid FROM quota_node_limits")
+        .fetch_all(pool)
+        .await;
+    assert!(rowid.is_err(), "quota_node_limits is WITHOUT ROWID");
+    // The view over it still answers for flat tenants.
+    let row: (String, i64, i64) =
+        sqlx::query_as("SELECT tenant_id, message_limit, bandwidth_limit_bytes FROM quota_limits")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(row, ("acme".to_owned(), 500, 1 << 30));
+    // The primary key still holds.
+    let duplicate =
+        sqlx::query("INSERT INTO quota_node_limits VALUES ('org', 'messages', 1, 'day')")
+            .execute(pool)
+            .await;
+    assert!(duplicate.is_err(), "one row per (node, resource)");
 }

@@ -45,12 +45,14 @@ pub struct Changes {
 type FoldMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Nodes per page of a read. A page travels as one JSON text per table
-/// (about 6 MB for the nodes of a full page), so memory stays bounded
-/// whatever the number of nodes. Pages are built on a blocking thread
-/// whose allocator arena keeps what it once held: 100,000 loaded 1,000,000
-/// tenants in 3.9-4.8 s but left RSS at 421 MiB, 25,000 at 347 MiB in
-/// 5.0-5.8 s; 50,000: 373 MiB, 4.7-4.9 s (BENCHMARKS.md).
-pub(crate) const PAGE: i64 = 50_000;
+/// (about 450 kB for the nodes of a full page), so memory stays bounded
+/// whatever the number of nodes. What a page needs while it is read and
+/// built is freed again, but the allocator's per-thread arenas keep what
+/// they once held: with pages taken into the store as they are built,
+/// 1,000,000 tenants loaded in 3.0-3.2 s with pages of 5,000 and left RSS
+/// at 359 MiB; 10,000: 3.2-3.3 s, 368 MiB; 50,000: 3.3-3.8 s, 418-440
+/// MiB (BENCHMARKS.md, "Startup load, fifth pass").
+pub(crate) const PAGE: i64 = 5_000;
 
 /// Appended to a `FROM quota_usage u WHERE ...`: keeps the latest period of
 /// every (node, type) only (an anti-join: no later period of the same node
@@ -104,27 +106,80 @@ struct ClaimRow<'a>(
     #[serde(borrow)] Cow<'a, str>,
 );
 
+/// Where the pages of a read go, a page at a time, as each is built. A
+/// sink travels with the build: it takes page n on the thread that built
+/// it, while the database reads page n + 1.
+pub trait NodeSink: Send + 'static {
+    fn take(&mut self, page: Vec<LoadedNode>);
+}
+
+/// Collects every page.
+impl NodeSink for Vec<LoadedNode> {
+    fn take(&mut self, page: Vec<LoadedNode>) {
+        self.extend(page);
+    }
+}
+
 impl Store {
     /// Every node with its limits, the latest stored period of each counted
     /// resource, and its claims (a capacity's usage is the sum of its
     /// claims), and the version of that snapshot.
     pub async fn load(&self, now: i64) -> Result<(Vec<LoadedNode>, i64), StoreError> {
-        let changes = self.read(now, -1, false).await?;
-        Ok((changes.nodes, changes.version))
+        let (version, nodes, _) = self.read(now, -1, false, Vec::new()).await?;
+        Ok((nodes, version))
+    }
+
+    /// What [`Store::load`] reads, handed to `sink` a page at a time (see
+    /// [`NodeSink`]): the startup load fills the counter store while it
+    /// reads instead of after, and never holds every node twice. Returns
+    /// the version of the snapshot and the sink.
+    pub async fn load_into<S: NodeSink>(&self, now: i64, sink: S) -> Result<(i64, S), StoreError> {
+        let (version, sink, _) = self.read(now, -1, false, sink).await?;
+        Ok((version, sink))
+    }
+
+    /// The number of nodes stored (to size the counter store before a
+    /// load; not part of the load's snapshot).
+    pub async fn node_count(&self) -> Result<usize, StoreError> {
+        let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM quota_nodes")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(usize::try_from(n).unwrap_or(0))
     }
 
     /// What changed since `since` (a version from [`Store::load`] or an
     /// earlier call).
     pub async fn changes(&self, now: i64, since: i64) -> Result<Changes, StoreError> {
-        self.read(now, since, true).await
+        let (version, nodes, mut totals) = self.read(now, since, true, Vec::new()).await?;
+        totals.extend(self.strict_totals().await?);
+        Ok(Changes {
+            nodes,
+            totals,
+            version,
+        })
     }
 
     /// Reads the nodes with a version above `since` (all at startup: -1),
-    /// in pages of [`PAGE`] nodes by id. Each table's rows of a page come
-    /// back as one JSON text: row by row, a million nodes took 40 s to load
-    /// on SQLite (every row is handed from sqlx's SQLite thread to the
-    /// runtime on its own); the same rows as JSON pages take a few seconds.
-    async fn read(&self, now: i64, since: i64, totals: bool) -> Result<Changes, StoreError> {
+    /// in pages of [`PAGE`] nodes by id, into `sink`; with `totals`, also
+    /// the usage rows written since. Returns the snapshot's version, the
+    /// sink and those rows.
+    ///
+    /// ```text
+    ///  this task:      fetch 1 │ fetch 2         │ fetch 3         │ ...
+    ///  blocking pool:            build 1, take 1 │ build 2, take 2 │ ...
+    /// ```
+    ///
+    /// Each table's rows of a page come back as one JSON text: row by row,
+    /// a million nodes took 40 s to load on SQLite (every row is handed
+    /// from sqlx's SQLite thread to the runtime on its own); the same rows
+    /// as JSON pages take a few seconds.
+    async fn read<S: NodeSink>(
+        &self,
+        now: i64,
+        since: i64,
+        totals: bool,
+        sink: S,
+    ) -> Result<(i64, S, Vec<StoredTotal>), StoreError> {
         let mut tx = self.pool.begin().await?;
         if self.backend == Backend::Postgres {
             // One snapshot for every statement below (SQLite's read
@@ -136,26 +191,25 @@ impl Store {
         let (version,): (i64,) = sqlx::query_as("SELECT version FROM quota_clock WHERE id = 1")
             .fetch_one(&mut *tx)
             .await?;
-        let mut nodes = Vec::new();
         let mut changed_totals = Vec::new();
+        let mut sink = Held::Here(sink);
         if version > since {
             // Ids are never empty, so every id sorts after "".
             let mut after = String::new();
             // The database reads page n + 1 while a blocking thread builds
-            // page n: on SQLite each side took about half of a load.
-            let mut building: Option<tokio::task::JoinHandle<_>> = None;
+            // page n and hands it to the sink: on SQLite each side took
+            // about half of a load.
             while let Some(text) = self
                 .fetch_page(&mut tx, since, &after, self.load_page)
                 .await?
             {
                 after.clone_from(&text.last);
-                if let Some(page) = building.take() {
-                    nodes.extend(joined(page.await)?);
-                }
-                building = Some(tokio::task::spawn_blocking(move || build_page(text, now)));
-            }
-            if let Some(page) = building {
-                nodes.extend(joined(page.await)?);
+                let mut s = sink.back().await?;
+                sink = Held::Building(tokio::task::spawn_blocking(move || {
+                    let page = build_page(text, now)?;
+                    s.take(page);
+                    Ok(s)
+                }));
             }
             if totals {
                 let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
@@ -167,15 +221,9 @@ impl Store {
                 changed_totals = to_totals(rows)?;
             }
         }
+        let sink = sink.back().await?;
         tx.commit().await?;
-        if totals {
-            changed_totals.extend(self.strict_totals().await?);
-        }
-        Ok(Changes {
-            nodes,
-            totals: changed_totals,
-            version,
-        })
+        Ok((version, sink, changed_totals))
     }
 
     /// The texts of one page: up to `page_size` nodes with ids after
@@ -321,8 +369,12 @@ fn build_page(text: PageText, now: i64) -> Result<Vec<LoadedNode>, StoreError> {
         ));
     }
 
-    let mut page: FoldMap<Cow<'_, str>, LoadedNode> =
-        FoldMap::with_capacity_and_hasher(rows.len(), Default::default());
+    // The page's nodes in a vector, found by id through an index that
+    // borrows the ids from the page's text: a map holding the nodes
+    // themselves, collected into a vector at the end, moved every node
+    // twice more.
+    let mut ids: Vec<Cow<'_, str>> = Vec::with_capacity(rows.len());
+    let mut nodes: Vec<LoadedNode> = Vec::with_capacity(rows.len());
     for NodeRow(id, parent, state, name, description, created_at, updated_at, strict) in rows {
         let state = NodeState::parse(&state)
             .ok_or_else(|| corrupt("quota_nodes", format!("unknown state {state:?} of {id}")))?;
@@ -337,21 +389,24 @@ fn build_page(text: PageText, now: i64) -> Result<Vec<LoadedNode>, StoreError> {
         node.set_name(name);
         node.set_description(description);
         node.last_updated = parse_rfc3339(&updated_at);
-        page.insert(
-            id.clone(),
-            LoadedNode {
-                id: id.into_owned(),
-                node,
-                claims: BTreeMap::new(),
-            },
-        );
+        nodes.push(LoadedNode {
+            id: id.as_ref().to_owned(),
+            node,
+            claims: BTreeMap::new(),
+        });
+        ids.push(id);
     }
     drop(limits);
+    let index: FoldMap<&str, usize> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_ref(), i))
+        .collect();
 
     for UsageRow(node_id, qtype, period, used, last_updated, row) in
         parse_page::<UsageRow<'_>>("quota_usage", &text.usage)?
     {
-        let Some(n) = page.get_mut(node_id.as_ref()) else {
+        let Some(n) = index.get(node_id.as_ref()).and_then(|&i| nodes.get_mut(i)) else {
             continue;
         };
         let resource = resource_of(&qtype);
@@ -370,7 +425,7 @@ fn build_page(text: PageText, now: i64) -> Result<Vec<LoadedNode>, StoreError> {
     for ClaimRow(node_id, resource_id, resource, amount, reason, created_at) in
         parse_page::<ClaimRow<'_>>("quota_claims", &text.claims)?
     {
-        let Some(n) = page.get_mut(node_id.as_ref()) else {
+        let Some(n) = index.get(node_id.as_ref()).and_then(|&i| nodes.get_mut(i)) else {
             continue;
         };
         let amount = to_count("quota_claims", amount)?;
@@ -387,7 +442,7 @@ fn build_page(text: PageText, now: i64) -> Result<Vec<LoadedNode>, StoreError> {
             },
         );
     }
-    Ok(page.into_values().collect())
+    Ok(nodes)
 }
 
 /// Runs a statement that returns one text (a page's JSON).
@@ -397,11 +452,22 @@ async fn fetch_text(tx: &mut sqlx::AnyConnection, q: Sql) -> Result<String, Stor
     Ok(text)
 }
 
-/// A built page, or why not.
-fn joined(
-    built: Result<Result<Vec<LoadedNode>, StoreError>, tokio::task::JoinError>,
-) -> Result<Vec<LoadedNode>, StoreError> {
-    built.map_err(|e| corrupt("quota_nodes", format!("building a page failed: {e}")))?
+/// A read's sink: here, or with the task building (and taking) a page.
+enum Held<S> {
+    Here(S),
+    Building(tokio::task::JoinHandle<Result<S, StoreError>>),
+}
+
+impl<S> Held<S> {
+    /// The sink, once the page it was taking is in.
+    async fn back(self) -> Result<S, StoreError> {
+        match self {
+            Held::Here(s) => Ok(s),
+            Held::Building(task) => task
+                .await
+                .map_err(|e| StoreError::Interrupted(format!("building a page: {e}")))?,
+        }
+    }
 }
 
 fn parse_page<'a, T: Deserialize<'a>>(

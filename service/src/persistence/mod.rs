@@ -42,7 +42,7 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Any, AnyPool, Arguments, ConnectOptions, Encode, Executor, Type};
 
 pub use flush::{FlushOutcome, SentBatch, StrictAdd, StrictRefusal};
-pub use load::{Changes, StoredTotal};
+pub use load::{Changes, NodeSink, StoredTotal};
 pub use write::{AuditEntry, AuditRecord, GrantRow, WriteOp};
 
 use crate::domain::counter::MAX_COUNT;
@@ -109,6 +109,10 @@ pub enum StoreError {
     CommitUnknown(sqlx::Error),
     #[error("corrupt row in {table}: {detail}")]
     Corrupt { table: &'static str, detail: String },
+    /// A task of a read (building a page, reading pages) failed or was
+    /// cancelled before it finished.
+    #[error("reading the database was interrupted: {0}")]
+    Interrupted(String),
 }
 
 impl StoreError {
