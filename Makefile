@@ -48,7 +48,7 @@ lint: ## clippy on every target, warnings are errors
 
 ci: fmt-check lint test ## What CI runs
 
-bench: ## Benchmarks on release builds: wrk on loopback vs the baseline server (results: bench/results/latest.md)
+bench: test-env ## Benchmarks on release builds: wrk on loopback vs the baseline server (results: bench/results/latest.md)
 	@hack/ensure-bench-tools.sh
 	$(CARGO) build --release -p quota-service -p quota-bench -p quota-operator
 	bench/run.py

@@ -16,30 +16,20 @@ use sqlx::sqlite::SqliteConnectOptions;
 async fn a_flat_only_database_upgrades_without_losing_anything() {
     let dir = tempfile::tempdir().unwrap();
     // 1. A database as the first version left it: only migration 0001.
-    let (db_path, pool) = database_before(&dir, "0001").await;
-    for stmt in [
-        "INSERT INTO quota_limits VALUES ('acme', 500, 1073741824, '2026-11-01T00:00:00Z', '2026-11-02T00:00:00Z')",
-        "INSERT INTO quota_usage (tenant_id, period, quota_type, used, last_updated) VALUES ('acme', '2026-11-21', 'message_count', 77, '2026-11-21T10:00:00Z')",
-        "INSERT INTO quota_usage (tenant_id, period, quota_type, used, last_updated) VALUES ('acme', '2026-11-22', 'message_count', 12, '2026-11-22T10:00:00Z')",
-        "INSERT INTO quota_usage (tenant_id, period, quota_type, used, last_updated) VALUES ('acme', '2026-11', 'bandwidth', 4096, '2026-11-22T10:00:00Z')",
-    ] {
-        sqlx::query(stmt).execute(&pool).await.unwrap();
-    }
-    pool.close().await;
+    let db_path = database_before(
+        &dir,
+        "0001",
+        &[
+            "INSERT INTO quota_limits VALUES ('acme', 500, 1073741824, '2026-11-01T00:00:00Z', '2026-11-02T00:00:00Z')",
+            "INSERT INTO quota_usage (tenant_id, period, quota_type, used, last_updated) VALUES ('acme', '2026-11-21', 'message_count', 77, '2026-11-21T10:00:00Z')",
+            "INSERT INTO quota_usage (tenant_id, period, quota_type, used, last_updated) VALUES ('acme', '2026-11-22', 'message_count', 12, '2026-11-22T10:00:00Z')",
+            "INSERT INTO quota_usage (tenant_id, period, quota_type, used, last_updated) VALUES ('acme', '2026-11', 'bandwidth', 4096, '2026-11-22T10:00:00Z')",
+        ],
+    )
+    .await;
 
     // 2. This version opens it.
-    let quotas = Arc::new(
-        Quotas::open(
-            // This test is about an old SQLite file, whatever the suite's store.
-            &config(
-                &dir,
-                &[("DATABASE_URL", &format!("sqlite://{}", db_path.display()))],
-            ),
-            ManualClock::new(noon_nov22()),
-        )
-        .await
-        .unwrap(),
-    );
+    let quotas = Arc::new(open(&dir, &db_path).await);
     let v = quotas.get("acme").expect("acme survived the upgrade");
     assert_eq!(
         (v.limits.message_limit, v.limits.bandwidth_limit_bytes),
@@ -50,13 +40,10 @@ async fn a_flat_only_database_upgrades_without_losing_anything() {
     assert_eq!(node.resource("messages").unwrap().window.as_str(), "day");
 
     // The old table name still answers, with the old columns.
-    let pool = quotas.database().pool();
-    let row: (String, i64, i64) =
-        sqlx::query_as("SELECT tenant_id, message_limit, bandwidth_limit_bytes FROM quota_limits")
-            .fetch_one(pool)
-            .await
-            .unwrap();
-    assert_eq!(row, ("acme".to_owned(), 500, 1 << 30));
+    assert_eq!(
+        flat_limits(&quotas).await,
+        ("acme".to_owned(), 500, 1 << 30)
+    );
     // History rows are untouched.
     assert_eq!(
         quotas
@@ -69,11 +56,12 @@ async fn a_flat_only_database_upgrades_without_losing_anything() {
 }
 
 /// A database as a version that knew the migrations up to `last` (e.g.
-/// "0003") left it.
+/// "0003") left it, holding what `statements` wrote.
 async fn database_before(
     dir: &tempfile::TempDir,
     last: &str,
-) -> (std::path::PathBuf, sqlx::SqlitePool) {
+    statements: &[&'static str],
+) -> std::path::PathBuf {
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     let db_path = data.join("quotas.db");
@@ -96,36 +84,55 @@ async fn database_before(
         .run(&pool)
         .await
         .unwrap();
-    (db_path, pool)
-}
-
-#[tokio::test]
-async fn limits_move_to_a_table_clustered_by_node_without_losing_any() {
-    let dir = tempfile::tempdir().unwrap();
-    let (db_path, pool) = database_before(&dir, "0003").await;
-    for stmt in [
-        "INSERT INTO quota_nodes (id, parent_id, state, created_at, updated_at) VALUES ('org', NULL, 'active', '2026-11-01T00:00:00Z', '2026-11-01T00:00:00Z')",
-        "INSERT INTO quota_nodes (id, parent_id, state, created_at, updated_at) VALUES ('org-a', 'org', 'active', '2026-11-01T00:00:00Z', '2026-11-01T00:00:00Z')",
-        "INSERT INTO quota_nodes (id, parent_id, state, created_at, updated_at) VALUES ('acme', NULL, 'active', '2026-11-01T00:00:00Z', '2026-11-01T00:00:00Z')",
-        "INSERT INTO quota_node_limits VALUES ('org', 'messages', 1000, 'day')",
-        "INSERT INTO quota_node_limits VALUES ('org', 'volumes', 10, 'none')",
-        "INSERT INTO quota_node_limits VALUES ('org-a', 'messages', 300, 'day')",
-        "INSERT INTO quota_node_limits VALUES ('acme', 'messages', 500, 'day')",
-        "INSERT INTO quota_node_limits VALUES ('acme', 'bandwidth', 1073741824, 'month')",
-    ] {
-        sqlx::query(stmt).execute(&pool).await.unwrap();
+    for stmt in statements {
+        sqlx::query(*stmt).execute(&pool).await.unwrap();
     }
     pool.close().await;
+    db_path
+}
 
-    let quotas = Quotas::open(
+/// This version opens the file (whatever the suite's store: these tests
+/// are about old SQLite files).
+async fn open(dir: &tempfile::TempDir, db_path: &std::path::Path) -> Quotas {
+    Quotas::open(
         &config(
-            &dir,
+            dir,
             &[("DATABASE_URL", &format!("sqlite://{}", db_path.display()))],
         ),
         ManualClock::new(noon_nov22()),
     )
     .await
-    .unwrap();
+    .unwrap()
+}
+
+/// The one row of the flat tracker's `quota_limits`, now a view.
+async fn flat_limits(quotas: &Quotas) -> (String, i64, i64) {
+    sqlx::query_as("SELECT tenant_id, message_limit, bandwidth_limit_bytes FROM quota_limits")
+        .fetch_one(quotas.database().pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn limits_move_to_a_table_clustered_by_node_without_losing_any() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = database_before(
+        &dir,
+        "0003",
+        &[
+            "INSERT INTO quota_nodes (id, parent_id, state, created_at, updated_at) VALUES ('org', NULL, 'active', '2026-11-01T00:00:00Z', '2026-11-01T00:00:00Z')",
+            "INSERT INTO quota_nodes (id, parent_id, state, created_at, updated_at) VALUES ('org-a', 'org', 'active', '2026-11-01T00:00:00Z', '2026-11-01T00:00:00Z')",
+            "INSERT INTO quota_nodes (id, parent_id, state, created_at, updated_at) VALUES ('acme', NULL, 'active', '2026-11-01T00:00:00Z', '2026-11-01T00:00:00Z')",
+            "INSERT INTO quota_node_limits VALUES ('org', 'messages', 1000, 'day')",
+            "INSERT INTO quota_node_limits VALUES ('org', 'volumes', 10, 'none')",
+            "INSERT INTO quota_node_limits VALUES ('org-a', 'messages', 300, 'day')",
+            "INSERT INTO quota_node_limits VALUES ('acme', 'messages', 500, 'day')",
+            "INSERT INTO quota_node_limits VALUES ('acme', 'bandwidth', 1073741824, 'month')",
+        ],
+    )
+    .await;
+
+    let quotas = open(&dir, &db_path).await;
     let org = quotas.node("org").unwrap();
     assert_eq!(org.resource("messages").unwrap().max, 1000);
     assert_eq!(org.resource("messages").unwrap().allocated, 300);
@@ -154,12 +161,10 @@ async fn limits_move_to_a_table_clustered_by_node_without_losing_any() {
         .await;
     assert!(rowid.is_err(), "quota_node_limits is WITHOUT ROWID");
     // The view over it still answers for flat tenants.
-    let row: (String, i64, i64) =
-        sqlx::query_as("SELECT tenant_id, message_limit, bandwidth_limit_bytes FROM quota_limits")
-            .fetch_one(pool)
-            .await
-            .unwrap();
-    assert_eq!(row, ("acme".to_owned(), 500, 1 << 30));
+    assert_eq!(
+        flat_limits(&quotas).await,
+        ("acme".to_owned(), 500, 1 << 30)
+    );
     // The primary key still holds.
     let duplicate =
         sqlx::query("INSERT INTO quota_node_limits VALUES ('org', 'messages', 1, 'day')")
