@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use kube::ResourceExt;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -29,10 +30,14 @@ pub async fn run(
     let mut since = 0u64;
     let mut instance: Option<String> = None;
     let mut down = false;
+    // Rounds start every interval (not an interval after the last one
+    // ended), so a slow round does not push every later one back.
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
-            () = tokio::time::sleep(interval) => {}
+            _ = ticks.tick() => {}
         }
         let snap = match ctx.service.snapshot(since).await {
             Ok(s) => s,
@@ -82,7 +87,14 @@ fn must_repush(known: Option<&str>, was_down: bool, current: &str) -> bool {
     }
 }
 
-/// Writes the status of every object whose node is in `nodes`.
+/// Status writes of one sync in flight at once. Written one after another,
+/// a sync that followed thousands of changed nodes (right after 6,000
+/// objects were created) took many seconds, and an exceedance seen by the
+/// next one waited for it.
+const WRITES_IN_FLIGHT: usize = 16;
+
+/// Writes the status of every object whose node is in `nodes`, several at
+/// once (`write_status` keeps one writer per object).
 async fn apply(ctx: &Context, nodes: &[quota_service::http::v1::NodeBody]) {
     if nodes.is_empty() {
         return;
@@ -99,35 +111,42 @@ async fn apply(ctx: &Context, nodes: &[quota_service::http::v1::NodeBody]) {
         .into_iter()
         .map(|a| (a.node_id(), a))
         .collect();
-    for node in nodes.iter().filter(|n| n.state != "deleted") {
-        let result = if let Some(tq) = tenants.get(&node.id) {
-            context::write_status(
-                ctx,
-                tq.as_ref(),
-                Observation::Synced {
-                    node,
-                    binding: None,
-                },
-            )
-            .await
-        } else if let Some(qa) = allocations.get(&node.id) {
-            let binding = current_binding(context::latest_status(ctx, qa.as_ref()).as_ref());
-            context::write_status(
-                ctx,
-                qa.as_ref(),
-                Observation::Synced {
-                    node,
-                    binding: Some(binding),
-                },
-            )
-            .await
-        } else {
-            continue;
-        };
-        if let Err(e) = result {
-            tracing::warn!(node = %node.id, error = %e, "cannot write status");
-        }
-    }
+    let live = nodes.iter().filter(|n| n.state != "deleted");
+    futures::stream::iter(live)
+        .for_each_concurrent(WRITES_IN_FLIGHT, |node| {
+            let (tenants, allocations) = (&tenants, &allocations);
+            async move {
+                let result = if let Some(tq) = tenants.get(&node.id) {
+                    context::write_status(
+                        ctx,
+                        tq.as_ref(),
+                        Observation::Synced {
+                            node,
+                            binding: None,
+                        },
+                    )
+                    .await
+                } else if let Some(qa) = allocations.get(&node.id) {
+                    let binding =
+                        current_binding(context::latest_status(ctx, qa.as_ref()).as_ref());
+                    context::write_status(
+                        ctx,
+                        qa.as_ref(),
+                        Observation::Synced {
+                            node,
+                            binding: Some(binding),
+                        },
+                    )
+                    .await
+                } else {
+                    return;
+                };
+                if let Err(e) = result {
+                    tracing::warn!(node = %node.id, error = %e, "cannot write status");
+                }
+            }
+        })
+        .await;
 }
 
 /// The binding an allocation's latest status shows (the sync does not
