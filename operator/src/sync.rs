@@ -2,7 +2,7 @@
 //! `SYNC_INTERVAL_SECS` and writes it to the objects' status.
 //!
 //! ```text
-//!  every interval: GET /api/v1/snapshot?since=V ──▶ node id → object ──▶ write_status (only if changed)
+//!  every interval: GET /api/v1/snapshot?since=V ──▶ node id → object ──▶ write_status (only if changed, 16 at once)
 //!                  new instance_id?  ──▶ re-push every spec (the service restarted, maybe empty)
 //!                  unreachable?      ──▶ Synced=False ServiceUnavailable on every object, once
 //! ```
