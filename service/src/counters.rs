@@ -321,15 +321,12 @@ impl CounterStore {
         self.version.fetch_add(1, Ordering::SeqCst) + 1
     }
 
-    /// Fills the store from the database (startup only). Children lists and
-    /// reservations are derived from the parents named by the nodes.
-    pub fn load(&self, nodes: impl IntoIterator<Item = LoadedNode>) {
-        let version = self.next_version();
-        let mut reservations = Vec::new();
-        for n in nodes {
-            self.insert_loaded(n, version, &mut reservations);
-        }
-        self.reserve_loaded(reservations);
+    /// Fills the store from the database (startup only), all nodes at once
+    /// (see [`Loading`] for a page at a time).
+    pub fn load(self: &Arc<Self>, nodes: impl IntoIterator<Item = LoadedNode>) {
+        let mut loading = self.loading();
+        loading.add(nodes);
+        loading.finish();
     }
 
     /// Fills the store a page of nodes at a time (see [`Loading`]).
@@ -339,46 +336,6 @@ impl CounterStore {
             reservations: Vec::new(),
             version: self.next_version(),
         }
-    }
-
-    /// Puts a loaded node in and notes what it reserves from its parent.
-    fn insert_loaded(&self, n: LoadedNode, version: u64, reservations: &mut Vec<Reservation>) {
-        if let (Some(parent), false) = (&n.node.parent, n.node.state == NodeState::Deleted) {
-            let wants = n
-                .node
-                .resources
-                .iter()
-                .map(|r| (r.name.clone(), r.max))
-                .collect();
-            reservations.push((parent.clone(), n.id.as_str().into(), wants));
-        }
-        self.nodes.insert(
-            n.id.into_boxed_str(),
-            Box::new(Entry {
-                node: n.node,
-                claims: boxed_claims(n.claims),
-                dirty: false,
-                unsaved: false,
-                version,
-            }),
-        );
-    }
-
-    /// Derives the children lists and reservations from the parents the
-    /// loaded nodes named, once every node is in.
-    fn reserve_loaded(&self, reservations: Vec<Reservation>) {
-        for (parent, child, wants) in reservations {
-            if let Some(mut p) = self.nodes.get_mut(&*parent) {
-                p.node.add_child(&child);
-                for (resource, max) in wants {
-                    if let Some(r) = p.node.resources.iter_mut().find(|r| r.name == resource) {
-                        r.allocated = r.allocated.saturating_add(max);
-                    }
-                }
-            }
-        }
-        let limit = Changed::limit_for(self.nodes.len());
-        lock(&self.changed).limit = limit;
     }
 
     pub fn contains(&self, id: &str) -> bool {
@@ -611,18 +568,49 @@ fn subtree_sums(
 // === impl Loading ===
 
 impl Loading {
-    /// Puts a page of loaded nodes in.
+    /// Puts a page of loaded nodes in, noting what each live child
+    /// reserves from its parent.
     pub fn add(&mut self, nodes: impl IntoIterator<Item = LoadedNode>) {
         for n in nodes {
-            self.store
-                .insert_loaded(n, self.version, &mut self.reservations);
+            if let (Some(parent), false) = (&n.node.parent, n.node.state == NodeState::Deleted) {
+                let wants = n
+                    .node
+                    .resources
+                    .iter()
+                    .map(|r| (r.name.clone(), r.max))
+                    .collect();
+                self.reservations
+                    .push((parent.clone(), n.id.as_str().into(), wants));
+            }
+            self.store.nodes.insert(
+                n.id.into_boxed_str(),
+                Box::new(Entry {
+                    node: n.node,
+                    claims: boxed_claims(n.claims),
+                    dirty: false,
+                    unsaved: false,
+                    version: self.version,
+                }),
+            );
         }
     }
 
     /// Derives the children lists and reservations from the parents the
-    /// loaded nodes named.
+    /// loaded nodes named, once every node is in.
     pub fn finish(self) {
-        self.store.reserve_loaded(self.reservations);
+        let store = self.store;
+        for (parent, child, wants) in self.reservations {
+            if let Some(mut p) = store.nodes.get_mut(&*parent) {
+                p.node.add_child(&child);
+                for (resource, max) in wants {
+                    if let Some(r) = p.node.resources.iter_mut().find(|r| r.name == resource) {
+                        r.allocated = r.allocated.saturating_add(max);
+                    }
+                }
+            }
+        }
+        let limit = Changed::limit_for(store.nodes.len());
+        lock(&store.changed).limit = limit;
     }
 }
 
@@ -1309,8 +1297,8 @@ mod tests {
         bandwidth_limit_bytes: 1 << 30,
     };
 
-    fn store() -> CounterStore {
-        CounterStore::new(ManualClock::new(NOON), LIMITS, true)
+    fn store() -> Arc<CounterStore> {
+        Arc::new(CounterStore::new(ManualClock::new(NOON), LIMITS, true))
     }
 
     fn node(parent: Option<&str>, messages: u64) -> Node {
@@ -1418,7 +1406,7 @@ mod tests {
     #[test]
     fn learned_row_ids_are_remembered_for_their_period_only() {
         let clock = ManualClock::new(NOON);
-        let s = CounterStore::new(clock.clone(), LIMITS, true);
+        let s = Arc::new(CounterStore::new(clock.clone(), LIMITS, true));
         s.load([loaded("a", node(None, 1000)), loaded("b", node(None, 1000))]);
         let today = Window::Day.period_at(NOON);
         let yesterday = Window::Day.period_at(NOON - 86_400);
@@ -1490,7 +1478,7 @@ mod tests {
     /// parent: the reservations wait for the last page.
     #[test]
     fn a_load_in_pages_reserves_for_children_loaded_before_their_parent() {
-        let s = Arc::new(store());
+        let s = store();
         let mut loading = s.loading();
         loading.add([
             loaded("a-team", node(Some("z-org"), 300)),
