@@ -89,7 +89,7 @@ fn store(c: &mut Criterion) {
         b.iter(|| store.consume(black_box("leaf"), &[("messages", 1)]))
     });
     g.bench_function("check_usable (3 levels deep)", |b| {
-        b.iter(|| store.check_usable(black_box("leaf")))
+        b.iter(|| store.check_usable(black_box("leaf"), &["messages"]))
     });
     g.finish();
 }

@@ -41,7 +41,7 @@ use smallvec::SmallVec;
 use crate::clock::SharedClock;
 use crate::dirty::{DirtyBatch, NewTenantRow, StoredRows, UsageDelta, UsageDeltas};
 use crate::domain::counter::Retired;
-use crate::domain::node::{self, Limit, Node, NodeState, Refusal, StrictItem};
+use crate::domain::node::{self, Limit, Node, NodeState, Refusal, ShareDelta, StrictItem};
 use crate::domain::resource::{BANDWIDTH, MESSAGES, ResourceName};
 use crate::domain::tenant::{Limits, QuotaView, TenantView, Usage};
 use crate::domain::window::{Period, Window};
@@ -166,7 +166,8 @@ pub struct ResourceView {
     pub used: u64,
     /// Usage of the node and all its (not deleted) descendants.
     pub subtree_used: u64,
-    /// Reserved by the active children.
+    /// What the active children hold: each its `max`, or its subtree's
+    /// usage when that is more.
     pub allocated: u64,
     /// What the node itself may still use: `max - allocated - used`.
     pub available: u64,
@@ -252,6 +253,8 @@ type Reservation = (Box<str>, Box<str>, Vec<(ResourceName, u64)>);
 pub struct Loading {
     store: Arc<CounterStore>,
     reservations: Vec<Reservation>,
+    /// (child, parent) of every live child, for the parents' rollups.
+    children: Vec<(Box<str>, Box<str>)>,
     /// The version every loaded entry gets.
     version: u64,
 }
@@ -334,6 +337,7 @@ impl CounterStore {
         Loading {
             store: self.clone(),
             reservations: Vec::new(),
+            children: Vec::new(),
             version: self.next_version(),
         }
     }
@@ -363,55 +367,32 @@ impl CounterStore {
     /// The node with its subtree usage, or `None` when unknown.
     pub fn view(&self, id: &str) -> Option<NodeView> {
         let now = self.now();
-        let subtree = self.collect_subtree(id)?;
-        let sums = subtree_sums(&subtree, now, self.auto_reset);
-        let (node, claims, version) = subtree.get(id)?;
-        let empty = HashMap::new();
-        let s = sums.get(id).unwrap_or(&empty);
-        Some(self.build_view(id, node, *claims, *version, s, now))
+        let e = self.nodes.get(id)?;
+        Some(self.build_view(id, &e, now))
     }
 
-    /// Copies of `id` and its descendants: `(node, claims, version)` by id.
-    fn collect_subtree(&self, id: &str) -> Option<HashMap<String, (Node, usize, u64)>> {
-        let mut out = HashMap::new();
-        let mut stack: Vec<String> = vec![id.to_owned()];
-        while let Some(cur) = stack.pop() {
-            let Some(e) = self.nodes.get(cur.as_str()) else {
-                continue;
-            };
-            stack.extend(e.node.children().iter().map(|c| c.to_string()));
-            out.insert(cur, (e.node.clone(), claim_count(&e.claims), e.version));
-        }
-        out.contains_key(id).then_some(out)
-    }
-
-    fn build_view(
-        &self,
-        id: &str,
-        node: &Node,
-        claims: usize,
-        version: u64,
-        subtree: &HashMap<String, u64>,
-        now: i64,
-    ) -> NodeView {
+    fn build_view(&self, id: &str, e: &Entry, now: i64) -> NodeView {
+        let node = &e.node;
         let resources = node
             .resources
             .iter()
-            .map(|r| {
+            .enumerate()
+            .map(|(i, r)| {
                 let (period, used) = r.used_at(now, self.auto_reset);
-                let subtree_used = subtree.get(&*r.name).copied().unwrap_or(used);
+                let subtree_used = node.subtree_used(i, now, self.auto_reset);
+                let held = node.held(i, now, self.auto_reset);
                 ResourceView {
                     name: r.name.to_string(),
                     max: r.max,
                     window: r.window(),
                     used,
                     subtree_used,
-                    allocated: r.allocated,
-                    available: r.available_at(now, self.auto_reset),
+                    allocated: held,
+                    available: node.available(i, now, self.auto_reset),
                     period,
                     reset_at: period.end(),
-                    exceeded: node::exceeded(r.max, r.allocated, used, subtree_used),
-                    overcommitted: r.overcommitted_at(now, self.auto_reset),
+                    exceeded: node::exceeded(r.max, held, used, subtree_used),
+                    overcommitted: node.overcommitted_at(i, now, self.auto_reset),
                 }
             })
             .collect();
@@ -424,10 +405,10 @@ impl CounterStore {
             description: node.description().map(str::to_owned),
             resources,
             children: node.children().iter().map(|c| c.to_string()).collect(),
-            claims,
+            claims: claim_count(&e.claims),
             created_at: node.created_at,
             last_updated: node.last_updated,
-            version,
+            version: e.version,
         }
     }
 
@@ -445,50 +426,42 @@ impl CounterStore {
             }
         }
         let version = self.version();
-        let all: HashMap<String, (Node, usize, u64)> = self
+        // Each changed node and its ancestors (their subtree usage changed
+        // with it, also when a period ended under them).
+        let parents: HashMap<Box<str>, (Option<Box<str>>, u64)> = self
             .nodes
             .iter()
-            .map(|e| {
-                (
-                    e.key().to_string(),
-                    (e.node.clone(), claim_count(&e.claims), e.version),
-                )
-            })
+            .map(|e| (e.key().clone(), (e.node.parent.clone(), e.version)))
             .collect();
-        let mut wanted: Vec<&String> = Vec::new();
-        let mut seen: std::collections::HashSet<&String> = std::collections::HashSet::new();
-        for (id, (_, _, v)) in &all {
-            if *v > since {
-                let mut cur = Some(id);
-                while let Some(c) = cur {
-                    if !seen.insert(c) {
-                        break;
-                    }
-                    wanted.push(c);
-                    cur = all
-                        .get(c)
-                        .and_then(|(n, _, _)| n.parent.as_deref())
-                        .and_then(|p| all.get_key_value(p).map(|(k, _)| k));
+        let mut wanted: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        for (id, (_, v)) in &parents {
+            if *v <= since {
+                continue;
+            }
+            let mut cur = Some(&**id);
+            while let Some(c) = cur {
+                if !wanted.insert(c) {
+                    break;
                 }
+                cur = parents.get(c).and_then(|(p, _)| p.as_deref());
             }
         }
-        // Subtree sums bottom-up over the whole forest, once.
-        let subtree = subtree_sums(&all, now, self.auto_reset);
         let mut views: Vec<NodeView> = wanted
             .into_iter()
             .filter_map(|id| {
-                let (node, claims, v) = all.get(id)?;
-                let empty = HashMap::new();
-                let s = subtree.get(id.as_str()).unwrap_or(&empty);
-                Some(self.build_view(id, node, *claims, *v, s, now))
+                let e = self.nodes.get(id)?;
+                Some(self.build_view(id, &e, now))
             })
             .collect();
         views.sort_by(|a, b| a.id.cmp(&b.id));
         (version, views)
     }
 
-    /// Whether the node and all its ancestors accept usage.
-    pub fn check_usable(&self, id: &str) -> Result<(), UsageError> {
+    /// Whether the node and all its ancestors accept usage (of `admit`:
+    /// no ancestor may be overcommitted in one of them; see
+    /// [`crate::domain::node`]).
+    pub fn check_usable(&self, id: &str, admit: &[&str]) -> Result<(), UsageError> {
+        let now = self.now();
         let mut cur = {
             let e = self
                 .nodes
@@ -509,60 +482,13 @@ impl CounterStore {
                 }
                 .into());
             }
+            for r in admit {
+                e.node.admits_below(&p, r, now, self.auto_reset)?;
+            }
             cur = e.node.parent.clone();
         }
         Ok(())
     }
-}
-
-/// `subtree_used` per node and resource, computed bottom-up.
-fn subtree_sums(
-    all: &HashMap<String, (Node, usize, u64)>,
-    now: i64,
-    auto_reset: bool,
-) -> HashMap<&str, HashMap<String, u64>> {
-    fn visit<'a>(
-        id: &'a str,
-        all: &'a HashMap<String, (Node, usize, u64)>,
-        now: i64,
-        auto_reset: bool,
-        memo: &mut HashMap<&'a str, HashMap<String, u64>>,
-        depth: usize,
-    ) {
-        if memo.contains_key(id) || depth > 1_000 {
-            return;
-        }
-        let Some((id_key, (node, _, _))) = all.get_key_value(id) else {
-            return;
-        };
-        let mut sums: HashMap<String, u64> = node
-            .resources
-            .iter()
-            .map(|r| (r.name.to_string(), r.used_at(now, auto_reset).1))
-            .collect();
-        for child in node.children() {
-            let Some((ck, (cn, _, _))) = all.get_key_value(&**child) else {
-                continue;
-            };
-            if cn.state == NodeState::Deleted {
-                continue;
-            }
-            visit(ck, all, now, auto_reset, memo, depth + 1);
-            if let Some(cs) = memo.get(ck.as_str()) {
-                for (name, v) in cs {
-                    if let Some(s) = sums.get_mut(name) {
-                        *s = s.saturating_add(*v);
-                    }
-                }
-            }
-        }
-        memo.insert(id_key.as_str(), sums);
-    }
-    let mut memo = HashMap::with_capacity(all.len());
-    for id in all.keys() {
-        visit(id, all, now, auto_reset, &mut memo, 0);
-    }
-    memo
 }
 
 // === impl Loading ===
@@ -581,6 +507,7 @@ impl Loading {
                     .collect();
                 self.reservations
                     .push((parent.clone(), n.id.as_str().into(), wants));
+                self.children.push((n.id.as_str().into(), parent.clone()));
             }
             self.store.nodes.insert(
                 n.id.into_boxed_str(),
@@ -609,6 +536,38 @@ impl Loading {
                 }
             }
         }
+        // Parents' rollups from every child's share, parents before their
+        // children: a child's whole share goes up while its own rollups are
+        // still empty, and what its children add later goes up as the
+        // change it makes (sent after them, it would be counted twice).
+        let now = store.now();
+        let children = self.children;
+        let mut order: Vec<(usize, usize)> = {
+            let parent_of: HashMap<&str, &str> =
+                children.iter().map(|(c, p)| (&**c, &**p)).collect();
+            children
+                .iter()
+                .enumerate()
+                .map(|(i, (c, _))| {
+                    let (mut id, mut d) = (&**c, 0usize);
+                    while let Some(p) = parent_of.get(id)
+                        && d <= 1_000
+                    {
+                        (id, d) = (p, d + 1);
+                    }
+                    (d, i)
+                })
+                .collect()
+        };
+        order.sort_unstable();
+        for (child, parent) in order.into_iter().map(|(_, i)| &children[i]) {
+            let shares = match store.nodes.get(child) {
+                Some(e) => e.node.shares(now, store.auto_reset),
+                None => continue,
+            };
+            let deltas = node::share_deltas(&[], &shares);
+            store.propagate(parent, deltas, now);
+        }
         let limit = Changed::limit_for(store.nodes.len());
         lock(&store.changed).limit = limit;
     }
@@ -625,23 +584,26 @@ impl NodeSink for Loading {
 impl CounterStore {
     /// Atomic check-and-increment on a node (v1 `consume`).
     pub fn consume(&self, id: &str, usage: &[(&str, u64)]) -> Result<(), UsageError> {
-        self.apply_usage(id, |node, now, auto_reset| {
+        let names: SmallVec<[&str; 4]> = usage.iter().map(|(n, _)| *n).collect();
+        self.apply_usage(id, &names, |node, now, auto_reset| {
             node.consume(usage, now, auto_reset)
         })
     }
 
     /// Tracking increment on a node: always counts (v1 batch `increment`).
     pub fn increment(&self, id: &str, usage: &[(&str, u64)]) -> Result<(), UsageError> {
-        self.apply_usage(id, |node, now, auto_reset| {
+        self.apply_usage(id, &[], |node, now, auto_reset| {
             node.increment(usage, now, auto_reset)
         })
     }
 
-    /// Checks that the node and its ancestors accept usage, then applies `f`
-    /// under the node's lock (re-checking its own state there).
+    /// Checks that the node and its ancestors accept usage (and are not
+    /// overcommitted in `admit`), then applies `f` under the node's lock
+    /// (re-checking its own state there) and sends the change up the tree.
     fn apply_usage(
         &self,
         id: &str,
+        admit: &[&str],
         f: impl FnOnce(&mut Node, i64, bool) -> Result<Vec<(ResourceName, Retired)>, Refusal>,
     ) -> Result<(), UsageError> {
         let now = self.now();
@@ -653,7 +615,7 @@ impl CounterStore {
         let mut e = match root {
             Some(e) => e,
             None => {
-                self.check_usable(id)?;
+                self.check_usable(id, admit)?;
                 self.nodes
                     .get_mut(id)
                     .ok_or_else(|| UsageError::NotFound(id.to_owned()))?
@@ -663,9 +625,71 @@ impl CounterStore {
         if e.node.strict {
             return Err(UsageError::Strict(id.to_owned()));
         }
+        let Some(parent) = e.node.parent.clone() else {
+            let retired = f(&mut e.node, now, self.auto_reset)?;
+            self.mark_changed(&mut e, id, retired, now);
+            return Ok(());
+        };
+        let before = e.node.shares(now, self.auto_reset);
         let retired = f(&mut e.node, now, self.auto_reset)?;
         self.mark_changed(&mut e, id, retired, now);
+        let deltas = node::share_deltas(&before, &e.node.shares(now, self.auto_reset));
+        drop(e);
+        self.propagate(&parent, deltas, now);
         Ok(())
+    }
+
+    /// Applies `f` to an entry under its lock, then sends the change of the
+    /// node's shares up the tree (one ancestor at a time, never two locks
+    /// held). Every change of a child's usage, limits or state goes
+    /// through here or [`CounterStore::apply_usage`].
+    fn with_entry<T>(&self, id: &str, f: impl FnOnce(&mut Entry, i64) -> T) -> Option<T> {
+        let now = self.now();
+        let mut e = self.nodes.get_mut(id)?;
+        // A root holds nothing of anyone (a deleted root created again as
+        // a child starts holding with this change).
+        let before = match e.node.parent {
+            Some(_) => e.node.shares(now, self.auto_reset),
+            None => node::Shares::new(),
+        };
+        let out = f(&mut e, now);
+        if let Some(parent) = e.node.parent.clone() {
+            let deltas = node::share_deltas(&before, &e.node.shares(now, self.auto_reset));
+            drop(e);
+            self.propagate(&parent, deltas, now);
+        }
+        Some(out)
+    }
+
+    /// Adds a child's share deltas to `parent`'s rollups, and the parent's
+    /// own resulting deltas to its parent, up to the root.
+    fn propagate(&self, parent: &str, mut deltas: SmallVec<[ShareDelta; 2]>, now: i64) {
+        let mut cur: Box<str> = parent.into();
+        // Depth is bounded by the tree (parents are immutable and exist
+        // first, so there is no cycle); the bound only guards.
+        for _ in 0..1_000 {
+            if deltas.is_empty() {
+                return;
+            }
+            let Some(mut e) = self.nodes.get_mut(&*cur) else {
+                return;
+            };
+            let before = e
+                .node
+                .parent
+                .is_some()
+                .then(|| e.node.shares(now, self.auto_reset));
+            for d in &deltas {
+                e.node.absorb(d, self.auto_reset);
+            }
+            e.version = self.next_version();
+            let (Some(before), Some(next)) = (before, e.node.parent.clone()) else {
+                return;
+            };
+            deltas = node::share_deltas(&before, &e.node.shares(now, self.auto_reset));
+            drop(e);
+            cur = next;
+        }
     }
 
     /// The flat `increment`: counts messages and bytes for `tenant_id`,
@@ -689,21 +713,22 @@ impl CounterStore {
         if e.node.strict {
             return Err(UsageError::Strict(tenant_id.to_owned()));
         }
-        if e.node.parent.is_some() || e.node.state != NodeState::Active {
-            // Rare: a v1 node used through the flat API. Check its ancestry
-            // without holding this entry.
-            drop(e);
-            self.check_usable(tenant_id)?;
-            e = self
-                .nodes
-                .get_mut(tenant_id)
-                .ok_or_else(|| UsageError::NotFound(tenant_id.to_owned()))?;
-        }
         // Zero amounts are skipped: a node without a `bandwidth` limit still
         // counts messages (counting zero of something it lacks is no error).
         let pairs = [(MESSAGES, usage.messages), (BANDWIDTH, usage.bytes)];
         let counted: SmallVec<[(&str, u64); 2]> =
             pairs.into_iter().filter(|(_, n)| *n > 0).collect();
+        if e.node.parent.is_some() || e.node.state != NodeState::Active {
+            // Rare: a v1 node used through the flat API. Its ancestry is
+            // checked without holding this entry.
+            drop(e);
+            self.apply_usage(tenant_id, &[], |node, now, auto_reset| {
+                node.increment(&counted, now, auto_reset)
+            })?;
+            return self
+                .flat(tenant_id)
+                .ok_or_else(|| UsageError::NotFound(tenant_id.to_owned()));
+        }
         let retired = e.node.increment(&counted, now, self.auto_reset)?;
         self.mark_changed(&mut e, tenant_id, retired, now);
         Ok(flat_view(&e.node, now, self.auto_reset))
@@ -718,7 +743,8 @@ impl CounterStore {
         usage: &[(&str, u64)],
         enforce: bool,
     ) -> Result<Vec<StrictItem>, UsageError> {
-        self.check_usable(id)?;
+        let names: SmallVec<[&str; 4]> = usage.iter().map(|(n, _)| *n).collect();
+        self.check_usable(id, if enforce { &names } else { &[] })?;
         let e = self
             .nodes
             .get(id)
@@ -729,12 +755,11 @@ impl CounterStore {
 
     /// Records the totals the database returned for a strict call.
     pub fn set_totals(&self, id: &str, totals: &[(&str, Period, u64)]) {
-        let now = self.now();
-        if let Some(mut e) = self.nodes.get_mut(id) {
+        self.with_entry(id, |e, now| {
             let retired = e.node.set_totals(totals, now, self.auto_reset);
-            self.retire_locked(&mut e, id, retired, now);
+            self.retire_locked(e, id, retired, now);
             e.version = self.next_version();
-        }
+        });
     }
 
     /// The flat view of a node, or `None` when unknown.
@@ -978,28 +1003,26 @@ impl CounterStore {
     /// replicas added shows up here). Rows of periods a counter has left, or
     /// not reached, are history and ignored.
     pub fn apply_totals(&self, totals: &[StoredTotal]) {
-        let now = self.now();
         for t in totals {
-            let Some(mut e) = self.nodes.get_mut(t.node_id.as_str()) else {
-                continue;
-            };
-            let retired = e.node.roll(now, self.auto_reset);
-            let mut changed = false;
-            if let Some(r) = e
-                .node
-                .resources
-                .iter_mut()
-                .find(|r| *r.name == *t.resource && r.window() != Window::None)
-                && r.counter.period.key() == t.period
-            {
-                let before = r.counter.used;
-                r.counter.set_stored_total(t.used);
-                changed = r.counter.used != before;
-            }
-            self.retire_locked(&mut e, &t.node_id, retired, now);
-            if changed {
-                e.version = self.next_version();
-            }
+            self.with_entry(t.node_id.as_str(), |e, now| {
+                let retired = e.node.roll(now, self.auto_reset);
+                let mut changed = false;
+                if let Some(r) = e
+                    .node
+                    .resources
+                    .iter_mut()
+                    .find(|r| *r.name == *t.resource && r.window() != Window::None)
+                    && r.counter.period.key() == t.period
+                {
+                    let before = r.counter.used;
+                    r.counter.set_stored_total(t.used);
+                    changed = r.counter.used != before;
+                }
+                self.retire_locked(e, &t.node_id, retired, now);
+                if changed {
+                    e.version = self.next_version();
+                }
+            });
         }
     }
 
@@ -1015,26 +1038,30 @@ impl CounterStore {
             // What the node reserved from its parent before, and now.
             let old = self.nodes.get(id).map(|e| reservation(&e.node));
             let new = reservation(&loaded.node);
-            match self.nodes.get_mut(id) {
-                Some(mut e) => {
-                    let Entry { node, claims, .. } = &mut **e;
-                    let mut retired = node.roll(now, self.auto_reset);
-                    retired.extend(merge_synced(node, loaded.node));
-                    *claims = boxed_claims(loaded.claims);
-                    self.retire_locked(&mut e, id, retired, now);
+            if self.contains(id) {
+                let (node, claims) = (loaded.node, loaded.claims);
+                self.with_entry(id, |e, now| {
+                    let mut retired = e.node.roll(now, self.auto_reset);
+                    retired.extend(merge_synced(&mut e.node, node));
+                    e.claims = boxed_claims(claims);
+                    self.retire_locked(e, id, retired, now);
                     e.version = self.next_version();
-                }
-                None => {
-                    self.nodes.insert(
-                        id.into(),
-                        Box::new(Entry {
-                            node: loaded.node,
-                            claims: boxed_claims(loaded.claims),
-                            dirty: false,
-                            unsaved: false,
-                            version: self.next_version(),
-                        }),
-                    );
+                });
+            } else {
+                let shares = loaded.node.shares(now, self.auto_reset);
+                let parent = loaded.node.parent.clone();
+                self.nodes.insert(
+                    id.into(),
+                    Box::new(Entry {
+                        node: loaded.node,
+                        claims: boxed_claims(loaded.claims),
+                        dirty: false,
+                        unsaved: false,
+                        version: self.next_version(),
+                    }),
+                );
+                if let Some(p) = parent {
+                    self.propagate(&p, node::share_deltas(&[], &shares), now);
                 }
             }
             if old.as_ref() == Some(&new) {
@@ -1102,16 +1129,16 @@ impl CounterStore {
         id: &str,
         f: impl FnOnce(&mut Node, &mut BTreeMap<String, Claim>, i64) -> T,
     ) -> Option<T> {
-        let now = self.now();
-        let mut e = self.nodes.get_mut(id)?;
-        let Entry { node, claims, .. } = &mut **e;
-        let map = claims.get_or_insert_with(Box::default);
-        let out = f(node, map, now);
-        if map.is_empty() {
-            *claims = None;
-        }
-        e.version = self.next_version();
-        Some(out)
+        self.with_entry(id, |e, now| {
+            let Entry { node, claims, .. } = e;
+            let map = claims.get_or_insert_with(Box::default);
+            let out = f(node, map, now);
+            if map.is_empty() {
+                *claims = None;
+            }
+            e.version = self.next_version();
+            out
+        })
     }
 
     /// Like [`CounterStore::update`] for a fallible change: records a change
@@ -1121,28 +1148,44 @@ impl CounterStore {
         id: &str,
         f: impl FnOnce(&mut Node, i64) -> Result<T, E>,
     ) -> Option<Result<T, E>> {
-        let now = self.now();
-        let mut e = self.nodes.get_mut(id)?;
-        let out = f(&mut e.node, now);
-        if out.is_ok() {
-            e.version = self.next_version();
-        }
-        Some(out)
+        self.with_entry(id, |e, now| {
+            let out = f(&mut e.node, now);
+            if out.is_ok() {
+                e.version = self.next_version();
+            }
+            out
+        })
     }
 
     /// Reserves a child's limits from `parent` (all or nothing).
     pub fn reserve(&self, parent: &str, wants: &[(String, Limit)]) -> Result<(), ReserveFailure> {
-        let now = self.now();
-        let mut e = self
-            .nodes
-            .get_mut(parent)
-            .ok_or_else(|| ReserveFailure::ParentNotFound(parent.to_owned()))?;
-        if e.node.state == NodeState::Deleted {
-            return Err(ReserveFailure::ParentNotFound(parent.to_owned()));
-        }
-        e.node.reserve(wants, now, self.auto_reset)?;
-        e.version = self.next_version();
-        Ok(())
+        self.reserve_growth(parent, wants, &[])
+    }
+
+    /// Reserves the growth of a child's limits from `parent`, counting what
+    /// the child holds past its old `max` already (`held`: resource and
+    /// amount; see [`Node::reserve_growth`]).
+    pub fn reserve_growth(
+        &self,
+        parent: &str,
+        wants: &[(String, Limit)],
+        held: &[(ResourceName, u64)],
+    ) -> Result<(), ReserveFailure> {
+        self.with_entry(parent, |e, now| {
+            if e.node.state == NodeState::Deleted {
+                return Err(ReserveFailure::ParentNotFound(parent.to_owned()));
+            }
+            let held_of = |name: &str| {
+                held.iter()
+                    .find(|(n, _)| **n == *name)
+                    .map_or(0, |(_, h)| *h)
+            };
+            e.node
+                .reserve_growth(wants, held_of, now, self.auto_reset)?;
+            e.version = self.next_version();
+            Ok(())
+        })
+        .unwrap_or_else(|| Err(ReserveFailure::ParentNotFound(parent.to_owned())))
     }
 
     /// Gives back reservations made by [`CounterStore::reserve`].
@@ -1157,8 +1200,7 @@ impl CounterStore {
 
     /// Charges a deleted child's current usage to its parent.
     pub fn charge(&self, parent: &str, usage: &[(ResourceName, Period, u64)]) {
-        let now = self.now();
-        if let Some(mut e) = self.nodes.get_mut(parent) {
+        self.with_entry(parent, |e, now| {
             let mut retired = Vec::new();
             for (resource, period, amount) in usage {
                 retired.extend(
@@ -1166,8 +1208,53 @@ impl CounterStore {
                         .charge(resource, *period, *amount, now, self.auto_reset),
                 );
             }
-            self.mark_changed(&mut e, parent, retired, now);
+            self.mark_changed(e, parent, retired, now);
+        });
+    }
+
+    /// Stops a child (state `deleted`) and charges its current usage to
+    /// its parent in one step at the parent: the parent's subtree usage
+    /// never dips while the usage moves. Returns what was charged: per
+    /// counted resource with usage, its period and amount.
+    pub fn stop_and_charge(&self, id: &str) -> Vec<(ResourceName, Period, u64)> {
+        let now = self.now();
+        let Some(mut e) = self.nodes.get_mut(id) else {
+            return Vec::new();
+        };
+        let before = e.node.shares(now, self.auto_reset);
+        e.node.state = NodeState::Deleted;
+        e.version = self.next_version();
+        let charged = counted_usage(&e.node, now, self.auto_reset);
+        let Some(parent) = e.node.parent.clone() else {
+            return charged;
+        };
+        drop(e);
+        let deltas = node::share_deltas(&before, &[]);
+        let Some(mut p) = self.nodes.get_mut(&*parent) else {
+            return charged;
+        };
+        let up_before = p
+            .node
+            .parent
+            .is_some()
+            .then(|| p.node.shares(now, self.auto_reset));
+        for d in &deltas {
+            p.node.absorb(d, self.auto_reset);
         }
+        let mut retired = Vec::new();
+        for (resource, period, amount) in &charged {
+            retired.extend(
+                p.node
+                    .charge(resource, *period, *amount, now, self.auto_reset),
+            );
+        }
+        self.mark_changed(&mut p, &parent, retired, now);
+        if let (Some(before), Some(next)) = (up_before, p.node.parent.clone()) {
+            let deltas = node::share_deltas(&before, &p.node.shares(now, self.auto_reset));
+            drop(p);
+            self.propagate(&next, deltas, now);
+        }
+        charged
     }
 
     /// Queues the unflushed usage of counters that ended (history rows for
@@ -1185,6 +1272,21 @@ impl CounterStore {
             e.version = self.next_version();
         }
     }
+}
+
+/// A node's counted (not capacity) resources with usage at `now`, removed
+/// limits' counters included: resource, period, usage.
+pub fn counted_usage(n: &Node, now: i64, auto_reset: bool) -> Vec<(ResourceName, Period, u64)> {
+    n.resources
+        .iter()
+        .chain(n.removed())
+        .filter(|r| r.window() != Window::None)
+        .map(|r| {
+            let (period, used) = r.used_at(now, auto_reset);
+            (r.name.clone(), period, used)
+        })
+        .filter(|(_, _, used)| *used > 0)
+        .collect()
 }
 
 /// The parent and amounts a node reserves: `None` for a root or a deleted node.
@@ -1271,6 +1373,43 @@ mod tests {
     /// The memory promise (1,000,000 tenants in under 400 MiB, BENCHMARKS.md)
     /// rests on these sizes: a boxed entry behind a 24-byte map slot, a flat
     /// tenant's two resources inline, built-in names shared.
+    #[test]
+    fn a_load_rolls_up_loaded_usage_once_whatever_the_order() {
+        let mut squad = node(Some("team"), 100);
+        squad.resources[0].counter.used = 90;
+        let mut team = node(Some("org"), 300);
+        team.resources[0].counter.used = 70;
+        let mut org = node(None, 1000);
+        org.resources[0].counter.used = 50;
+        for order in [[0, 1, 2], [2, 1, 0], [1, 2, 0]] {
+            let nodes = [
+                loaded("squad", squad.clone()),
+                loaded("team", team.clone()),
+                loaded("org", org.clone()),
+            ];
+            let s = store();
+            s.load(order.map(|i| nodes[i].clone()));
+            assert_eq!(messages(&s, "team").subtree_used, 160, "{order:?}");
+            assert_eq!(messages(&s, "org").subtree_used, 210, "{order:?}");
+        }
+    }
+
+    #[test]
+    fn usage_rolls_up_through_every_ancestor_once() {
+        let s = store();
+        s.load([
+            loaded("org", node(None, 1000)),
+            loaded("team", node(Some("org"), 300)),
+            loaded("squad", node(Some("team"), 100)),
+        ]);
+        s.consume("squad", &[(MESSAGES, 90)]).unwrap();
+        s.consume("team", &[(MESSAGES, 70)]).unwrap();
+        s.consume("org", &[(MESSAGES, 50)]).unwrap();
+        assert_eq!(messages(&s, "squad").subtree_used, 90);
+        assert_eq!(messages(&s, "team").subtree_used, 160);
+        assert_eq!(messages(&s, "org").subtree_used, 210);
+    }
+
     #[test]
     fn a_flat_tenant_stays_small() {
         assert_eq!(std::mem::size_of::<(Box<str>, Box<Entry>)>(), 24);

@@ -400,19 +400,10 @@ impl Quotas {
         ops.push(WriteOp::Usage(rows));
         ops.push(self.audit(actor, "reset", tenant_id, Some(before), None));
         self.write(&ops).await?;
-        self.counters.update(tenant_id, |n, _, now| {
-            let retired = n.roll(now, auto_reset);
-            for r in &mut n.resources {
-                if r.window() != Window::None {
-                    // Usage not flushed yet is reset too: the database row
-                    // is 0 now and must not receive it later.
-                    r.counter.used = 0;
-                    r.counter.unflushed = 0;
-                }
-            }
-            n.last_updated = Some(now);
-            retired
-        });
+        let retired = self
+            .counters
+            .update(tenant_id, |n, _, now| n.reset_usage(now, auto_reset));
+        self.counters.retire(tenant_id, retired.unwrap_or_default());
         self.counters.mark_dirty(tenant_id);
         Ok(self.counters.flat(tenant_id))
     }
@@ -541,6 +532,14 @@ impl Quotas {
             None => None,
         };
         let limits = resolve_limits(&spec.limits, parent.as_ref())?;
+        if let Some(old) = self.counters.node(id) {
+            // The id was deleted: what a deleted root left (its usage of
+            // the period, its claims) carries on, so the same rules as for
+            // a change of its limits apply.
+            let mut alive = old;
+            alive.state = NodeState::Active;
+            plan_limit_change(&alive, &limits, now, self.counters.auto_reset())?;
+        }
         let mut node = Node::new(spec.parent.as_deref(), &limits, now);
         node.state = spec.state.unwrap_or(NodeState::Active);
         node.strict = spec.strict.unwrap_or(false);
@@ -563,12 +562,21 @@ impl Quotas {
         }
         // 3. Make it visible.
         if self.counters.contains(id) {
-            // A deleted node comes back with fresh counters (its usage was
-            // charged to its parent when it was deleted).
-            self.counters.update(id, |n, claims, _| {
-                *n = node;
-                claims.clear();
+            // A deleted node comes back. A child's usage was charged to its
+            // parent when it was deleted (its counters are zero); a root's
+            // stays its own: the counters of this period carry on, so
+            // deleting and creating again lifts no limit.
+            let auto_reset = self.counters.auto_reset();
+            let ended = self.counters.update(id, |n, _, now| {
+                let mut old = std::mem::replace(n, node);
+                let ended = old.set_limits(&limits, now, auto_reset);
+                for r in old.removed() {
+                    n.add_removed(r.clone());
+                }
+                n.resources = old.resources;
+                ended
             });
+            self.counters.retire(id, ended.unwrap_or_default());
         } else if let Err(node) = self.counters.insert_node(id, node) {
             // A flat increment created the id meanwhile: keep ours, which is
             // what the database now holds.
@@ -609,51 +617,7 @@ impl Quotas {
         };
         let limits = resolve_limits(&spec.limits, parent.as_ref())?;
         let auto_reset = self.counters.auto_reset();
-        let mut grow: Vec<(String, Limit)> = Vec::new();
-        let mut shrink: Vec<(String, u64)> = Vec::new();
-        for (name, limit) in &limits {
-            match old.resource(name) {
-                Some(r) if r.window() != limit.window => {
-                    if r.allocated > 0 || r.used_at(now, auto_reset).1 > 0 {
-                        return Err(QuotaError::Conflict {
-                            code: "window_in_use",
-                            message: format!(
-                                "the window of {name:?} cannot change from {} to {} while it is used or allocated to children",
-                                r.window(),
-                                limit.window
-                            ),
-                        });
-                    }
-                    shrink.push((name.clone(), r.max));
-                    grow.push((name.clone(), *limit));
-                }
-                Some(r) if limit.max > r.max => grow.push((
-                    name.clone(),
-                    Limit {
-                        max: limit.max - r.max,
-                        window: limit.window,
-                    },
-                )),
-                Some(r) if limit.max < r.max => shrink.push((name.clone(), r.max - limit.max)),
-                Some(_) => {}
-                None => grow.push((name.clone(), *limit)),
-            }
-        }
-        for r in &old.resources {
-            if limits.iter().any(|(n, _)| *n == *r.name) {
-                continue;
-            }
-            if r.allocated > 0 || (r.window() == Window::None && r.counter.used > 0) {
-                return Err(QuotaError::Conflict {
-                    code: "resource_in_use",
-                    message: format!(
-                        "resource {:?} cannot be removed: children reserve it or it has claims",
-                        r.name
-                    ),
-                });
-            }
-            shrink.push((r.name.to_string(), r.max));
-        }
+        let plan = plan_limit_change(&old, &limits, now, auto_reset)?;
 
         let strict = spec.strict.unwrap_or(old.strict);
         let mut new = old.clone();
@@ -665,17 +629,7 @@ impl Quotas {
                 .clone()
                 .or(old.description().map(str::to_owned)),
         );
-        new.resources = limits
-            .iter()
-            .map(|(name, limit)| match old.resource(name) {
-                Some(r) if r.window() == limit.window => {
-                    let mut r = r.clone();
-                    r.max = limit.max;
-                    r
-                }
-                _ => crate::domain::node::Resource::new(name, *limit, now),
-            })
-            .collect();
+        new.set_limits(&limits, now, auto_reset);
         new.last_updated = Some(now);
 
         if spec_of(&new) == spec_of(&old) {
@@ -688,9 +642,10 @@ impl Quotas {
             // count this process made so far.
             self.flusher.flush_locked().await?;
         }
-        // 1. Reserve the growth from the parent.
-        if let (Some(p), false) = (&old.parent, grow.is_empty()) {
-            self.counters.reserve(p, &grow)?;
+        // 1. Reserve the growth from the parent (what the node holds past
+        //    its old max is held already).
+        if let (Some(p), false) = (&old.parent, plan.grow.is_empty()) {
+            self.counters.reserve_growth(p, &plan.grow, &plan.held)?;
         }
         // 2. Write it.
         let mut ops = node_ops(id, &new, now);
@@ -702,38 +657,15 @@ impl Quotas {
             Some(node_json(&new)),
         ));
         if let Err(e) = self.write(&ops).await {
-            if let (Some(p), false) = (&old.parent, grow.is_empty()) {
-                self.counters.unreserve(p, &amounts(&grow));
+            if let (Some(p), false) = (&old.parent, plan.grow.is_empty()) {
+                self.counters.unreserve(p, &amounts(&plan.grow));
             }
             return Err(e.into());
         }
-        // 3. Apply, then release the shrink.
-        let ended = self.counters.update(id, |n, _, _| {
-            // Counters that end (resource removed, window changed) keep
-            // their unflushed usage for the next flush, as history.
-            let ended: Vec<_> = n
-                .resources
-                .iter()
-                .filter(|cur| {
-                    new.resource(&cur.name)
-                        .is_none_or(|want| want.window() != cur.window())
-                })
-                .map(|cur| (cur.name.clone(), cur.counter))
-                .collect();
-            let resources = new
-                .resources
-                .iter()
-                .map(|want| match n.resource(&want.name) {
-                    // Keep the live counter (usage may have moved on).
-                    Some(cur) if cur.window() == want.window() => {
-                        let mut r = cur.clone();
-                        r.max = want.max;
-                        r
-                    }
-                    _ => want.clone(),
-                })
-                .collect();
-            n.resources = resources;
+        // 3. Apply (the node's usage past a lowered max goes on being held
+        //    by its parent), then release the shrink.
+        let ended = self.counters.update(id, |n, _, now| {
+            let ended = n.set_limits(&limits, now, auto_reset);
             n.state = new.state;
             n.strict = new.strict;
             n.set_name(new.name().map(str::to_owned));
@@ -742,8 +674,8 @@ impl Quotas {
             ended
         });
         self.counters.retire(id, ended.unwrap_or_default());
-        if let (Some(p), false) = (&old.parent, shrink.is_empty()) {
-            self.counters.unreserve(p, &shrink);
+        if let (Some(p), false) = (&old.parent, plan.shrink.is_empty()) {
+            self.counters.unreserve(p, &plan.shrink);
         }
         Ok(())
     }
@@ -905,18 +837,25 @@ impl Quotas {
         }
         let now = self.now();
         let auto_reset = self.counters.auto_reset();
+        if old.parent.is_some() && !crate::counters::counted_usage(&old, now, auto_reset).is_empty()
+        {
+            // The usage moves from the node's rows to its parent's: every
+            // part of it must be in those rows or in the counters, not in
+            // a queue between them (a removed limit's last deltas).
+            self.flusher.flush_locked().await?;
+        }
 
-        // 1. Stop usage of the node; charge its current usage to the parent.
-        self.counters
-            .update(id, |n, _, _| n.state = NodeState::Deleted);
+        // 1. Stop usage of the node; charge its current usage to the parent
+        //    (in one step there, so the parent's subtree usage never dips).
+        let charged = if old.parent.is_some() {
+            self.counters.stop_and_charge(id)
+        } else {
+            self.counters
+                .update(id, |n, _, _| n.state = NodeState::Deleted);
+            Vec::new()
+        };
         // Read the child's counters after usage is stopped: nothing moves now.
         let stopped = self.counters.node(id).unwrap_or_else(|| old.clone());
-        let charged: Vec<_> = counted_usage(&stopped, now, auto_reset)
-            .filter(|(_, _, used)| *used > 0)
-            .collect();
-        if let Some(p) = &old.parent {
-            self.counters.charge(p, &charged);
-        }
 
         // 2. Write it: the node, its claims re-homed, the parent's usage.
         let mut deleted = old.clone();
@@ -935,13 +874,13 @@ impl Quotas {
             let rows: Vec<UsageRow> = charged
                 .iter()
                 .filter_map(|(resource, period, used)| {
-                    let r = parent_now.as_ref()?.resource(resource)?;
-                    let charged =
-                        r.window() != Window::None && (r.counter.period == *period || !auto_reset);
-                    charged.then(|| UsageRow {
+                    let c = parent_now
+                        .as_ref()?
+                        .charged_counter(resource, *period, auto_reset)?;
+                    Some(UsageRow {
                         node_id: p.to_string(),
                         resource: resource.clone(),
-                        period: r.counter.period,
+                        period: c.period,
                         used: *used,
                         last_updated: now,
                     })
@@ -949,6 +888,30 @@ impl Quotas {
                 .collect();
             if !rows.is_empty() {
                 ops.push(WriteOp::AddUsage(rows));
+            }
+            // ... and taken from the node's own rows: what it stored (its
+            // unflushed part is dropped with its counters below), so a node
+            // created again under this id starts from zero, after a restart
+            // too.
+            let moved: Vec<UsageRow> = stopped
+                .resources
+                .iter()
+                .chain(stopped.removed())
+                .filter(|r| r.window() != Window::None)
+                .filter_map(|r| {
+                    let (period, used) = r.used_at(now, auto_reset);
+                    let stored = used.saturating_sub(r.counter.unflushed);
+                    (stored > 0 && period == r.counter.period).then(|| UsageRow {
+                        node_id: id.to_owned(),
+                        resource: r.name.clone(),
+                        period,
+                        used: stored,
+                        last_updated: now,
+                    })
+                })
+                .collect();
+            if !moved.is_empty() {
+                ops.push(WriteOp::SubtractUsage(moved));
             }
             // The parent changed (capacity back, claims, usage) even when
             // no usage row did.
@@ -959,6 +922,9 @@ impl Quotas {
         }
         ops.push(self.audit(actor, "delete", id, Some(node_json(&old)), Some(json!({"state": "deleted", "charged_to_parent": charged.iter().map(|(r, _, u)| json!({"resource": r.as_ref(), "used": u})).collect::<Vec<_>>()}))));
         if let Err(e) = self.write(&ops).await {
+            // Back in the reverse order: the node's usage counts again
+            // before the parent's charge goes (for a moment both count).
+            self.counters.update(id, |n, _, _| n.state = old.state);
             if let Some(p) = &old.parent {
                 self.counters.update(p, |n, _, _| {
                     for (resource, _, amount) in &charged {
@@ -966,7 +932,6 @@ impl Quotas {
                     }
                 });
             }
-            self.counters.update(id, |n, _, _| n.state = old.state);
             return Err(e.into());
         }
 
@@ -991,17 +956,14 @@ impl Quotas {
                 n.last_updated = Some(now);
             });
             self.counters.mark_dirty(p);
+            self.counters.update(id, |n, c, now| {
+                // The claims moved to the parent, the usage was charged to
+                // it: nothing is left here.
+                c.clear();
+                n.clear_usage();
+                n.last_updated = Some(now);
+            });
         }
-        self.counters.update(id, |n, c, now| {
-            // The claims moved to the parent; so did the capacity they held.
-            c.clear();
-            for r in &mut n.resources {
-                if r.window() == Window::None {
-                    r.counter.used = 0;
-                }
-            }
-            n.last_updated = Some(now);
-        });
         self.counters
             .view(id)
             .ok_or_else(|| QuotaError::NotFound(id.to_owned()))
@@ -1016,7 +978,7 @@ impl Quotas {
         spec: ClaimSpec,
     ) -> Result<(Claim, bool), QuotaError> {
         let _serialised = self.flusher.write_lock().await;
-        self.counters.check_usable(id)?;
+        self.counters.check_usable(id, &[])?;
         if let Some(existing) = self
             .counters
             .claims(id)
@@ -1033,6 +995,7 @@ impl Quotas {
                 ),
             });
         }
+        self.counters.check_usable(id, &[&spec.resource])?;
         let now = self.now();
         // 1. Take the capacity.
         self.counters
@@ -1202,6 +1165,104 @@ impl Quotas {
     }
 }
 
+/// What a change of a node's limits asks of its parent (see
+/// [`plan_limit_change`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LimitChange {
+    /// Reserved from the parent first: growth of a limit, or a new one.
+    pub grow: Vec<(String, Limit)>,
+    /// What the node holds past its old `max` already, per resource: that
+    /// part of a growth needs no new room in the parent.
+    pub held: Vec<(ResourceName, u64)>,
+    /// Released to the parent after the change: what a limit shrank by,
+    /// or a removed limit's `max`.
+    pub shrink: Vec<(String, u64)>,
+}
+
+/// Plans a change of `old`'s limits to `limits`, refusing what would lose
+/// track of usage: a window cannot change while the resource has usage in
+/// the node's subtree this period or children reserve it (that usage
+/// belongs to the old window's period), and a limit cannot be removed
+/// while children reserve it or it is a capacity with claims.
+pub fn plan_limit_change(
+    old: &Node,
+    limits: &[(String, Limit)],
+    now: i64,
+    auto_reset: bool,
+) -> Result<LimitChange, QuotaError> {
+    let shares = old.shares(now, auto_reset);
+    let held = |name: &str| {
+        shares
+            .iter()
+            .find(|s| *s.name == *name)
+            .map_or(0, |s| s.over)
+    };
+    let window_in_use = |name: &str, from: Window, to: Window| QuotaError::Conflict {
+        code: "window_in_use",
+        message: format!(
+            "the window of {name:?} cannot change from {from} to {to} while it is used this period or allocated to children (its usage belongs to the {from} period)"
+        ),
+    };
+    let mut plan = LimitChange::default();
+    for (name, limit) in limits {
+        match old.resources.iter().position(|r| *r.name == **name) {
+            Some(i) => {
+                let r = &old.resources[i];
+                if r.window() != limit.window {
+                    if r.allocated > 0 || old.subtree_used(i, now, auto_reset) > 0 {
+                        return Err(window_in_use(name, r.window(), limit.window));
+                    }
+                    plan.shrink.push((name.clone(), r.max));
+                    plan.grow.push((name.clone(), *limit));
+                } else if limit.max > r.max {
+                    plan.grow.push((
+                        name.clone(),
+                        Limit {
+                            max: limit.max - r.max,
+                            window: limit.window,
+                        },
+                    ));
+                } else if limit.max < r.max {
+                    plan.shrink.push((name.clone(), r.max - limit.max));
+                }
+            }
+            None => {
+                if let Some(g) = old.removed().iter().find(|g| *g.name == **name)
+                    && g.window() != limit.window
+                    && held(name) > 0
+                {
+                    return Err(window_in_use(name, g.window(), limit.window));
+                }
+                plan.grow.push((name.clone(), *limit));
+            }
+        }
+        let h = held(name);
+        if h > 0 {
+            plan.held.push((resource_name_of(name), h));
+        }
+    }
+    for r in &old.resources {
+        if limits.iter().any(|(n, _)| *n == *r.name) {
+            continue;
+        }
+        if r.allocated > 0 || (r.window() == Window::None && r.counter.used > 0) {
+            return Err(QuotaError::Conflict {
+                code: "resource_in_use",
+                message: format!(
+                    "resource {:?} cannot be removed: children reserve it or it has claims",
+                    r.name
+                ),
+            });
+        }
+        plan.shrink.push((r.name.to_string(), r.max));
+    }
+    Ok(plan)
+}
+
+fn resource_name_of(name: &str) -> ResourceName {
+    crate::domain::resource::resource_name(name)
+}
+
 /// The spec that reproduces a node.
 fn spec_of(n: &Node) -> NodeSpec {
     NodeSpec {
@@ -1315,6 +1376,7 @@ fn counted_usage(
 ) -> impl Iterator<Item = (ResourceName, crate::domain::window::Period, u64)> + '_ {
     n.resources
         .iter()
+        .chain(n.removed())
         .filter(|r| r.window() != Window::None)
         .map(move |r| {
             let (period, used) = r.used_at(now, auto_reset);

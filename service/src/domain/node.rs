@@ -16,6 +16,38 @@
 //! (and reports `exceeded`), so it may push `used` past the share.
 //!
 //! Window `none` is a capacity: only `claim` and `release` change it.
+//!
+//! ## Holds: what a child keeps of its parent
+//!
+//! A child holds `max(its max, its subtree's usage)` of each resource from
+//! its parent, in the current period. Usually that is just its `max` (a
+//! child cannot consume past it); it is more after an edit lowered the
+//! child below what it already used, or after tracking increments counted
+//! past the limit. So what was used stays charged to the parent whatever
+//! the edit, exactly as a deleted child's usage does, and a parent never
+//! hands out the same units twice:
+//!
+//! ```text
+//!   r  max 100   allocated = hold(c) = max(10, 100) = 100 → available 0
+//!   └── c  max 10 (was 100), used 100 → overcommitted until the period ends
+//! ```
+//!
+//! A parent keeps two sums over its active children per resource, for the
+//! period they belong to ([`Rollup`]): `below` (their subtree usage) and
+//! `excess` (their usage past their own `max`). Every change of a child
+//! sends the difference of its [`Share`] up the tree ([`ShareDelta`]); a
+//! later period starts both sums from zero, as it does the counters.
+//!
+//! A node whose `used + allocated` passes its `max` is overcommitted: it
+//! admits no further usage of that resource anywhere in its subtree until
+//! an edit or a new period makes it fit again (the store checks the
+//! ancestors; see `counters.rs`).
+//!
+//! A limit that is removed leaves its counter behind for the rest of its
+//! period (a *removed* resource, refusing usage): the parent keeps holding
+//! what it used, and a limit added back in the same period carries on from
+//! it.
+//!
 //! Everything here is pure and synchronous; the store calls it under a lock.
 
 use smallvec::SmallVec;
@@ -71,8 +103,128 @@ pub struct Resource {
     /// Direct usage in the counter's period (includes usage charged by
     /// deleted children; for a capacity, the sum of claims).
     pub counter: Counter,
-    /// Sum of the active children's `max`.
+    /// Sum of the active children's `max` (what they reserved; see
+    /// [`Node::held`] for what they hold).
     pub allocated: u64,
+}
+
+/// Children's usage of one of a parent's resources in one period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rollup {
+    pub name: ResourceName,
+    /// The period the sums belong to (see [`ShareDelta`]).
+    pub period: Period,
+    /// Sum of the active children's subtree usage.
+    pub below: u64,
+    /// Sum of the active children's subtree usage past their own `max`.
+    pub excess: u64,
+}
+
+/// What a node's subtree means to its parent for one resource: its usage
+/// and the part of it past the node's own `max` (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Share {
+    pub name: ResourceName,
+    pub period: Period,
+    pub used: u64,
+    pub over: u64,
+}
+
+/// A node's shares (one per resource; most nodes have one or two).
+pub type Shares = SmallVec<[Share; 2]>;
+
+/// The change of a child's [`Share`], applied to its parent's [`Rollup`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareDelta {
+    pub name: ResourceName,
+    pub period: Period,
+    pub used: i64,
+    pub over: i64,
+}
+
+/// The changes between two sets of shares taken at the same instant.
+pub fn share_deltas(before: &[Share], after: &[Share]) -> SmallVec<[ShareDelta; 2]> {
+    let mut out = SmallVec::new();
+    let diff = |a: u64, b: u64| (i128::from(a) - i128::from(b)) as i64;
+    for a in after {
+        let b = before
+            .iter()
+            .find(|b| b.name == a.name && b.period == a.period);
+        let (bu, bo) = b.map_or((0, 0), |b| (b.used, b.over));
+        if (a.used, a.over) != (bu, bo) {
+            out.push(ShareDelta {
+                name: a.name.clone(),
+                period: a.period,
+                used: diff(a.used, bu),
+                over: diff(a.over, bo),
+            });
+        }
+    }
+    for b in before {
+        let gone = !after
+            .iter()
+            .any(|a| a.name == b.name && a.period == b.period);
+        if gone && (b.used, b.over) != (0, 0) {
+            out.push(ShareDelta {
+                name: b.name.clone(),
+                period: b.period,
+                used: diff(0, b.used),
+                over: diff(0, b.over),
+            });
+        }
+    }
+    out
+}
+
+// === impl Rollup ===
+
+impl Rollup {
+    /// `(below, excess)` as they count at `now`: zero once the period is
+    /// over (auto reset on).
+    fn at(&self, now: i64, auto_reset: bool) -> (u64, u64) {
+        if period_is_over(self.period, now, auto_reset) {
+            (0, 0)
+        } else {
+            (self.below, self.excess)
+        }
+    }
+
+    /// Adds a child's change, if it belongs to this rollup's period (a later
+    /// period starts the sums from zero; an earlier one is over).
+    fn add(&mut self, d: &ShareDelta, auto_reset: bool) {
+        if d.period != self.period {
+            let later =
+                d.period.window() != self.period.window() || d.period.start() > self.period.start();
+            if auto_reset && !later {
+                return;
+            }
+            if auto_reset || d.period.window() != self.period.window() {
+                *self = Rollup {
+                    name: self.name.clone(),
+                    period: d.period,
+                    below: 0,
+                    excess: 0,
+                };
+            }
+        }
+        self.below = add_signed(self.below, d.used);
+        self.excess = add_signed(self.excess, d.over);
+    }
+}
+
+/// Whether `period` has ended at `now` and auto reset starts a new one.
+fn period_is_over(period: Period, now: i64, auto_reset: bool) -> bool {
+    auto_reset
+        && !period.surely_holds(now)
+        && period.window().period_at(now).start() > period.start()
+}
+
+fn add_signed(v: u64, d: i64) -> u64 {
+    if d >= 0 {
+        v.saturating_add(d.unsigned_abs()).min(MAX_COUNT)
+    } else {
+        v.saturating_sub(d.unsigned_abs())
+    }
 }
 
 /// Why usage was refused. Nothing was counted.
@@ -88,6 +240,17 @@ pub enum Refusal {
     Capacity { resource: String },
     #[error("{resource:?} is a counted resource, not a capacity: report it with consume")]
     NotCapacity { resource: String },
+    /// The node or an ancestor has `used + allocated` past its `max` (an
+    /// edit lowered it): nothing more is admitted below it.
+    #[error(
+        "{node:?} is overcommitted for {resource:?} (an edit lowered its max below what is used and allocated): nothing more is admitted below it"
+    )]
+    Overcommitted {
+        node: String,
+        resource: String,
+        /// Seconds until the window resets; `None` for a capacity.
+        retry_after_secs: Option<u64>,
+    },
     #[error("quota exhausted for {resource:?}: requested {requested}, available {available}")]
     Exhausted {
         resource: String,
@@ -157,6 +320,11 @@ pub struct NodeDetails {
     pub description: Option<String>,
     /// Ids of the children that are not deleted, sorted.
     pub children: Vec<Box<str>>,
+    /// Children's usage per resource (only a parent has any).
+    pub rollups: Vec<Rollup>,
+    /// Counters of limits removed in their current period (refusing usage;
+    /// see the module docs), sorted by name.
+    pub removed: Vec<Resource>,
 }
 
 /// A quota node.
@@ -203,18 +371,6 @@ impl Resource {
     /// Direct usage and its period as they count at `now`.
     pub fn used_at(&self, now: i64, auto_reset: bool) -> (Period, u64) {
         self.counter.used_at(now, auto_reset)
-    }
-
-    /// What the node itself may still use at `now`: `max - allocated - used`.
-    pub fn available_at(&self, now: i64, auto_reset: bool) -> u64 {
-        let (_, used) = self.used_at(now, auto_reset);
-        self.max.saturating_sub(self.allocated).saturating_sub(used)
-    }
-
-    /// `used + allocated > max`: the limit was lowered below what is in use.
-    pub fn overcommitted_at(&self, now: i64, auto_reset: bool) -> bool {
-        let (_, used) = self.used_at(now, auto_reset);
-        used.saturating_add(self.allocated) > self.max
     }
 }
 
@@ -276,7 +432,7 @@ impl Node {
         let idx = self.counted_indices(usage)?;
         for (&i, &(_, amount)) in idx.iter().zip(usage) {
             let r = &self.resources[i];
-            let available = r.available_at(now, auto_reset);
+            let available = self.available(i, now, auto_reset);
             if amount > available {
                 let (period, _) = r.used_at(now, auto_reset);
                 return Err(Refusal::Exhausted {
@@ -354,7 +510,7 @@ impl Node {
                     period,
                     amount,
                     cap: if enforce {
-                        r.max.saturating_sub(r.allocated)
+                        r.max.saturating_sub(self.held(i, now, auto_reset))
                     } else {
                         MAX_COUNT
                     },
@@ -409,6 +565,20 @@ impl Node {
         now: i64,
         auto_reset: bool,
     ) -> Result<(), ReserveError> {
+        self.reserve_growth(wants, |_| 0, now, auto_reset)
+    }
+
+    /// [`Node::reserve`] for a child that already holds `held(name)` past
+    /// its `max` (its usage beyond a lowered limit): that part is held
+    /// already, so only the rest must be available. The child's update
+    /// then gives it back, as its usage falls within the larger `max`.
+    pub fn reserve_growth(
+        &mut self,
+        wants: &[(String, Limit)],
+        held: impl Fn(&str) -> u64,
+        now: i64,
+        auto_reset: bool,
+    ) -> Result<(), ReserveError> {
         let mut short = Vec::new();
         let mut idx = Vec::with_capacity(wants.len());
         for (name, want) in wants {
@@ -423,11 +593,12 @@ impl Node {
                     child: want.window,
                 });
             }
-            let available = r.available_at(now, auto_reset);
-            if want.max > available {
+            let available = self.available(i, now, auto_reset);
+            let needed = want.max.saturating_sub(held(name).min(want.max));
+            if needed > available {
                 short.push(Shortage {
                     resource: name.clone(),
-                    requested: want.max,
+                    requested: needed,
                     available,
                 });
             }
@@ -467,9 +638,67 @@ impl Node {
             if c.period == period || !auto_reset || c.window() == Window::None {
                 c.used = c.used.saturating_add(amount).min(MAX_COUNT);
             }
+        } else if period.window() != Window::None {
+            // This node's limit was removed too: the charge goes to its
+            // removed limit's counter (kept while children used it).
+            self.edit_details(|d| {
+                let found = d
+                    .removed
+                    .iter_mut()
+                    .find(|r| *r.name == *resource && r.window() == period.window());
+                match found {
+                    Some(r) => {
+                        if r.counter.period != period {
+                            if auto_reset && period.start() < r.counter.period.start() {
+                                return;
+                            }
+                            r.counter = Counter::new(period);
+                        }
+                        r.counter.used = r.counter.used.saturating_add(amount).min(MAX_COUNT);
+                    }
+                    None => {
+                        let mut r = Resource::new(
+                            resource,
+                            Limit {
+                                max: 0,
+                                window: period.window(),
+                            },
+                            now,
+                        );
+                        r.counter = Counter::stored(period, amount.min(MAX_COUNT), None);
+                        let pos = d
+                            .removed
+                            .binary_search_by(|x| x.name.cmp(&r.name))
+                            .unwrap_or_else(|p| p);
+                        d.removed.insert(pos, r);
+                    }
+                }
+            });
         }
         self.last_updated = Some(now);
         retired
+    }
+
+    /// The counter a charge of `resource` in `period` went to (see
+    /// [`Node::charge`]), if any.
+    pub fn charged_counter(
+        &self,
+        resource: &str,
+        period: Period,
+        auto_reset: bool,
+    ) -> Option<&Counter> {
+        match self.resource(resource) {
+            Some(r) => {
+                let c = &r.counter;
+                let taken = c.window() != Window::None && (c.period == period || !auto_reset);
+                taken.then_some(c)
+            }
+            None => self
+                .removed()
+                .iter()
+                .find(|r| *r.name == *resource && r.counter.period == period)
+                .map(|r| &r.counter),
+        }
     }
 
     /// Claims `amount` of a capacity: refused beyond `max - allocated - used`.
@@ -479,13 +708,13 @@ impl Node {
             .ok_or_else(|| Refusal::UnknownResource {
                 resource: resource.to_owned(),
             })?;
-        let r = &mut self.resources[i];
-        if r.window() != Window::None {
+        if self.resources[i].window() != Window::None {
             return Err(Refusal::NotCapacity {
                 resource: resource.to_owned(),
             });
         }
-        let available = r.available_at(now, false);
+        let available = self.available(i, now, false);
+        let r = &mut self.resources[i];
         if amount > available {
             return Err(Refusal::Exhausted {
                 resource: resource.to_owned(),
@@ -510,9 +739,184 @@ impl Node {
 
     /// Whether any resource has `used + allocated > max`.
     pub fn overcommitted(&self, now: i64, auto_reset: bool) -> bool {
-        self.resources
-            .iter()
-            .any(|r| r.overcommitted_at(now, auto_reset))
+        (0..self.resources.len()).any(|i| self.overcommitted_at(i, now, auto_reset))
+    }
+
+    /// Children's `(below, excess)` of resource `name` at `now`.
+    pub fn rollup_at(&self, name: &str, now: i64, auto_reset: bool) -> (u64, u64) {
+        self.details
+            .as_ref()
+            .and_then(|d| d.rollups.iter().find(|r| *r.name == *name))
+            .map_or((0, 0), |r| r.at(now, auto_reset))
+    }
+
+    /// What the children hold of resource `i`: each its `max`, or its
+    /// subtree's usage when that is more (see the module docs).
+    pub fn held(&self, i: usize, now: i64, auto_reset: bool) -> u64 {
+        let r = &self.resources[i];
+        let (_, excess) = self.rollup_at(&r.name, now, auto_reset);
+        r.allocated.saturating_add(excess)
+    }
+
+    /// What the node itself may still use of resource `i` at `now`:
+    /// `max - allocated - used`, where `allocated` is what the children hold.
+    pub fn available(&self, i: usize, now: i64, auto_reset: bool) -> u64 {
+        let r = &self.resources[i];
+        let (_, used) = r.used_at(now, auto_reset);
+        r.max
+            .saturating_sub(self.held(i, now, auto_reset))
+            .saturating_sub(used)
+    }
+
+    /// `used + allocated > max` for resource `i`: an edit lowered its limit
+    /// below what is used and held.
+    pub fn overcommitted_at(&self, i: usize, now: i64, auto_reset: bool) -> bool {
+        let r = &self.resources[i];
+        let (_, used) = r.used_at(now, auto_reset);
+        used.saturating_add(self.held(i, now, auto_reset)) > r.max
+    }
+
+    /// `Err` when resource `name` is overcommitted here (a resource the
+    /// node has no limit for is not): usage below this node is refused.
+    pub fn admits_below(
+        &self,
+        id: &str,
+        name: &str,
+        now: i64,
+        auto_reset: bool,
+    ) -> Result<(), Refusal> {
+        match self.index(name) {
+            Some(i) if self.overcommitted_at(i, now, auto_reset) => {
+                let (period, _) = self.resources[i].used_at(now, auto_reset);
+                Err(Refusal::Overcommitted {
+                    node: id.to_owned(),
+                    resource: name.to_owned(),
+                    retry_after_secs: period.secs_until_end(now),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Usage of resource `i` by the node and all its descendants at `now`.
+    pub fn subtree_used(&self, i: usize, now: i64, auto_reset: bool) -> u64 {
+        let r = &self.resources[i];
+        let (_, used) = r.used_at(now, auto_reset);
+        let (below, _) = self.rollup_at(&r.name, now, auto_reset);
+        used.saturating_add(below)
+    }
+
+    /// What this node's subtree means to its parent at `now`, per resource
+    /// with any usage (removed limits count with a `max` of 0). A deleted
+    /// node has none: its usage moved to its parent.
+    pub fn shares(&self, now: i64, auto_reset: bool) -> Shares {
+        let mut out = Shares::new();
+        if self.state == NodeState::Deleted {
+            return out;
+        }
+        let live = self.resources.iter().map(|r| (r, r.max));
+        let removed = self.removed().iter().map(|r| (r, 0));
+        for (r, max) in live.chain(removed) {
+            let (period, used) = r.used_at(now, auto_reset);
+            let (below, _) = self.rollup_at(&r.name, now, auto_reset);
+            let used = used.saturating_add(below);
+            if used > 0 {
+                out.push(Share {
+                    name: r.name.clone(),
+                    period,
+                    used,
+                    over: used.saturating_sub(max),
+                });
+            }
+        }
+        out
+    }
+
+    /// Takes a child's change into the rollup of its resource.
+    pub fn absorb(&mut self, d: &ShareDelta, auto_reset: bool) {
+        self.edit_details(|details| {
+            match details.rollups.iter_mut().find(|r| r.name == d.name) {
+                Some(r) => r.add(d, auto_reset),
+                None => {
+                    let mut r = Rollup {
+                        name: d.name.clone(),
+                        period: d.period,
+                        below: 0,
+                        excess: 0,
+                    };
+                    r.add(d, auto_reset);
+                    details.rollups.push(r);
+                }
+            }
+            details.rollups.retain(|r| (r.below, r.excess) != (0, 0));
+        });
+    }
+
+    /// Counters of limits removed in their current period (see the module
+    /// docs).
+    pub fn removed(&self) -> &[Resource] {
+        self.details.as_ref().map_or(&[], |d| &d.removed)
+    }
+
+    /// Sets the node's limits to `limits` (sorted by name), keeping the
+    /// counters of limits that stay (their `max` changed), carrying on the
+    /// counter of a limit removed earlier in the same period and window,
+    /// and keeping the counter of a limit removed now for the rest of its
+    /// period when it has usage there. Returns the counters that ended: a
+    /// removed or replaced counter with usage not flushed yet (history for
+    /// the flush).
+    pub fn set_limits(
+        &mut self,
+        limits: &[(String, Limit)],
+        now: i64,
+        auto_reset: bool,
+    ) -> Vec<(ResourceName, Retired)> {
+        let mut ended = Vec::new();
+        let mut removed: Vec<Resource> = self
+            .details
+            .as_mut()
+            .map(|d| std::mem::take(&mut d.removed))
+            .unwrap_or_default();
+        let mut old = std::mem::take(&mut self.resources);
+        let mut next = Resources::new();
+        for (name, limit) in limits {
+            let kept = old
+                .iter()
+                .position(|r| *r.name == **name && r.window() == limit.window)
+                .map(|i| old.remove(i))
+                .or_else(|| {
+                    removed
+                        .iter()
+                        .position(|r| *r.name == **name && r.window() == limit.window)
+                        .map(|i| removed.remove(i))
+                });
+            next.push(match kept {
+                Some(mut r) => {
+                    r.max = limit.max;
+                    r
+                }
+                None => Resource::new(name, *limit, now),
+            });
+        }
+        for mut r in old.into_iter().chain(removed) {
+            // A counter that ends hands its unflushed part to the flush;
+            // the rest of its period's usage stays here, refusing more.
+            if r.counter.unflushed > 0 {
+                ended.push((r.name.clone(), r.counter));
+                r.counter.unflushed = 0;
+            }
+            let replaced = next.iter().any(|n| n.name == r.name);
+            let below = self.rollup_at(&r.name, now, auto_reset).0;
+            if !replaced && (r.used_at(now, auto_reset).1 > 0 || below > 0) {
+                r.allocated = 0;
+                r.max = 0;
+                removed_push(self, r);
+            }
+        }
+        next.sort_by(|a, b| a.name.cmp(&b.name));
+        self.resources = next;
+        self.edit_details(|_| {});
+        ended
     }
 
     pub fn name(&self) -> Option<&str> {
@@ -552,6 +956,45 @@ impl Node {
         });
     }
 
+    /// Zeroes the current period of every counted resource, removed
+    /// limits' counters included (a reset; usage not flushed yet goes too:
+    /// the stored rows are zero now and must not receive it later).
+    pub fn reset_usage(&mut self, now: i64, auto_reset: bool) -> Vec<(ResourceName, Retired)> {
+        let retired = self.roll(now, auto_reset);
+        let zero = |r: &mut Resource| {
+            if r.window() != Window::None {
+                r.counter = Counter {
+                    used: 0,
+                    unflushed: 0,
+                    ..r.counter
+                };
+            }
+        };
+        self.resources.iter_mut().for_each(zero);
+        if let Some(d) = self.details.as_mut() {
+            d.removed.retain(|r| r.used_at(now, auto_reset).1 > 0);
+            d.removed.iter_mut().for_each(zero);
+        }
+        self.last_updated = Some(now);
+        retired
+    }
+
+    /// Zeroes every counter and claim sum after the node's usage moved to
+    /// its parent (a delete): what the node stored is subtracted from its
+    /// rows in the same transaction.
+    pub fn clear_usage(&mut self) {
+        for r in self.resources.iter_mut() {
+            r.counter.used = 0;
+            r.counter.unflushed = 0;
+        }
+        self.edit_details(|d| d.removed.clear());
+    }
+
+    /// Puts back a removed limit's counter (loaded from its usage row).
+    pub fn add_removed(&mut self, r: Resource) {
+        removed_push(self, r);
+    }
+
     /// Changes the details, dropping the box again when they end up empty.
     fn edit_details(&mut self, f: impl FnOnce(&mut NodeDetails)) {
         let d = self.details.get_or_insert_with(Box::default);
@@ -560,6 +1003,16 @@ impl Node {
             self.details = None;
         }
     }
+}
+
+fn removed_push(n: &mut Node, r: Resource) {
+    n.edit_details(|d| {
+        let pos = d
+            .removed
+            .binary_search_by(|x| x.name.cmp(&r.name))
+            .unwrap_or_else(|p| p);
+        d.removed.insert(pos, r);
+    });
 }
 
 /// Whether a resource counts as exceeded: its whole subtree used the limit up,
@@ -678,7 +1131,7 @@ mod tests {
         let team_a = vec![("messages".to_string(), lim(40, Window::Day))];
         org.reserve(&team_a, t0(), true).unwrap();
         let r = org.resource("messages").unwrap();
-        assert_eq!((r.allocated, r.available_at(t0(), true)), (40, 50));
+        assert_eq!((r.allocated, org.available(0, t0(), true)), (40, 50));
         // team-b wants 70 > 50: refused with what is missing, nothing reserved.
         let team_b = vec![
             ("messages".to_string(), lim(70, Window::Day)),
@@ -707,10 +1160,7 @@ mod tests {
         assert!(org.consume(&[("messages", 50)], t0(), true).is_ok());
         // Freed reservations are available again.
         org.unreserve("messages", 40);
-        assert_eq!(
-            org.resource("messages").unwrap().available_at(t0(), true),
-            40
-        );
+        assert_eq!(org.available(0, t0(), true), 40);
     }
 
     #[test]
@@ -739,9 +1189,8 @@ mod tests {
         .unwrap();
         org.consume(&[("messages", 40)], t0(), true).unwrap();
         let tomorrow = t0() + SECS_PER_DAY;
-        let r = org.resource("messages").unwrap();
         assert_eq!(
-            r.available_at(tomorrow, true),
+            org.available(0, tomorrow, true),
             40,
             "usage reset, reservation did not"
         );
@@ -781,12 +1230,7 @@ mod tests {
         n.release("storage", 7, t0());
         n.claim("storage", 10, t0()).unwrap();
         // A capacity never resets.
-        assert_eq!(
-            n.resource("storage")
-                .unwrap()
-                .available_at(t0() + 400 * SECS_PER_DAY, true),
-            0
-        );
+        assert_eq!(n.available(1, t0() + 400 * SECS_PER_DAY, true), 0);
     }
 
     #[test]
@@ -802,7 +1246,7 @@ mod tests {
         assert!(!n.overcommitted(t0(), true));
         n.resources[0].max = 80;
         assert!(n.overcommitted(t0(), true));
-        assert_eq!(n.resource("messages").unwrap().available_at(t0(), true), 0);
+        assert_eq!(n.available(0, t0(), true), 0);
     }
 
     #[test]

@@ -148,6 +148,7 @@ impl From<Refusal> for AppError {
             Refusal::Capacity { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "capacity_resource"),
             Refusal::NotCapacity { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "not_a_capacity"),
             Refusal::Exhausted { .. } => (StatusCode::TOO_MANY_REQUESTS, "quota_exhausted"),
+            Refusal::Overcommitted { .. } => (StatusCode::TOO_MANY_REQUESTS, "overcommitted"),
             Refusal::Overflow { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "counter_overflow"),
         };
         AppError::new(status, code, message)

@@ -543,6 +543,11 @@ fn refusal_response(id: &str, r: Refusal) -> Response {
             Some(*available),
             *retry_after_secs,
         ),
+        Refusal::Overcommitted {
+            resource,
+            retry_after_secs,
+            ..
+        } => (Some(resource.clone()), None, None, *retry_after_secs),
         Refusal::UnknownResource { resource }
         | Refusal::Capacity { resource }
         | Refusal::NotCapacity { resource }
@@ -752,9 +757,14 @@ pub async fn batch(
                 };
                 r.map_err(|e| {
                     let retry = match &e {
-                        QuotaError::Refused(Refusal::Exhausted {
-                            retry_after_secs, ..
-                        }) => *retry_after_secs,
+                        QuotaError::Refused(
+                            Refusal::Exhausted {
+                                retry_after_secs, ..
+                            }
+                            | Refusal::Overcommitted {
+                                retry_after_secs, ..
+                            },
+                        ) => *retry_after_secs,
                         _ => None,
                     };
                     (AppError::from(e), retry)

@@ -62,6 +62,9 @@ pub enum WriteOp {
     /// Usage rows added to the stored totals (a deleted child's usage
     /// charged to its parent: other replicas' counts stay).
     AddUsage(Vec<UsageRow>),
+    /// Usage taken from stored rows, never below zero (a deleted child's
+    /// usage moving to its parent).
+    SubtractUsage(Vec<UsageRow>),
     /// Moves a node's `updated_at` (a change that is not in its row, e.g. a claim).
     Touch {
         node_id: String,
@@ -227,6 +230,7 @@ impl WriteOp {
             | WriteOp::DeleteGrant { .. }
             | WriteOp::Usage(_)
             | WriteOp::AddUsage(_)
+            | WriteOp::SubtractUsage(_)
             | WriteOp::Audit(_) => vec![],
         }
     }
@@ -355,6 +359,7 @@ async fn apply_op(
         }
         WriteOp::Usage(rows) => write_usage(conn, backend, rows, version, false).await?,
         WriteOp::AddUsage(rows) => write_usage(conn, backend, rows, version, true).await?,
+        WriteOp::SubtractUsage(rows) => subtract_usage(conn, backend, rows, version).await?,
         WriteOp::Touch { node_id, at } => {
             sqlx::query("UPDATE quota_nodes SET updated_at = $1 WHERE id = $2")
                 .bind(rfc3339(*at))
@@ -412,6 +417,34 @@ pub(crate) async fn write_usage(
                   used = excluded.used, last_updated = excluded.last_updated,
                   version = excluded.version"
         });
+        let (sql, args) = q.into_parts();
+        sqlx::query_with(sql, args).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Takes usage from stored rows (never below zero), stamped with `version`.
+async fn subtract_usage(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    rows: &[UsageRow],
+    version: i64,
+) -> Result<(), StoreError> {
+    for u in rows {
+        let mut q = Sql::new(backend, "UPDATE quota_usage SET used = CASE WHEN used > ");
+        q.bind(to_sql(u.used))
+            .push(" THEN used - ")
+            .bind(to_sql(u.used))
+            .push(" ELSE 0 END, last_updated = ")
+            .bind(rfc3339(u.last_updated))
+            .push(", version = ")
+            .bind(version)
+            .push(" WHERE tenant_id = ")
+            .bind(u.node_id.clone())
+            .push(" AND period = ")
+            .bind(u.period.key())
+            .push(" AND quota_type = ")
+            .bind(quota_type(&u.resource).to_owned());
         let (sql, args) = q.into_parts();
         sqlx::query_with(sql, args).execute(&mut *conn).await?;
     }
