@@ -314,7 +314,7 @@ pub fn put_body(
     }
     Ok(PutBody {
         parent,
-        limits: out,
+        limits: out.into(),
         state: Some(
             match state {
                 QuotaState::Active => "active",

@@ -94,5 +94,33 @@ fn store(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, windows, counters, store);
+/// Reading request bodies: serde_json as it is against the strict reading
+/// every body goes through (objects for structs, no null; the bodies'
+/// `deny_unknown_fields` and `UniqueMap` are in both).
+fn bodies(c: &mut Criterion) {
+    use quota_service::http::flat::UsageRequest;
+    use quota_service::http::strict_json;
+    use quota_service::http::v1::BatchBody;
+    let mut g = c.benchmark_group("body");
+    let increment = br#"{"tenant_id":"acme-000042","message_count":1,"bytes_sent":2048}"#;
+    g.bench_function("increment/serde_json", |b| {
+        b.iter(|| serde_json::from_slice::<UsageRequest>(black_box(increment)).unwrap())
+    });
+    g.bench_function("increment/strict", |b| {
+        b.iter(|| strict_json::from_slice::<UsageRequest>(black_box(increment)).unwrap())
+    });
+    let items: Vec<String> = (0..100)
+        .map(|i| format!(r#"{{"id":"tenant-{i:04}","usage":{{"messages":1,"bandwidth":512}}}}"#))
+        .collect();
+    let batch = format!(r#"{{"mode":"increment","items":[{}]}}"#, items.join(","));
+    g.bench_function("batch of 100/serde_json", |b| {
+        b.iter(|| serde_json::from_slice::<BatchBody>(black_box(batch.as_bytes())).unwrap())
+    });
+    g.bench_function("batch of 100/strict", |b| {
+        b.iter(|| strict_json::from_slice::<BatchBody>(black_box(batch.as_bytes())).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, windows, counters, store, bodies);
 criterion_main!(benches);

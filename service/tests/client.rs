@@ -19,7 +19,8 @@ fn put(parent: Option<&str>, messages: u64) -> PutBody {
                 max: messages,
                 window: None,
             },
-        )]),
+        )])
+        .into(),
         state: None,
         strict: None,
         name: None,

@@ -19,6 +19,8 @@ pub enum TenantIdError {
     TooLong(&'static str, usize, usize),
     #[error("{0} contains {1:?} at position {2}; allowed are letters, digits and . _ : -")]
     InvalidChar(&'static str, char, usize),
+    #[error("{0} must not be {1:?}: HTTP clients resolve it as a path segment")]
+    DotSegment(&'static str, &'static str),
 }
 
 /// Checks a flat tenant id (at most 128 characters).
@@ -35,6 +37,14 @@ pub fn validate_node_id(id: &str) -> Result<(), TenantIdError> {
 pub fn validate_id(what: &'static str, id: &str, max: usize) -> Result<(), TenantIdError> {
     if id.is_empty() {
         return Err(TenantIdError::Empty(what));
+    }
+    // `.` and `..` never reach the service intact: clients normalise them
+    // out of URLs (`/api/quota/../reset`), so such a node could not be
+    // addressed.
+    for dots in [".", ".."] {
+        if id == dots {
+            return Err(TenantIdError::DotSegment(what, dots));
+        }
     }
     let len = id.chars().count();
     if len > max {
@@ -85,6 +95,15 @@ mod tests {
             Err(TenantIdError::InvalidChar("tenant_id", 'ü', 0))
         );
         assert!(validate_tenant_id("a\0").is_err());
+        assert_eq!(
+            validate_node_id("."),
+            Err(TenantIdError::DotSegment("id", "."))
+        );
+        assert_eq!(
+            validate_tenant_id(".."),
+            Err(TenantIdError::DotSegment("tenant_id", ".."))
+        );
+        assert_eq!(validate_node_id("..."), Ok(()), "only whole dot segments");
         assert!(validate_tenant_id("%2e").is_err());
         assert_eq!(
             validate_node_id(&"x".repeat(254)),

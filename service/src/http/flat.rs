@@ -32,8 +32,9 @@ use crate::quotas::{LimitsUpdate, Quotas};
 /// Who the audit log names until callers authenticate (access control).
 pub const ACTOR: &str = "anonymous";
 
-/// Body of `increment` and `check`.
+/// Body of `increment` and `check` (read strictly: see `strict_json`).
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct UsageRequest {
     pub tenant_id: String,
     /// Messages to count; 1 when absent (one call per message).
@@ -44,6 +45,7 @@ pub struct UsageRequest {
 
 /// Body of `limits`.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LimitsRequest {
     pub tenant_id: String,
     pub message_limit: Option<u64>,

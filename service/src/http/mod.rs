@@ -9,6 +9,7 @@ pub mod flat;
 mod health;
 mod json_writer;
 mod metrics;
+pub mod strict_json;
 pub mod v1;
 
 use std::sync::Arc;

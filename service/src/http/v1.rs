@@ -31,6 +31,7 @@ use super::error::AppError;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::flat::ACTOR;
 use super::json_writer::{JsonAnswer, JsonWriter, WriteJson, key};
+use super::strict_json::UniqueMap;
 use crate::counters::{Claim, NodeView};
 use crate::domain::calendar::rfc3339;
 use crate::domain::counter::MAX_COUNT;
@@ -47,44 +48,64 @@ pub const MAX_PAGE: usize = 1_000;
 
 // === request bodies ===
 
+// Read strictly (`strict_json`): objects only, no `null` (an optional
+// field is left out), no unknown fields, every key once.
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LimitBody {
     pub max: u64,
     /// Optional for a child (inherited from the parent) and for the
     /// built-in resources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<String>,
 }
 
+/// The whole desired state of a node. `limits` is required: a node's
+/// limits are exactly the ones named (`{}` removes them all), so a typo
+/// (`limitz`) or a forgotten field cannot remove them. Other fields left
+/// out keep their current value (`state`, `strict`, `name`,
+/// `description`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PutBody {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
-    #[serde(default)]
-    pub limits: BTreeMap<String, LimitBody>,
+    pub limits: UniqueMap<LimitBody>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
     /// Count usage in the database on every call: exact across replicas,
     /// at the cost of a database round trip per call. Unset keeps the
     /// current setting (off for a new node).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strict: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct AllocateBody {
     pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// A new node has only these limits (none when left out).
     #[serde(default)]
-    pub limits: BTreeMap<String, LimitBody>,
+    pub limits: UniqueMap<LimitBody>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct UsageBody {
-    pub usage: BTreeMap<String, u64>,
+    pub usage: UniqueMap<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ClaimBody {
     pub resource: String,
     pub resource_id: String,
@@ -93,11 +114,13 @@ pub struct ClaimBody {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct StateBody {
     pub state: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct GrantBody {
     pub subject: String,
     pub role: String,
@@ -132,6 +155,7 @@ pub enum BatchMode {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BatchBody {
     #[serde(default)]
     pub mode: BatchMode,
@@ -139,9 +163,10 @@ pub struct BatchBody {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BatchItem {
     pub id: String,
-    pub usage: BTreeMap<String, u64>,
+    pub usage: UniqueMap<u64>,
 }
 
 // === response bodies ===
@@ -390,7 +415,7 @@ pub async fn put(
     check_id(&id)?;
     let spec = node_spec(
         body.parent,
-        body.limits,
+        body.limits.0,
         body.state,
         body.strict,
         body.name,
@@ -448,7 +473,7 @@ pub async fn allocate(
 ) -> Result<Response, AppError> {
     check_id(&parent)?;
     check_id(&body.id)?;
-    let spec = node_spec(None, body.limits, None, None, body.name, body.description)?;
+    let spec = node_spec(None, body.limits.0, None, None, body.name, body.description)?;
     let view = q.allocate(ACTOR, &parent, &body.id, spec).await?;
     Ok((StatusCode::CREATED, Json(NodeBody::from(&view))).into_response())
 }
@@ -491,7 +516,7 @@ pub async fn consume(
     match outcome {
         Ok(()) => Ok(JsonAnswer(Consumed {
             id,
-            usage: body.usage,
+            usage: body.usage.0,
         })
         .into_response()),
         Err(QuotaError::Refused(r)) => Ok(refusal_response(&id, r)),
