@@ -202,3 +202,147 @@ async fn of_two_allocations_that_do_not_both_fit_exactly_one_succeeds() {
         assert_eq!(org.children.len(), 1);
     }
 }
+
+/// 64 consumers across a tree while editors resize, suspend, delete and
+/// re-create nodes, with the flusher running: every admitted unit is
+/// counted once, in the root's subtree, in memory, in the database and
+/// after a restart; every parent's rolled-up usage equals the walk of its
+/// subtree; no node that was never overcommitted passes its max.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn edits_racing_consumes_keep_every_total_exact() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use quota_service::domain::node::NodeState;
+    use quota_service::quotas::{LimitSpec, NodeSpec};
+
+    const CONSUMERS: u64 = 64;
+    const PER_CONSUMER: u64 = 400;
+    let spec = |parent: Option<&str>, max: u64| NodeSpec {
+        parent: parent.map(str::to_owned),
+        limits: [("messages".to_owned(), LimitSpec { max, window: None })].into(),
+        ..NodeSpec::default()
+    };
+    let app = TestApp::new().await;
+    let q = app.quotas.clone();
+    for (id, parent, max) in [
+        ("r", None, 1_000_000),
+        ("a", Some("r"), 20_000),
+        ("a1", Some("a"), 5_000),
+        ("a2", Some("a"), 5_000),
+        ("b", Some("r"), 5_000),
+        ("c", Some("r"), 2_000),
+    ] {
+        q.put("test", id, spec(parent, max)).await.unwrap();
+    }
+    let stop = CancellationToken::new();
+    let flusher = q.spawn_flusher(Duration::from_millis(200), stop.clone());
+    let admitted = Arc::new(AtomicU64::new(0));
+
+    let mut tasks = Vec::new();
+    for i in 0..CONSUMERS {
+        let (q, admitted) = (q.clone(), admitted.clone());
+        tasks.push(tokio::spawn(async move {
+            for k in 0..PER_CONSUMER {
+                let node = ["r", "a", "a1", "a2", "b", "c"][((i + k) % 6) as usize];
+                let amount = 1 + (i * 7 + k) % 5;
+                if q.consume(node, &[("messages", amount)]).await.is_ok() {
+                    admitted.fetch_add(amount, Ordering::SeqCst);
+                }
+                if k.is_multiple_of(50) {
+                    tokio::task::yield_now().await;
+                }
+            }
+        }));
+    }
+    let editors_done = CancellationToken::new();
+    let editor = {
+        let (q, done) = (q.clone(), editors_done.clone());
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            while !done.is_cancelled() {
+                n += 1;
+                // Resize a1 down below (and back above) what it used.
+                let _ = q
+                    .put("test", "a1", spec(Some("a"), 50 + (n * 37) % 4_000))
+                    .await;
+                // Suspend and activate b.
+                let state = if n.is_multiple_of(2) {
+                    NodeState::Suspended
+                } else {
+                    NodeState::Active
+                };
+                let _ = q.set_state("test", "b", state).await;
+                // Delete c and create it again.
+                let _ = q.delete("test", "c").await;
+                let _ = q.put("test", "c", spec(Some("r"), 2_000)).await;
+                // Shrink a below what its children hold, then back.
+                let _ = q.put("test", "a", spec(Some("r"), 5_000)).await;
+                let _ = q.put("test", "a", spec(Some("r"), 20_000)).await;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    for t in tasks {
+        t.await.unwrap();
+    }
+    editors_done.cancel();
+    editor.await.unwrap();
+    stop.cancel();
+    flusher.await.unwrap();
+    q.flush().await.unwrap();
+
+    let total = admitted.load(Ordering::SeqCst);
+    assert!(total > 0);
+    let check = |q: &quota_service::quotas::Quotas, when: &str| {
+        let root = q.node("r").unwrap();
+        let m = root.resource("messages").unwrap();
+        assert_eq!(
+            m.subtree_used, total,
+            "{when}: every admitted unit once in r's subtree"
+        );
+        // Rolled-up usage equals the walk of each subtree.
+        fn walk(q: &quota_service::quotas::Quotas, id: &str) -> u64 {
+            let v = q.node(id).unwrap();
+            let own = v.resource("messages").map_or(0, |r| r.used);
+            own + v.children.iter().map(|c| walk(q, c)).sum::<u64>()
+        }
+        for id in ["r", "a", "a1", "a2", "b", "c"] {
+            let v = q.node(id).unwrap();
+            if v.state == NodeState::Deleted {
+                continue;
+            }
+            let r = v.resource("messages").unwrap();
+            assert_eq!(r.subtree_used, walk(q, id), "{when}: {id}'s rollup");
+            let held: u64 = v
+                .children
+                .iter()
+                .map(|c| {
+                    let c = q.node(c).unwrap();
+                    let cr = c.resource("messages").unwrap();
+                    cr.max.max(cr.subtree_used)
+                })
+                .sum();
+            assert_eq!(r.allocated, held, "{when}: what {id}'s children hold");
+        }
+        // b and a2 were never lowered: they never passed their max.
+        for id in ["b", "a2"] {
+            let r = q.node(id).unwrap().resource("messages").cloned().unwrap();
+            assert!(r.subtree_used <= r.max, "{when}: {id} {r:?}");
+        }
+    };
+    check(&q, "in memory");
+    // In the database: today's rows of every id sum to the same total.
+    let db = q.database();
+    let mut stored = 0;
+    for id in ["r", "a", "a1", "a2", "b", "c"] {
+        stored += db
+            .stored_usage(id, "messages", "2026-11-22")
+            .await
+            .unwrap()
+            .unwrap_or(0);
+    }
+    assert_eq!(stored, total, "in the database");
+    let reopened = app.reopen().await;
+    check(&reopened, "after a restart");
+}
