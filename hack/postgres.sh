@@ -3,9 +3,9 @@
 # (installed when missing), `initdb` into its own directory, a free loopback
 # port, trust authentication on loopback only.
 #
-#   hack/postgres.sh up     [--name NAME] [--owner-pid PID]
+#   hack/postgres.sh up     [--name NAME] [--owner-pid PID] [--durable]
 #   hack/postgres.sh down   [--name NAME]
-#   hack/postgres.sh stop   [--name NAME]   # an outage: stop at once, keep the data
+#   hack/postgres.sh stop   [--name NAME]   # an outage: stop at once (a crash), keep the data
 #   hack/postgres.sh start  [--name NAME]   # back after `stop`, same port and data
 #
 # Each server lives in /tmp/edge-quota-postgres-<uid>/NAME (a place the
@@ -13,6 +13,12 @@
 # The last line `up` prints is
 #   DATABASE_URL=postgres://postgres@127.0.0.1:<port>/quota
 # PostgreSQL refuses to run as root; as root the server runs as `postgres`.
+#
+# A server runs with fsync and synchronous commits off (fast, and nothing is
+# lost while it is shut down cleanly), unless started `--durable`: `stop`
+# is an immediate shutdown, a crash, and an outage test must not lose
+# commits the server acknowledged (the service rightly took them as
+# written). `start` keeps the setting `up` chose.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -22,10 +28,12 @@ cmd="${1:-}"
 shift || true
 NAME="default"
 OWNER_PID=""
+DURABLE=""
 while (($#)); do
     case "$1" in
         --name) NAME="$2"; shift 2 ;;
         --owner-pid) OWNER_PID="$2"; shift 2 ;;
+        --durable) DURABLE=1; shift ;;
         *) echo "postgres.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -84,6 +92,7 @@ up() {
     local port
     port="$(free_port)"
     echo "$port" >"$DIR/port"
+    if [[ -n "$DURABLE" ]]; then touch "$DIR/durable"; fi
     start_server
     as_pg "$bin/psql" -h 127.0.0.1 -p "$port" -U postgres -qc "CREATE DATABASE quota" >/dev/null
     log "ready on 127.0.0.1:$port"
@@ -94,9 +103,12 @@ up() {
 }
 
 start_server() {
-    # fsync off: test data only; a crash of the test server loses nothing that matters.
+    local durability="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    if [[ -f "$DIR/durable" ]]; then
+        durability="-c fsync=on -c synchronous_commit=on -c full_page_writes=on"
+    fi
     as_pg "$(pg_bin)/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 60 \
-        -o "-p $(cat "$DIR/port") -c listen_addresses=127.0.0.1 -k $DIR -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+        -o "-p $(cat "$DIR/port") -c listen_addresses=127.0.0.1 -k $DIR $durability" \
         start >/dev/null || { log "start failed:"; tail -20 "$DIR/server.log" >&2; exit 1; }
 }
 
@@ -131,5 +143,5 @@ case "$cmd" in
     down) down ;;
     stop) stop_only ;;
     start) start_again ;;
-    *) echo "usage: $0 up|down|stop|start [--name NAME] [--owner-pid PID]" >&2; exit 2 ;;
+    *) echo "usage: $0 up|down|stop|start [--name NAME] [--owner-pid PID] [--durable]" >&2; exit 2 ;;
 esac

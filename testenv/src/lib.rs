@@ -330,12 +330,14 @@ pub fn to_yaml<T: serde::Serialize>(obj: &T) -> String {
 /// fails, it never skips.
 pub fn postgres() -> &'static str {
     static URL: OnceLock<String> = OnceLock::new();
-    URL.get_or_init(|| postgres_up(&format!("test-{}", std::process::id())))
+    URL.get_or_init(|| postgres_up(&format!("test-{}", std::process::id()), false))
 }
 
 /// A PostgreSQL server of its own, for a test that stops and starts it (an
-/// outage) without disturbing the other tests' server. Stopped and removed
-/// when dropped (and by its reaper if the test binary dies first).
+/// outage) without disturbing the other tests' server. Durable (fsync and
+/// synchronous commits on): its stop is a crash, and a commit it
+/// acknowledged must survive it. Stopped and removed when dropped (and by
+/// its reaper if the test binary dies first).
 #[derive(Debug)]
 pub struct PostgresServer {
     pub name: String,
@@ -348,7 +350,7 @@ impl PostgresServer {
     /// When PostgreSQL cannot be installed or started.
     pub fn start(prefix: &str) -> Self {
         let name = unique_name(prefix);
-        let url = postgres_up(&name);
+        let url = postgres_up(&name, true);
         PostgresServer { name, url }
     }
 
@@ -389,16 +391,14 @@ impl Drop for PostgresServer {
 
 /// Starts (or finds running) the server `name`, reaped when this process
 /// exits; its `DATABASE_URL`.
-fn postgres_up(name: &str) -> String {
+fn postgres_up(name: &str, durable: bool) -> String {
     {
-        let pid = std::process::id();
-        let out = run(Command::new(repo_root().join("hack/postgres.sh")).args([
-            "up",
-            "--name",
-            name,
-            "--owner-pid",
-            &pid.to_string(),
-        ]));
+        let pid = std::process::id().to_string();
+        let mut args = vec!["up", "--name", name, "--owner-pid", &pid];
+        if durable {
+            args.push("--durable");
+        }
+        let out = run(Command::new(repo_root().join("hack/postgres.sh")).args(&args));
         match out {
             Ok(o) if o.status.success() => last_line(&o.stdout)
                 .strip_prefix("DATABASE_URL=")
