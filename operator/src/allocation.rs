@@ -345,17 +345,22 @@ async fn apply(qa: &QuotaAllocation, ctx: &Context) -> Result<Action> {
     let (node, binding) = match outcome {
         Ok(ok) => ok,
         Err(ClientError::Api { code, message, .. }) if code == "does_not_fit" => {
-            let binding = rejected(BindReason::ParentExhausted, message.clone());
             let existing = ctx.service.get_node(&id).await?;
             let keep =
                 was_bound(qa, ctx) && existing.as_ref().is_some_and(|n| n.state != "deleted");
             let pushed = match (keep, existing) {
-                // Already bound: it keeps the limits it has; it just cannot grow.
-                (true, Some(n)) => Ok(n),
-                _ => ctx.service.put_node(&id, &zero).await.map(|(n, _)| n),
+                // Already bound: it keeps the limits it has (and stays
+                // bound, so the next try keeps them too); it just cannot
+                // grow yet.
+                (true, Some(n)) => Ok((n, Binding::GrowthPending { message })),
+                _ => ctx
+                    .service
+                    .put_node(&id, &zero)
+                    .await
+                    .map(|(n, _)| (n, rejected(BindReason::ParentExhausted, message))),
             };
             match pushed {
-                Ok(n) => (n, binding),
+                Ok(ok) => ok,
                 Err(ClientError::Api { message, .. }) => {
                     return not_pushed(ctx, qa, rejected(BindReason::ParentExhausted, message))
                         .await;
@@ -380,7 +385,8 @@ async fn apply(qa: &QuotaAllocation, ctx: &Context) -> Result<Action> {
         },
     )
     .await?;
-    // A waiting allocation retries soon; capacity changes also wake it.
+    // A waiting allocation (or a growth) retries soon; capacity changes
+    // also wake it.
     let every = if bound { 300 } else { 15 };
     Ok(Action::requeue(Duration::from_secs(every)))
 }

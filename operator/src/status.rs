@@ -54,7 +54,15 @@ impl BindReason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Binding {
     Bound,
-    Rejected { reason: BindReason, message: String },
+    /// Bound with the limits it has; the larger ones its spec asks for do
+    /// not fit yet (it keeps what it has until they do).
+    GrowthPending {
+        message: String,
+    },
+    Rejected {
+        reason: BindReason,
+        message: String,
+    },
 }
 
 /// What the operator saw this time.
@@ -105,6 +113,9 @@ pub const EXCEEDED: &str = "Exceeded";
 pub const NEAR_LIMIT: &str = "NearLimit";
 pub const OVERCOMMITTED: &str = "Overcommitted";
 pub const BOUND: &str = "Bound";
+/// `Bound=True` reason of an allocation whose spec grew past what its
+/// parent has free: it keeps its current limits until the growth fits.
+pub const GROWTH_PENDING: &str = "GrowthPending";
 
 /// The new status and the Events its transitions call for.
 pub fn compute(input: Input<'_>) -> (QuotaStatus, Vec<EventSpec>) {
@@ -236,6 +247,14 @@ pub fn compute(input: Input<'_>) -> (QuotaStatus, Vec<EventSpec>) {
                     Some(Binding::Rejected { reason, message }) => {
                         set.put(BOUND, false, reason.as_str(), message.clone())
                     }
+                    Some(Binding::GrowthPending { message }) => set.put(
+                        BOUND,
+                        true,
+                        GROWTH_PENDING,
+                        format!(
+                            "bound with its current limits; the larger limits of its spec wait until they fit: {message}"
+                        ),
+                    ),
                     _ => set.put(
                         BOUND,
                         true,
@@ -251,6 +270,7 @@ pub fn compute(input: Input<'_>) -> (QuotaStatus, Vec<EventSpec>) {
             status.summary = None;
             let (reason, message) = match binding {
                 Binding::Rejected { reason, message } => (reason.as_str(), message.clone()),
+                Binding::GrowthPending { message } => (GROWTH_PENDING, message.clone()),
                 Binding::Bound => ("Allocated", String::new()),
             };
             set.put(
@@ -379,7 +399,11 @@ pub fn events(kind: Kind, before: &[Condition], after: &[Condition]) -> Vec<Even
     // implies the service holds it (one Event, not two, per allocation of a
     // bulk apply; Events were a third of the operator's API traffic).
     let bound_now = kind == Kind::QuotaAllocation && became(BOUND, "True");
-    if became(SYNCED, "True") && !bound_now {
+    // An allocation that is not bound is held with zero limits: "the quota
+    // service holds this quota" would mislead.
+    let unbound =
+        kind == Kind::QuotaAllocation && status(after, BOUND).is_none_or(|(s, _)| s != "True");
+    if became(SYNCED, "True") && !bound_now && !unbound {
         out.push(EventSpec {
             warning: false,
             reason: "QuotaSynced",

@@ -158,6 +158,14 @@ fn current_binding(status: Option<&QuotaStatus>) -> Binding {
             reason: BindReason::ParentExhausted,
             message: c.message.clone(),
         },
+        Some(c) if c.status == "True" && c.reason == crate::status::GROWTH_PENDING => {
+            Binding::GrowthPending {
+                message: c
+                    .message
+                    .split_once(": ")
+                    .map_or(c.message.clone(), |(_, m)| m.to_owned()),
+            }
+        }
         _ => Binding::Bound,
     }
 }
