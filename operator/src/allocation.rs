@@ -273,7 +273,8 @@ async fn apply(qa: &QuotaAllocation, ctx: &Context) -> Result<Action> {
             tracing::debug!(allocation = %qa.name_any(), ?binding, "not bindable");
             // Not bindable: make sure the service holds nothing for it.
             match ctx.service.delete_node(&id).await {
-                Ok(_) | Err(ClientError::Api { .. }) => {}
+                Ok(_) => ctx.capacity_may_have_freed(parent_key(qa)),
+                Err(ClientError::Api { .. }) => {}
                 Err(e) => return unavailable(ctx, qa, e).await,
             }
             // A missing or unbound parent is often a moment away (a bulk
@@ -373,6 +374,10 @@ async fn apply(qa: &QuotaAllocation, ctx: &Context) -> Result<Action> {
         }
         Err(e) => return unavailable(ctx, qa, e).await,
     };
+    // Its limits may have shrunk: siblings waiting for the parent, and its
+    // own children, may fit now.
+    ctx.capacity_may_have_freed(parent.key.clone());
+    ctx.capacity_may_have_freed(crate::index::own_key(qa));
     context::sync_access(ctx, &id, &qa.spec.access).await?;
     let bound = binding == Binding::Bound;
     tracing::debug!(allocation = %qa.name_any(), ?binding, "pushed");
@@ -419,6 +424,8 @@ async fn cleanup(qa: &QuotaAllocation, ctx: &Context) -> Result<Action> {
     match ctx.service.delete_node(&qa.node_id()).await {
         Ok(_) => {
             context::forget(ctx, qa);
+            // Its unused limits went back to the parent.
+            ctx.capacity_may_have_freed(parent_key(qa));
             Ok(Action::await_change())
         }
         Err(ClientError::Api { code, message, .. }) if code == "has_children" => {

@@ -44,6 +44,9 @@ pub struct Context {
     /// the sync never compute from the same old status (which would record
     /// an Event twice). Readers of `written` never wait for it.
     writers: Arc<dashmap::DashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Parents under which capacity may have freed, sent once the service
+    /// holds the change (see [`Context::capacity_may_have_freed`]).
+    freed: tokio::sync::broadcast::Sender<crate::allocation::ParentKey>,
 }
 
 impl std::fmt::Debug for Context {
@@ -78,7 +81,23 @@ impl Context {
             children,
             written: Arc::default(),
             writers: Arc::default(),
+            freed: tokio::sync::broadcast::channel(256).0,
         }
+    }
+
+    /// Says that the service now holds a change that may have freed
+    /// capacity under `parent` (its limits grew, a child shrank or went):
+    /// the allocations waiting under it wake (controller.rs). Sent after
+    /// the service answered, never before: an allocation woken by the
+    /// watch event of the edit itself could try before the service had
+    /// the new state, be refused, and wait for its retry.
+    pub fn capacity_may_have_freed(&self, parent: crate::allocation::ParentKey) {
+        let _ = self.freed.send(parent);
+    }
+
+    /// The parents [`Context::capacity_may_have_freed`] names, as they come.
+    pub fn freed(&self) -> tokio::sync::broadcast::Receiver<crate::allocation::ParentKey> {
+        self.freed.subscribe()
     }
 }
 

@@ -122,6 +122,25 @@ pub async fn run(
     let by_tenant = ctx.clone();
     let by_namespace = ctx.allocations.clone();
     let by_allocation = ctx.clone();
+    // Allocations waiting for capacity wake once the service holds a change
+    // that may have freed some under their parent (context.rs).
+    let by_capacity = ctx.clone();
+    let freed = BroadcastStream::new(ctx.freed())
+        .filter_map(|r| async move { r.ok() })
+        .flat_map(move |parent| {
+            let ctx = &by_capacity;
+            let waiting: Vec<ObjectRef<QuotaAllocation>> =
+                children_of(&ctx.children, &ctx.allocations, &parent)
+                    .iter()
+                    .filter(|qa| {
+                        triggers::waits_for_capacity(
+                            crate::context::latest_status(ctx, qa.as_ref()).as_ref(),
+                        )
+                    })
+                    .map(|qa| ObjectRef::from_obj(qa.as_ref()))
+                    .collect();
+            futures::stream::iter(waiting)
+        });
     let qa_controller = Controller::for_stream(qa_own, qa_store)
         .watches_stream(
             triggers::changed_or_deleted(
@@ -151,6 +170,7 @@ pub async fn run(
                 triggers::woken_by_allocation(&changed, &near)
             },
         )
+        .reconcile_on(freed)
         .reconcile_all_on(trigger(&repush))
         .graceful_shutdown_on(shutdown(&stop, ctx.allocations.clone()));
 

@@ -799,7 +799,11 @@ mod tests {
             ),
             ("False", "NotBound")
         );
-        assert_eq!(reasons(&e1), vec!["QuotaSynced", "AllocationRejected"]);
+        assert_eq!(
+            reasons(&e1),
+            vec!["AllocationRejected"],
+            "held with zero limits: not \"the quota service holds this quota\""
+        );
         // Rejected again for the same reason: no second event.
         let (s2, e2) = run(
             Kind::QuotaAllocation,

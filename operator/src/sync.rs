@@ -16,6 +16,7 @@ use kube::ResourceExt;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+use crate::allocation::ParentKey;
 use crate::context::{self, Context, QuotaObject};
 use crate::crd::{QuotaAllocation, QuotaStatus, TenantQuota};
 use crate::status::{BindReason, Binding, Observation};
@@ -117,6 +118,9 @@ async fn apply(ctx: &Context, nodes: &[quota_service::http::v1::NodeBody]) {
             let (tenants, allocations) = (&tenants, &allocations);
             async move {
                 let result = if let Some(tq) = tenants.get(&node.id) {
+                    if more_available(context::latest_status(ctx, tq.as_ref()).as_ref(), node) {
+                        ctx.capacity_may_have_freed(ParentKey::Tenant(tq.name_any()));
+                    }
                     context::write_status(
                         ctx,
                         tq.as_ref(),
@@ -127,8 +131,11 @@ async fn apply(ctx: &Context, nodes: &[quota_service::http::v1::NodeBody]) {
                     )
                     .await
                 } else if let Some(qa) = allocations.get(&node.id) {
-                    let binding =
-                        current_binding(context::latest_status(ctx, qa.as_ref()).as_ref());
+                    let latest = context::latest_status(ctx, qa.as_ref());
+                    if more_available(latest.as_ref(), node) {
+                        ctx.capacity_may_have_freed(crate::index::own_key(qa));
+                    }
+                    let binding = current_binding(latest.as_ref());
                     context::write_status(
                         ctx,
                         qa.as_ref(),
@@ -147,6 +154,21 @@ async fn apply(ctx: &Context, nodes: &[quota_service::http::v1::NodeBody]) {
             }
         })
         .await;
+}
+
+/// Whether a node has more available of some resource than its object's
+/// status last said: a period reset (or usage released) freed capacity,
+/// and allocations waiting under it may fit now.
+fn more_available(status: Option<&QuotaStatus>, node: &quota_service::http::v1::NodeBody) -> bool {
+    let Some(status) = status else {
+        return false;
+    };
+    node.resources.iter().any(|(name, r)| {
+        status
+            .resources
+            .get(name)
+            .is_some_and(|s| i64::try_from(r.available).is_ok_and(|a| a > s.available))
+    })
 }
 
 /// The binding an allocation's latest status shows (the sync does not
@@ -191,7 +213,65 @@ async fn mark_unavailable(ctx: &Context, message: &str) {
 
 #[cfg(test)]
 mod tests {
-    use super::must_repush;
+    use super::{more_available, must_repush};
+    use crate::crd::{QuotaStatus, ResourceStatus};
+    use quota_service::http::v1::{NodeBody, ResourceBody};
+
+    #[test]
+    fn capacity_freed_when_a_resource_has_more_available_than_status_said() {
+        let node = |available: u64| NodeBody {
+            id: "t".into(),
+            parent: None,
+            state: "active".into(),
+            strict: false,
+            name: None,
+            description: None,
+            resources: [(
+                "messages".to_owned(),
+                ResourceBody {
+                    max: 100,
+                    window: "day".into(),
+                    used: 0,
+                    subtree_used: 0,
+                    allocated: 0,
+                    available,
+                    period: "2026-12-04".into(),
+                    reset_at: None,
+                    exceeded: false,
+                    overcommitted: false,
+                },
+            )]
+            .into(),
+            children: vec![],
+            claims: 0,
+            exceeded: false,
+            overcommitted: false,
+            version: 1,
+            created_at: String::new(),
+            last_updated: None,
+        };
+        let status = |available: i64| QuotaStatus {
+            resources: [(
+                "messages".to_owned(),
+                ResourceStatus {
+                    available,
+                    ..Default::default()
+                },
+            )]
+            .into(),
+            ..Default::default()
+        };
+        assert!(
+            more_available(Some(&status(10)), &node(100)),
+            "a new period"
+        );
+        assert!(!more_available(Some(&status(10)), &node(10)));
+        assert!(!more_available(Some(&status(10)), &node(5)), "used more");
+        assert!(
+            !more_available(None, &node(100)),
+            "never seen: no one waits on it yet"
+        );
+    }
 
     #[test]
     fn specs_are_pushed_again_to_an_instance_that_may_have_lost_them() {

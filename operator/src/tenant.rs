@@ -46,6 +46,7 @@ async fn apply(tq: &TenantQuota, ctx: &Context) -> Result<Action> {
             if created {
                 tracing::info!(tenant = %tq.name_any(), node = %id, "created node");
             }
+            ctx.capacity_may_have_freed(ParentKey::Tenant(tq.name_any()));
             context::sync_access(ctx, &id, &tq.spec.access).await?;
             context::write_status(
                 ctx,

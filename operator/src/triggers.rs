@@ -157,6 +157,15 @@ pub fn bound_condition(status: Option<&QuotaStatus>) -> Option<(&str, &str)> {
         .map(|c| (c.status.as_str(), c.reason.as_str()))
 }
 
+/// Whether an allocation waits for capacity of its parent: refused for it
+/// (`ParentExhausted`), or bound and waiting to grow (`GrowthPending`).
+pub fn waits_for_capacity(status: Option<&QuotaStatus>) -> bool {
+    matches!(
+        bound_condition(status),
+        Some(("False", "ParentExhausted") | ("True", crate::status::GROWTH_PENDING))
+    )
+}
+
 /// Whether a status says Bound=True.
 pub fn is_bound(status: Option<&QuotaStatus>) -> bool {
     bound_condition(status).is_some_and(|(s, _)| s == "True")
@@ -208,6 +217,33 @@ fn hash<T: Hash>(value: &T) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn allocations_waiting_for_capacity_are_refused_or_growing() {
+        use crate::crd::QuotaStatus;
+        let with = |status: &str, reason: &str| QuotaStatus {
+            conditions: vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+                type_: "Bound".into(),
+                status: status.into(),
+                reason: reason.into(),
+                message: String::new(),
+                observed_generation: None,
+                last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    Default::default(),
+                ),
+            }],
+            ..Default::default()
+        };
+        assert!(waits_for_capacity(Some(&with("False", "ParentExhausted"))));
+        assert!(waits_for_capacity(Some(&with("True", "GrowthPending"))));
+        assert!(!waits_for_capacity(Some(&with("True", "Allocated"))));
+        assert!(!waits_for_capacity(Some(&with("False", "ParentNotFound"))));
+        assert!(!waits_for_capacity(Some(&with(
+            "False",
+            "NamespaceNotAllowed"
+        ))));
+        assert!(!waits_for_capacity(None));
+    }
+
     use super::*;
     use crate::crd::{ParentRef, QuotaAllocationSpec};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
