@@ -41,7 +41,9 @@ use smallvec::SmallVec;
 use crate::clock::SharedClock;
 use crate::dirty::{DirtyBatch, NewTenantRow, StoredRows, UsageDelta, UsageDeltas};
 use crate::domain::counter::Retired;
-use crate::domain::node::{self, Limit, Node, NodeState, Refusal, ShareDelta, StrictItem};
+use crate::domain::node::{
+    self, Limit, Node, NodeState, Refusal, ShareDeltas, ShareOf, StrictItem,
+};
 use crate::domain::resource::{BANDWIDTH, MESSAGES, ResourceName};
 use crate::domain::tenant::{Limits, QuotaView, TenantView, Usage};
 use crate::domain::window::{Period, Window};
@@ -462,32 +464,40 @@ impl CounterStore {
     /// [`crate::domain::node`]).
     pub fn check_usable(&self, id: &str, admit: &[&str]) -> Result<(), UsageError> {
         let now = self.now();
-        let mut cur = {
+        // One buffer for the ids on the way up (no allocation per level).
+        let mut cur = String::new();
+        {
             let e = self
                 .nodes
                 .get(id)
                 .ok_or_else(|| UsageError::NotFound(id.to_owned()))?;
             accepts_usage(id, e.node.state)?;
-            e.node.parent.clone()
-        };
+            match e.node.parent.as_deref() {
+                Some(p) => cur.push_str(p),
+                None => return Ok(()),
+            }
+        }
         // Depth is bounded by the tree; a cycle cannot be created (parents
         // are immutable and must exist first), but guard anyway.
-        let mut hops = 0;
-        while let Some(p) = cur {
-            hops += 1;
-            let Some(e) = self.nodes.get(&p) else { break };
-            if e.node.state != NodeState::Active || hops > 1_000 {
-                return Err(Refusal::Suspended {
-                    node: p.to_string(),
-                }
-                .into());
+        for _ in 0..1_000 {
+            let Some(e) = self.nodes.get(cur.as_str()) else {
+                return Ok(());
+            };
+            if e.node.state != NodeState::Active {
+                return Err(Refusal::Suspended { node: cur }.into());
             }
             for r in admit {
-                e.node.admits_below(&p, r, now, self.auto_reset)?;
+                e.node.admits_below(&cur, r, now, self.auto_reset)?;
             }
-            cur = e.node.parent.clone();
+            match e.node.parent.as_deref() {
+                Some(p) => {
+                    cur.clear();
+                    cur.push_str(p);
+                }
+                None => return Ok(()),
+            }
         }
-        Ok(())
+        Err(Refusal::Suspended { node: cur }.into())
     }
 }
 
@@ -585,25 +595,28 @@ impl CounterStore {
     /// Atomic check-and-increment on a node (v1 `consume`).
     pub fn consume(&self, id: &str, usage: &[(&str, u64)]) -> Result<(), UsageError> {
         let names: SmallVec<[&str; 4]> = usage.iter().map(|(n, _)| *n).collect();
-        self.apply_usage(id, &names, |node, now, auto_reset| {
+        self.apply_usage(id, &names, true, |node, now, auto_reset| {
             node.consume(usage, now, auto_reset)
         })
     }
 
     /// Tracking increment on a node: always counts (v1 batch `increment`).
     pub fn increment(&self, id: &str, usage: &[(&str, u64)]) -> Result<(), UsageError> {
-        self.apply_usage(id, &[], |node, now, auto_reset| {
+        let names: SmallVec<[&str; 4]> = usage.iter().map(|(n, _)| *n).collect();
+        self.apply_usage(id, &names, false, |node, now, auto_reset| {
             node.increment(usage, now, auto_reset)
         })
     }
 
-    /// Checks that the node and its ancestors accept usage (and are not
-    /// overcommitted in `admit`), then applies `f` under the node's lock
-    /// (re-checking its own state there) and sends the change up the tree.
+    /// Checks that the node and its ancestors accept usage (and, to
+    /// `admit` it, are not overcommitted in one of `names`), then applies
+    /// `f` (which changes only `names`) under the node's lock (re-checking
+    /// its own state there) and sends the change up the tree.
     fn apply_usage(
         &self,
         id: &str,
-        admit: &[&str],
+        names: &[&str],
+        admit: bool,
         f: impl FnOnce(&mut Node, i64, bool) -> Result<Vec<(ResourceName, Retired)>, Refusal>,
     ) -> Result<(), UsageError> {
         let now = self.now();
@@ -615,7 +628,7 @@ impl CounterStore {
         let mut e = match root {
             Some(e) => e,
             None => {
-                self.check_usable(id, admit)?;
+                self.check_usable(id, if admit { names } else { &[] })?;
                 self.nodes
                     .get_mut(id)
                     .ok_or_else(|| UsageError::NotFound(id.to_owned()))?
@@ -630,12 +643,12 @@ impl CounterStore {
             self.mark_changed(&mut e, id, retired, now);
             return Ok(());
         };
-        let before = e.node.shares(now, self.auto_reset);
+        let before = shares_of(&e.node, names, now, self.auto_reset);
         let retired = f(&mut e.node, now, self.auto_reset)?;
         self.mark_changed(&mut e, id, retired, now);
-        let deltas = node::share_deltas(&before, &e.node.shares(now, self.auto_reset));
+        let after = shares_of(&e.node, names, now, self.auto_reset);
         drop(e);
-        self.propagate(&parent, deltas, now);
+        self.propagate(&parent, node::share_of_deltas(names, &before, &after), now);
         Ok(())
     }
 
@@ -654,41 +667,53 @@ impl CounterStore {
         };
         let out = f(&mut e, now);
         if let Some(parent) = e.node.parent.clone() {
-            let deltas = node::share_deltas(&before, &e.node.shares(now, self.auto_reset));
+            let after = e.node.shares(now, self.auto_reset);
             drop(e);
-            self.propagate(&parent, deltas, now);
+            self.propagate(&parent, node::share_deltas(&before, &after), now);
         }
         Some(out)
     }
 
     /// Adds a child's share deltas to `parent`'s rollups, and the parent's
     /// own resulting deltas to its parent, up to the root.
-    fn propagate(&self, parent: &str, mut deltas: SmallVec<[ShareDelta; 2]>, now: i64) {
-        let mut cur: Box<str> = parent.into();
+    fn propagate(&self, parent: &str, mut deltas: ShareDeltas<'_>, now: i64) {
+        // One buffer for the ids on the way up (no allocation per level).
+        let mut cur = String::with_capacity(64);
+        cur.push_str(parent);
         // Depth is bounded by the tree (parents are immutable and exist
         // first, so there is no cycle); the bound only guards.
         for _ in 0..1_000 {
             if deltas.is_empty() {
                 return;
             }
-            let Some(mut e) = self.nodes.get_mut(&*cur) else {
+            let Some(mut e) = self.nodes.get_mut(cur.as_str()) else {
                 return;
             };
-            let before = e
-                .node
-                .parent
-                .is_some()
-                .then(|| e.node.shares(now, self.auto_reset));
+            // Only the resources that changed below change here.
+            let mut names: SmallVec<[&str; 4]> = SmallVec::new();
+            for d in &deltas {
+                if !names.contains(&d.name) {
+                    names.push(d.name);
+                }
+            }
+            let has_parent = e.node.parent.is_some();
+            let before = if has_parent {
+                shares_of(&e.node, &names, now, self.auto_reset)
+            } else {
+                SmallVec::new()
+            };
             for d in &deltas {
                 e.node.absorb(d, self.auto_reset);
             }
             e.version = self.next_version();
-            let (Some(before), Some(next)) = (before, e.node.parent.clone()) else {
+            let (true, Some(next)) = (has_parent, e.node.parent.as_deref()) else {
                 return;
             };
-            deltas = node::share_deltas(&before, &e.node.shares(now, self.auto_reset));
+            cur.clear();
+            cur.push_str(next);
+            let after = shares_of(&e.node, &names, now, self.auto_reset);
             drop(e);
-            cur = next;
+            deltas = node::share_of_deltas(&names, &before, &after);
         }
     }
 
@@ -722,7 +747,8 @@ impl CounterStore {
             // Rare: a v1 node used through the flat API. Its ancestry is
             // checked without holding this entry.
             drop(e);
-            self.apply_usage(tenant_id, &[], |node, now, auto_reset| {
+            let names: SmallVec<[&str; 2]> = counted.iter().map(|(n, _)| *n).collect();
+            self.apply_usage(tenant_id, &names, false, |node, now, auto_reset| {
                 node.increment(&counted, now, auto_reset)
             })?;
             return self
@@ -1250,9 +1276,9 @@ impl CounterStore {
         }
         self.mark_changed(&mut p, &parent, retired, now);
         if let (Some(before), Some(next)) = (up_before, p.node.parent.clone()) {
-            let deltas = node::share_deltas(&before, &p.node.shares(now, self.auto_reset));
+            let after = p.node.shares(now, self.auto_reset);
             drop(p);
-            self.propagate(&next, deltas, now);
+            self.propagate(&next, node::share_deltas(&before, &after), now);
         }
         charged
     }
@@ -1272,6 +1298,19 @@ impl CounterStore {
             e.version = self.next_version();
         }
     }
+}
+
+/// [`Node::share_of`] for each of `names`.
+fn shares_of(
+    n: &Node,
+    names: &[&str],
+    now: i64,
+    auto_reset: bool,
+) -> SmallVec<[Option<ShareOf>; 2]> {
+    names
+        .iter()
+        .map(|name| n.share_of(name, now, auto_reset))
+        .collect()
 }
 
 /// A node's counted (not capacity) resources with usage at `now`, removed

@@ -244,6 +244,20 @@ impl Quotas {
         &self.db
     }
 
+    /// The resources a node holds claims of (a claim of nothing too).
+    fn claimed_resources(&self, id: &str) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .counters
+            .claims(id)
+            .unwrap_or_default()
+            .into_values()
+            .map(|c| c.resource)
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     /// Writes `ops` in one transaction, recording the store's health.
     async fn write(&self, ops: &[WriteOp]) -> Result<(), StoreError> {
         match self.db.apply(ops).await {
@@ -538,7 +552,8 @@ impl Quotas {
             // a change of its limits apply.
             let mut alive = old;
             alive.state = NodeState::Active;
-            plan_limit_change(&alive, &limits, now, self.counters.auto_reset())?;
+            let claimed = self.claimed_resources(id);
+            plan_limit_change(&alive, &limits, &claimed, now, self.counters.auto_reset())?;
         }
         let mut node = Node::new(spec.parent.as_deref(), &limits, now);
         node.state = spec.state.unwrap_or(NodeState::Active);
@@ -617,7 +632,8 @@ impl Quotas {
         };
         let limits = resolve_limits(&spec.limits, parent.as_ref())?;
         let auto_reset = self.counters.auto_reset();
-        let plan = plan_limit_change(&old, &limits, now, auto_reset)?;
+        let claimed = self.claimed_resources(id);
+        let plan = plan_limit_change(&old, &limits, &claimed, now, auto_reset)?;
 
         let strict = spec.strict.unwrap_or(old.strict);
         let mut new = old.clone();
@@ -1183,10 +1199,11 @@ pub struct LimitChange {
 /// track of usage: a window cannot change while the resource has usage in
 /// the node's subtree this period or children reserve it (that usage
 /// belongs to the old window's period), and a limit cannot be removed
-/// while children reserve it or it is a capacity with claims.
+/// while children reserve it or the node holds claims of it (`claimed`).
 pub fn plan_limit_change(
     old: &Node,
     limits: &[(String, Limit)],
+    claimed: &[String],
     now: i64,
     auto_reset: bool,
 ) -> Result<LimitChange, QuotaError> {
@@ -1245,7 +1262,7 @@ pub fn plan_limit_change(
         if limits.iter().any(|(n, _)| *n == *r.name) {
             continue;
         }
-        if r.allocated > 0 || (r.window() == Window::None && r.counter.used > 0) {
+        if r.allocated > 0 || claimed.iter().any(|c| *c == *r.name) {
             return Err(QuotaError::Conflict {
                 code: "resource_in_use",
                 message: format!(

@@ -842,14 +842,14 @@ async fn v1_errors_change_nothing() {
         (
             Method::PUT,
             "/api/v1/quotas/a%20b".into(),
-            Some(json!({})),
+            Some(json!({"limits": {}})),
             StatusCode::BAD_REQUEST,
             "invalid_id",
         ),
         (
             Method::PUT,
             format!("/api/v1/quotas/{long}"),
-            Some(json!({})),
+            Some(json!({"limits": {}})),
             StatusCode::BAD_REQUEST,
             "invalid_id",
         ),

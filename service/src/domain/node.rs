@@ -133,19 +133,35 @@ pub struct Share {
 /// A node's shares (one per resource; most nodes have one or two).
 pub type Shares = SmallVec<[Share; 2]>;
 
+/// A share's numbers, without its name (see [`Node::share_of`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShareOf {
+    pub period: Period,
+    pub used: u64,
+    pub over: u64,
+}
+
 /// The change of a child's [`Share`], applied to its parent's [`Rollup`].
+/// The name is borrowed (from the request or the shares compared): a
+/// usage call sends one of these up every level of the tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ShareDelta {
-    pub name: ResourceName,
+pub struct ShareDelta<'a> {
+    pub name: &'a str,
     pub period: Period,
     pub used: i64,
     pub over: i64,
 }
 
+/// The deltas of a list of shares, several per call.
+pub type ShareDeltas<'a> = SmallVec<[ShareDelta<'a>; 2]>;
+
+fn diff(a: u64, b: u64) -> i64 {
+    (i128::from(a) - i128::from(b)) as i64
+}
+
 /// The changes between two sets of shares taken at the same instant.
-pub fn share_deltas(before: &[Share], after: &[Share]) -> SmallVec<[ShareDelta; 2]> {
+pub fn share_deltas<'a>(before: &'a [Share], after: &'a [Share]) -> ShareDeltas<'a> {
     let mut out = SmallVec::new();
-    let diff = |a: u64, b: u64| (i128::from(a) - i128::from(b)) as i64;
     for a in after {
         let b = before
             .iter()
@@ -153,7 +169,7 @@ pub fn share_deltas(before: &[Share], after: &[Share]) -> SmallVec<[ShareDelta; 
         let (bu, bo) = b.map_or((0, 0), |b| (b.used, b.over));
         if (a.used, a.over) != (bu, bo) {
             out.push(ShareDelta {
-                name: a.name.clone(),
+                name: &a.name,
                 period: a.period,
                 used: diff(a.used, bu),
                 over: diff(a.over, bo),
@@ -166,7 +182,7 @@ pub fn share_deltas(before: &[Share], after: &[Share]) -> SmallVec<[ShareDelta; 
             .any(|a| a.name == b.name && a.period == b.period);
         if gone && (b.used, b.over) != (0, 0) {
             out.push(ShareDelta {
-                name: b.name.clone(),
+                name: &b.name,
                 period: b.period,
                 used: diff(0, b.used),
                 over: diff(0, b.over),
@@ -174,6 +190,61 @@ pub fn share_deltas(before: &[Share], after: &[Share]) -> SmallVec<[ShareDelta; 
         }
     }
     out
+}
+
+/// The changes of the shares of the resources `names` (one entry each in
+/// `before` and `after`, from [`Node::share_of`] at the same instant).
+pub fn share_of_deltas<'a>(
+    names: &[&'a str],
+    before: &[Option<ShareOf>],
+    after: &[Option<ShareOf>],
+) -> ShareDeltas<'a> {
+    let mut out = SmallVec::new();
+    for ((name, b), a) in names.iter().zip(before).zip(after) {
+        match (b, a) {
+            (Some(b), Some(a)) if b.period == a.period => {
+                if (a.used, a.over) != (b.used, b.over) {
+                    out.push(ShareDelta {
+                        name,
+                        period: a.period,
+                        used: diff(a.used, b.used),
+                        over: diff(a.over, b.over),
+                    });
+                }
+            }
+            _ => {
+                if let Some(b) = b {
+                    out.push(ShareDelta {
+                        name,
+                        period: b.period,
+                        used: diff(0, b.used),
+                        over: diff(0, b.over),
+                    });
+                }
+                if let Some(a) = a {
+                    out.push(ShareDelta {
+                        name,
+                        period: a.period,
+                        used: diff(a.used, 0),
+                        over: diff(a.over, 0),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+// === impl NodeDetails ===
+
+impl NodeDetails {
+    fn is_empty(&self) -> bool {
+        self.name.is_none()
+            && self.description.is_none()
+            && self.children.is_empty()
+            && self.rollups.is_empty()
+            && self.removed.is_empty()
+    }
 }
 
 // === impl Rollup ===
@@ -191,7 +262,7 @@ impl Rollup {
 
     /// Adds a child's change, if it belongs to this rollup's period (a later
     /// period starts the sums from zero; an earlier one is over).
-    fn add(&mut self, d: &ShareDelta, auto_reset: bool) {
+    fn add(&mut self, d: &ShareDelta<'_>, auto_reset: bool) {
         if d.period != self.period {
             let later =
                 d.period.window() != self.period.window() || d.period.start() > self.period.start();
@@ -829,17 +900,77 @@ impl Node {
                 });
             }
         }
+        // Children's usage of a resource this node has no counter of (a
+        // deleted root with usage created again under it) counts too.
+        for r in self.details.iter().flat_map(|d| &d.rollups) {
+            let known = out.iter().any(|s| s.name == r.name);
+            let (below, _) = r.at(now, auto_reset);
+            if !known && below > 0 {
+                out.push(Share {
+                    name: r.name.clone(),
+                    period: r.period,
+                    used: below,
+                    over: below,
+                });
+            }
+        }
         out
     }
 
+    /// What this node's subtree means to its parent for resource `name`
+    /// at `now` (as in [`Node::shares`]; `None` without usage).
+    pub fn share_of(&self, name: &str, now: i64, auto_reset: bool) -> Option<ShareOf> {
+        if self.state == NodeState::Deleted {
+            return None;
+        }
+        let counter = match self.index(name) {
+            Some(i) => Some((&self.resources[i], self.resources[i].max)),
+            None => self
+                .removed()
+                .iter()
+                .find(|r| *r.name == *name)
+                .map(|r| (r, 0)),
+        };
+        let rollup = self
+            .details
+            .as_ref()
+            .and_then(|d| d.rollups.iter().find(|r| *r.name == *name));
+        let below = rollup.map_or(0, |r| r.at(now, auto_reset).0);
+        let (period, used, max) = match (counter, rollup) {
+            (Some((r, max)), _) => {
+                let (period, used) = r.used_at(now, auto_reset);
+                (period, used, max)
+            }
+            // Children's usage of a resource this node has no counter of.
+            (None, Some(r)) => (r.period, 0, 0),
+            (None, None) => return None,
+        };
+        let used = used.saturating_add(below);
+        (used > 0).then_some(ShareOf {
+            period,
+            used,
+            over: used.saturating_sub(max),
+        })
+    }
+
     /// Takes a child's change into the rollup of its resource.
-    pub fn absorb(&mut self, d: &ShareDelta, auto_reset: bool) {
+    pub fn absorb(&mut self, d: &ShareDelta<'_>, auto_reset: bool) {
+        // The usual case, on every usage call below this node: the rollup
+        // is there and stays.
+        if let Some(details) = self.details.as_mut()
+            && let Some(r) = details.rollups.iter_mut().find(|r| *r.name == *d.name)
+        {
+            r.add(d, auto_reset);
+            if (r.below, r.excess) != (0, 0) {
+                return;
+            }
+        }
         self.edit_details(|details| {
-            match details.rollups.iter_mut().find(|r| r.name == d.name) {
+            match details.rollups.iter_mut().find(|r| *r.name == *d.name) {
                 Some(r) => r.add(d, auto_reset),
                 None => {
                     let mut r = Rollup {
-                        name: d.name.clone(),
+                        name: resource_name(d.name),
                         period: d.period,
                         below: 0,
                         excess: 0,
@@ -999,7 +1130,7 @@ impl Node {
     fn edit_details(&mut self, f: impl FnOnce(&mut NodeDetails)) {
         let d = self.details.get_or_insert_with(Box::default);
         f(d);
-        if **d == NodeDetails::default() {
+        if d.is_empty() {
             self.details = None;
         }
     }
