@@ -34,6 +34,10 @@ const RESOURCE_NAMES_MESSAGE: &str = "resource names must be 1-63 characters of 
 /// CEL: a quantity that is a whole, non-negative number (`100`, `10Gi`, `1k`;
 /// not `-1`, `0.5` or `100m`).
 const WHOLE_QUANTITY: &str = "isQuantity(string(self)) && quantity(string(self)).isInteger() && quantity(string(self)).asInteger() >= 0";
+/// Names the refused value: the API server's own error shows an
+/// int-or-string as `Invalid value: ""`.
+const WHOLE_QUANTITY_MESSAGE: &str =
+    "'max must be a whole, non-negative quantity such as 100 or 10Gi; got ' + string(self)";
 
 /// A tenant's quota: the root of a quota tree. Cluster-scoped; created by
 /// cluster admins.
@@ -155,7 +159,7 @@ pub type Limits = BTreeMap<String, ResourceLimit>;
 pub struct ResourceLimit {
     /// The limit: a whole, non-negative number or Kubernetes quantity
     /// (`50000`, `100Gi`, `2k`).
-    #[x_kube(validation = kube::core::Rule::new(WHOLE_QUANTITY).message("max must be a whole, non-negative quantity such as 100 or 10Gi"))]
+    #[x_kube(validation = kube::core::Rule::new(WHOLE_QUANTITY).message(kube::core::Message::Expression(WHOLE_QUANTITY_MESSAGE.into())))]
     #[schemars(extend("maxLength" = 64))]
     pub max: Quantity,
 
@@ -163,7 +167,16 @@ pub struct ResourceLimit {
     /// calendar) or none (a capacity: claimed and released, never reset).
     /// Optional for the built-ins messages (day) and bandwidth (month).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "optional_window")]
     pub window: Option<Window>,
+}
+
+/// An optional window's schema: the values only. Left out means "the
+/// built-in's"; schemars' own schema of an `Option` also listed `null`,
+/// which the API server then named as a supported value though the
+/// operator has no meaning for it.
+fn optional_window(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    generator.subschema_for::<Window>()
 }
 
 /// A limit of an allocation: the window comes from the parent.
@@ -171,7 +184,7 @@ pub struct ResourceLimit {
 #[serde(rename_all = "camelCase")]
 pub struct AllocationLimit {
     /// The limit: a whole, non-negative number or Kubernetes quantity.
-    #[x_kube(validation = kube::core::Rule::new(WHOLE_QUANTITY).message("max must be a whole, non-negative quantity such as 100 or 10Gi"))]
+    #[x_kube(validation = kube::core::Rule::new(WHOLE_QUANTITY).message(kube::core::Message::Expression(WHOLE_QUANTITY_MESSAGE.into())))]
     #[schemars(extend("maxLength" = 64))]
     pub max: Quantity,
 }

@@ -53,8 +53,9 @@ pub fn parse(q: &str) -> Result<u64, QuantityError> {
 }
 
 /// Formats a number for people: exact values below 10,000 as they are;
-/// larger ones with one decimal and a suffix, binary (`5.0Gi`) when
-/// `binary`, decimal (`12.3k`) otherwise.
+/// larger ones with a suffix, binary (`5Gi`) when `binary`, decimal
+/// (`12.3k`) otherwise: whole as Kubernetes writes them (`10Gi`) when the
+/// value is a whole multiple, else with one decimal (`1.5Gi`).
 pub fn format(v: u64, binary: bool) -> String {
     if v < 10_000 {
         return v.to_string();
@@ -64,13 +65,19 @@ pub fn format(v: u64, binary: bool) -> String {
     } else {
         (1000.0, ["k", "M", "G", "T", "P", "E"])
     };
-    let mut x = v as f64;
-    let mut i = 0;
+    let step = base as u64;
+    let (mut x, mut unit, mut i) = (v as f64, 1u64, 0);
     while x >= base && i < suffixes.len() {
         x /= base;
+        unit = unit.saturating_mul(step);
         i += 1;
     }
-    format!("{x:.1}{}", suffixes[i.saturating_sub(1)])
+    let suffix = suffixes[i.saturating_sub(1)];
+    if v.is_multiple_of(unit) {
+        format!("{}{suffix}", v / unit)
+    } else {
+        format!("{x:.1}{suffix}")
+    }
 }
 
 /// Whether a quantity was written with a binary suffix (`10Gi`): its usage is
@@ -125,8 +132,14 @@ mod tests {
         assert_eq!(format(40, false), "40");
         assert_eq!(format(9_999, true), "9999");
         assert_eq!(format(12_345, false), "12.3k");
-        assert_eq!(format(5 * 1024 * 1024 * 1024, true), "5.0Gi");
-        assert_eq!(format(10 * 1024 * 1024 * 1024, true), "10.0Gi");
+        assert_eq!(format(5 * 1024 * 1024 * 1024, true), "5Gi");
+        assert_eq!(
+            format(10 * 1024 * 1024 * 1024, true),
+            "10Gi",
+            "as Kubernetes writes it"
+        );
+        assert_eq!(format(3 * 1024 * 1024 * 1024 / 2, true), "1.5Gi");
+        assert_eq!(format(20_000, false), "20k");
         assert_eq!(format(1_500_000, false), "1.5M");
         assert!(is_binary("10Gi") && !is_binary("10G") && !is_binary("100"));
     }

@@ -360,7 +360,7 @@ fn resource_status(r: &quota_service::http::v1::ResourceBody) -> ResourceStatus 
     }
 }
 
-/// `messages 40/100, storage 5.0Gi/10.0Gi`: subtree usage over the limit.
+/// `messages 40/100, storage 5Gi/10Gi`: subtree usage over the limit.
 pub fn summary(node: &NodeBody, binary: &BTreeSet<String>) -> String {
     node.resources
         .iter()
@@ -611,7 +611,7 @@ mod tests {
         assert_eq!(s.node_id.as_deref(), Some("acme"));
         assert_eq!(
             s.summary.as_deref(),
-            Some("messages 40/100, storage 5.0Gi/10.0Gi")
+            Some("messages 40/100, storage 5Gi/10Gi")
         );
         assert_eq!(s.resources["messages"].subtree_used, 40);
         assert_eq!(s.resources["messages"].available, 50);

@@ -64,11 +64,11 @@ async fn the_api_server_enforces_what_one_object_can_check() {
     let bad_tq = [
         (
             r#"{"limits":{"messages":{"max":-1}}}"#,
-            "whole, non-negative quantity",
+            "whole, non-negative quantity such as 100 or 10Gi; got -1",
         ),
         (
             r#"{"limits":{"messages":{"max":"0.5"}}}"#,
-            "whole, non-negative quantity",
+            "whole, non-negative quantity such as 100 or 10Gi; got 0.5",
         ),
         (
             r#"{"limits":{"messages":{"max":"100m"}}}"#,
@@ -89,7 +89,7 @@ async fn the_api_server_enforces_what_one_object_can_check() {
         (r#"{"limits":{"gpu":{"max":1}}}"#, "needs a window"),
         (
             r#"{"limits":{"gpu":{"max":1,"window":"weekly"}}}"#,
-            "Unsupported value",
+            r#"supported values: "minute", "hour", "day", "month", "none""#,
         ),
         (
             r#"{"limits":{"GPU":{"max":1,"window":"day"}}}"#,
@@ -111,6 +111,15 @@ async fn the_api_server_enforces_what_one_object_can_check() {
         ),
         (r#"{}"#, "limits: Required value"),
     ];
+    // `null` is not among the windows the API server names.
+    let (_, out) = c.kubectl_stdin(
+        &["apply", "--dry-run=server", "-f", "-"],
+        &tq("bad", r#"{"limits":{"gpu":{"max":1,"window":"weekly"}}}"#),
+    );
+    assert!(
+        out.contains(r#""none""#) && !out.contains(r#""none", null"#),
+        "{out}"
+    );
     for (spec, expect) in bad_tq {
         let (ok, out) =
             c.kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &tq("bad", spec));

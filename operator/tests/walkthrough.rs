@@ -57,7 +57,7 @@ spec:
     env.wait_for(
         &["tq", "acme"],
         "{.status.summary}",
-        "messages 0/100, storage 0/10.0Gi",
+        "messages 0/100, storage 0/10Gi",
         WAIT,
     )
     .await;

@@ -981,7 +981,7 @@ impl CounterStore {
         if e.dirty {
             e.dirty = false;
             let last_updated = e.node.last_updated.unwrap_or(now);
-            for r in &mut e.node.resources {
+            for r in e.node.counters_mut() {
                 let delta = r.counter.take_unflushed();
                 if r.window() == Window::None || delta == 0 {
                     continue; // capacities are written through as claims
@@ -1007,8 +1007,7 @@ impl CounterStore {
             };
             if let Some(r) = e
                 .node
-                .resources
-                .iter_mut()
+                .counters_mut()
                 .find(|r| r.name == *resource && r.counter.period == period)
             {
                 r.counter.stored_row = Some(row);

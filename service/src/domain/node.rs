@@ -989,6 +989,15 @@ impl Node {
         self.details.as_ref().map_or(&[], |d| &d.removed)
     }
 
+    /// Every counter: the limits' and the removed limits' (what a flush
+    /// takes the unflushed part of).
+    pub fn counters_mut(&mut self) -> impl Iterator<Item = &mut Resource> {
+        let removed = self.details.as_mut().map(|d| d.removed.iter_mut());
+        self.resources
+            .iter_mut()
+            .chain(removed.into_iter().flatten())
+    }
+
     /// Sets the node's limits to `limits` (sorted by name), keeping the
     /// counters of limits that stay (their `max` changed), carrying on the
     /// counter of a limit removed earlier in the same period and window,
@@ -1030,18 +1039,18 @@ impl Node {
             });
         }
         for mut r in old.into_iter().chain(removed) {
-            // A counter that ends hands its unflushed part to the flush;
-            // the rest of its period's usage stays here, refusing more.
-            if r.counter.unflushed > 0 {
-                ended.push((r.name.clone(), r.counter));
-                r.counter.unflushed = 0;
-            }
             let replaced = next.iter().any(|n| n.name == r.name);
             let below = self.rollup_at(&r.name, now, auto_reset).0;
             if !replaced && (r.used_at(now, auto_reset).1 > 0 || below > 0) {
+                // The rest of its period's usage stays here, refusing more
+                // (and its unflushed part with it, for the flush: a reset
+                // must be able to zero it).
                 r.allocated = 0;
                 r.max = 0;
                 removed_push(self, r);
+            } else if r.counter.unflushed > 0 {
+                // A counter that ends hands its unflushed part to the flush.
+                ended.push((r.name.clone(), r.counter));
             }
         }
         next.sort_by(|a, b| a.name.cmp(&b.name));
