@@ -112,6 +112,16 @@ async fn resolve(
                         format!("TenantQuota {name} is being deleted"),
                     )));
                 }
+                // Its node is another TenantQuota's: allocating under it
+                // would take from that one.
+                if let Some(owner) = crate::tenant::other_owner(&tq, &ctx.tenants.state()) {
+                    return Ok(Err(rejected(
+                        BindReason::ParentNotFound,
+                        format!(
+                            "TenantQuota {name} is not in the quota service: its tenantId belongs to TenantQuota {owner}"
+                        ),
+                    )));
+                }
                 if !namespace_allowed(&tq, &ns, ctx).await? {
                     return Ok(Err(rejected(
                         BindReason::NamespaceNotAllowed,

@@ -63,6 +63,7 @@ pub struct TenantQuotaSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("tenantId is immutable"))]
     #[x_kube(validation = kube::core::Rule::new("self.matches('^[A-Za-z0-9._:-]{1,128}$')").message("tenantId must be 1-128 characters of A-Z a-z 0-9 . _ : -"))]
+    #[x_kube(validation = kube::core::Rule::new("!self.startsWith('qa:')").message("tenantId must not start with qa: (the ids of QuotaAllocations' nodes)"))]
     #[schemars(length(max = 128))]
     pub tenant_id: Option<String>,
 

@@ -79,6 +79,9 @@ pub enum Observation<'a> {
     NotPushed { binding: Binding },
     /// The service could not be reached, or refused.
     ServiceError { message: String },
+    /// A TenantQuota whose `tenantId` an older one claims: not pushed, so
+    /// the other's node (limits, grants, usage) stays as it is.
+    TenantIdConflict { message: String },
     /// Deletion waits until these children are gone.
     DeletionBlocked { children: Vec<String> },
 }
@@ -116,6 +119,9 @@ pub const BOUND: &str = "Bound";
 /// `Bound=True` reason of an allocation whose spec grew past what its
 /// parent has free: it keeps its current limits until the growth fits.
 pub const GROWTH_PENDING: &str = "GrowthPending";
+/// `Synced=False` reason of a TenantQuota whose `tenantId` an older one
+/// claims.
+pub const TENANT_ID_CONFLICT: &str = "TenantIdConflict";
 
 /// The new status and the Events its transitions call for.
 pub fn compute(input: Input<'_>) -> (QuotaStatus, Vec<EventSpec>) {
@@ -287,6 +293,15 @@ pub fn compute(input: Input<'_>) -> (QuotaStatus, Vec<EventSpec>) {
         Observation::ServiceError { message } => {
             set.put(SYNCED, false, "ServiceUnavailable", message.clone());
         }
+        Observation::TenantIdConflict { message } => {
+            status.resources = BTreeMap::new();
+            status.exceeded = false;
+            status.summary = None;
+            set.put(SYNCED, false, TENANT_ID_CONFLICT, message.clone());
+            set.remove(EXCEEDED);
+            set.remove(NEAR_LIMIT);
+            set.remove(OVERCOMMITTED);
+        }
         Observation::DeletionBlocked { children } => {
             set.put(
                 READY,
@@ -416,6 +431,15 @@ pub fn events(kind: Kind, before: &[Condition], after: &[Condition]) -> Vec<Even
         out.push(EventSpec {
             warning: true,
             reason: "QuotaServiceUnavailable",
+            note: message(SYNCED),
+        });
+    }
+    if status(after, SYNCED).is_some_and(|(s, r)| s == "False" && r == TENANT_ID_CONFLICT)
+        && status(before, SYNCED).is_none_or(|(_, r)| r != TENANT_ID_CONFLICT)
+    {
+        out.push(EventSpec {
+            warning: true,
+            reason: TENANT_ID_CONFLICT,
             note: message(SYNCED),
         });
     }
