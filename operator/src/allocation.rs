@@ -235,6 +235,45 @@ fn older_waiting(qa: &QuotaAllocation, key: &ParentKey, ctx: &Context) -> Vec<Ol
     older
 }
 
+/// Siblings whose status says bound but whose nodes the service does not
+/// hold (it is being restored): their names. One read of the parent's
+/// node, whose `children` are the nodes the service holds under it.
+async fn bound_siblings_missing(
+    qa: &QuotaAllocation,
+    parent: &Parent,
+    ctx: &Context,
+) -> Result<Vec<String>> {
+    let bound: Vec<Arc<QuotaAllocation>> =
+        children_of(&ctx.children, &ctx.allocations, &parent.key)
+            .into_iter()
+            .filter(|o| {
+                o.metadata.uid != qa.metadata.uid && o.metadata.deletion_timestamp.is_none()
+            })
+            .filter(|o| is_bound(context::latest_status(ctx, o.as_ref()).as_ref()))
+            .collect();
+    if bound.is_empty() {
+        return Ok(Vec::new());
+    }
+    let held: std::collections::HashSet<String> =
+        match ctx.service.get_node(&parent.node_id).await? {
+            Some(node) => node.children.into_iter().collect(),
+            None => std::collections::HashSet::new(),
+        };
+    Ok(missing_from(&bound, &held))
+}
+
+/// The names of `bound` whose nodes are not in `held` (pure: unit-tested).
+fn missing_from(
+    bound: &[Arc<QuotaAllocation>],
+    held: &std::collections::HashSet<String>,
+) -> Vec<String> {
+    bound
+        .iter()
+        .filter(|o| !held.contains(&o.node_id()))
+        .map(|o| format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any()))
+        .collect()
+}
+
 /// Whether an older sibling with this `Bound` condition holds a younger
 /// one back, and if so whether it is still untried (`Some(true)`) or waits
 /// for capacity (`Some(false)`). It gets the first try while it has not
@@ -323,6 +362,16 @@ async fn apply(qa: &QuotaAllocation, ctx: &Context) -> Result<Action> {
         true,
     )?;
 
+    if !was_bound(qa, ctx) {
+        // A service that lost its store gets every spec again, in no
+        // order: the siblings whose status says bound take their capacity
+        // back first, so one that was waiting cannot take it from them.
+        let restoring = bound_siblings_missing(qa, &parent, ctx).await?;
+        if !restoring.is_empty() {
+            tracing::debug!(allocation = %qa.name_any(), ?restoring, "waits for bound siblings to be restored");
+            return Ok(Action::requeue(Duration::from_secs(3)));
+        }
+    }
     let waiting = if was_bound(qa, ctx) {
         Vec::new()
     } else {
@@ -380,6 +429,14 @@ async fn apply(qa: &QuotaAllocation, ctx: &Context) -> Result<Action> {
             }
         }
         Err(ClientError::Api { code, message, .. }) if code == "parent_not_found" => {
+            if was_bound(qa, ctx) {
+                // The parent object exists (resolve found it) but its node
+                // does not: a service being restored, parents a moment
+                // away. A bound allocation stays bound meanwhile, or a
+                // waiting sibling would take its capacity.
+                tracing::debug!(allocation = %qa.name_any(), %message, "parent node not restored yet");
+                return Ok(Action::requeue(Duration::from_secs(2)));
+            }
             return not_pushed(ctx, qa, rejected(BindReason::ParentNotFound, message)).await;
         }
         Err(e) => return unavailable(ctx, qa, e).await,
@@ -455,7 +512,28 @@ async fn cleanup(qa: &QuotaAllocation, ctx: &Context) -> Result<Action> {
 
 #[cfg(test)]
 mod tests {
-    use super::holds_back;
+    #[test]
+    fn bound_siblings_the_service_does_not_hold_are_missing() {
+        let qa = |ns: &str, name: &str| -> Arc<QuotaAllocation> {
+            Arc::new(
+                serde_json::from_value(serde_json::json!({
+                    "apiVersion": "quota.edgepolicy.io/v1alpha1",
+                    "kind": "QuotaAllocation",
+                    "metadata": {"name": name, "namespace": ns},
+                    "spec": {"parentRef": {"kind": "TenantQuota", "name": "t"}, "limits": {}},
+                }))
+                .unwrap_or_else(|e| panic!("{e}")),
+            )
+        };
+        let bound = vec![qa("a", "x"), qa("b", "y")];
+        let held: std::collections::HashSet<String> = ["qa:a:x".to_owned()].into();
+        assert_eq!(missing_from(&bound, &held), vec!["b/y".to_owned()]);
+        let all: std::collections::HashSet<String> =
+            ["qa:a:x".to_owned(), "qa:b:y".to_owned()].into();
+        assert!(missing_from(&bound, &all).is_empty());
+    }
+
+    use super::{Arc, QuotaAllocation, holds_back, missing_from};
 
     #[test]
     fn which_older_siblings_hold_a_younger_one_back() {
