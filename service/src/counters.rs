@@ -236,6 +236,9 @@ pub struct CounterStore {
     /// batches of flushes that failed before they could commit.
     pending: Mutex<UsageDeltas>,
     pending_tenants: Mutex<Vec<NewTenantRow>>,
+    /// Children among the nodes of batches given back (see
+    /// [`DirtyBatch::children`]).
+    pending_children: Mutex<Vec<String>>,
     /// What changed since the last flush took it (see [`Changed`]).
     changed: Mutex<Changed>,
     version: AtomicU64,
@@ -286,6 +289,7 @@ impl CounterStore {
             nodes: DashMap::with_capacity_and_hasher(nodes, foldhash::fast::RandomState::default()),
             pending: Mutex::new(UsageDeltas::new()),
             pending_tenants: Mutex::new(Vec::new()),
+            pending_children: Mutex::new(Vec::new()),
             changed: Mutex::new(Changed {
                 limit: Changed::MIN_LIMIT,
                 ..Changed::default()
@@ -947,6 +951,7 @@ impl CounterStore {
         };
         let mut batch = DirtyBatch {
             new_tenants: std::mem::take(&mut *lock(&self.pending_tenants)),
+            children: std::mem::take(&mut *lock(&self.pending_children)),
             usage: std::mem::take(&mut *lock(&self.pending)),
         };
         let now = self.now();
@@ -981,11 +986,14 @@ impl CounterStore {
         if e.dirty {
             e.dirty = false;
             let last_updated = e.node.last_updated.unwrap_or(now);
+            let child = e.node.parent.is_some();
+            let mut counted = false;
             for r in e.node.counters_mut() {
                 let delta = r.counter.take_unflushed();
                 if r.window() == Window::None || delta == 0 {
                     continue; // capacities are written through as claims
                 }
+                counted = true;
                 batch.usage.push(UsageDelta {
                     node_id: id,
                     resource: &r.name,
@@ -994,6 +1002,9 @@ impl CounterStore {
                     last_updated,
                     stored_row: r.counter.stored_row,
                 });
+            }
+            if child && counted {
+                batch.children.push(id.to_owned());
             }
         }
     }
@@ -1021,6 +1032,7 @@ impl CounterStore {
     pub fn requeue(&self, batch: DirtyBatch) {
         lock(&self.pending).append(batch.usage);
         lock(&self.pending_tenants).extend(batch.new_tenants);
+        lock(&self.pending_children).extend(batch.children);
     }
 
     /// Takes the stored totals read back from a shared database: each

@@ -24,6 +24,10 @@ use crate::domain::window::Period;
 pub struct DirtyBatch {
     pub new_tenants: Vec<NewTenantRow>,
     pub usage: UsageDeltas,
+    /// Nodes with a parent among those with usage here: one may have been
+    /// deleted by another replica meanwhile, and its usage then moves to
+    /// its parent (see `persistence::flush`).
+    pub children: Vec<String>,
 }
 
 impl DirtyBatch {

@@ -883,51 +883,38 @@ impl Quotas {
                 from: id.to_owned(),
                 to: p.to_string(),
             });
-            // Added to the stored rows (other replicas' counts stay); in
+            // The node's rows of the period move to the parent's: what
+            // they hold when this transaction runs (other replicas' flushed
+            // counts too) plus this process's part not flushed yet (dropped
+            // with the node's counters below). So a node created again
+            // under this id starts from zero, after a restart too. In
             // memory the charge is not "unflushed": this write stores it.
-            // Exactly what `charge` added: to the parent's current period.
+            // Only what `charge` took: the parent's current period.
             let parent_now = self.counters.node(p);
-            let rows: Vec<UsageRow> = charged
-                .iter()
-                .filter_map(|(resource, period, used)| {
-                    let c = parent_now
-                        .as_ref()?
-                        .charged_counter(resource, *period, auto_reset)?;
-                    Some(UsageRow {
-                        node_id: p.to_string(),
-                        resource: resource.clone(),
-                        period: c.period,
-                        used: *used,
-                        last_updated: now,
-                    })
-                })
-                .collect();
-            if !rows.is_empty() {
-                ops.push(WriteOp::AddUsage(rows));
-            }
-            // ... and taken from the node's own rows: what it stored (its
-            // unflushed part is dropped with its counters below), so a node
-            // created again under this id starts from zero, after a restart
-            // too.
-            let moved: Vec<UsageRow> = stopped
+            let rows: Vec<UsageRow> = stopped
                 .resources
                 .iter()
                 .chain(stopped.removed())
                 .filter(|r| r.window() != Window::None)
                 .filter_map(|r| {
-                    let (period, used) = r.used_at(now, auto_reset);
-                    let stored = used.saturating_sub(r.counter.unflushed);
-                    (stored > 0 && period == r.counter.period).then(|| UsageRow {
+                    let (period, _) = r.used_at(now, auto_reset);
+                    parent_now
+                        .as_ref()?
+                        .charged_counter(&r.name, period, auto_reset)?;
+                    (period == r.counter.period).then(|| UsageRow {
                         node_id: id.to_owned(),
                         resource: r.name.clone(),
                         period,
-                        used: stored,
+                        used: r.counter.unflushed,
                         last_updated: now,
                     })
                 })
                 .collect();
-            if !moved.is_empty() {
-                ops.push(WriteOp::SubtractUsage(moved));
+            if !rows.is_empty() {
+                ops.push(WriteOp::MoveUsage {
+                    to: p.to_string(),
+                    rows,
+                });
             }
             // The parent changed (capacity back, claims, usage) even when
             // no usage row did.

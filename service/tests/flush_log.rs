@@ -16,6 +16,7 @@ fn batch(seq: u64, delta: u64) -> SentBatch {
     SentBatch {
         seq,
         batch: DirtyBatch {
+            children: Vec::new(),
             new_tenants: Vec::new(),
             usage: UsageDeltas::from_iter([UsageDelta {
                 node_id: "acme",
@@ -110,6 +111,7 @@ async fn a_flush_in_chunks_adds_every_row_exactly_once() {
         |seq: u64, rows: &[(&str, &_, _, u64)], times: u64, learned: &Learned<'_>| SentBatch {
             seq,
             batch: DirtyBatch {
+                children: Vec::new(),
                 new_tenants: Vec::new(),
                 usage: rows
                     .iter()
@@ -190,6 +192,7 @@ async fn flush_deltas(
     let sent = SentBatch {
         seq,
         batch: DirtyBatch {
+            children: Vec::new(),
             new_tenants: Vec::new(),
             usage: deltas.into_iter().collect(),
         },

@@ -274,6 +274,100 @@ async fn a_strict_node_is_exact_across_replicas() {
     }
 }
 
+/// A node in use switched to strict on one replica is exact once every
+/// replica has flushed twice after learning the flag (README, "Strict
+/// nodes"): before, another replica may still admit from memory (1031,
+/// 523, 1280, 1187 admitted against 500 in four runs right after the
+/// switch). After that window, 64 clients over 3 replicas admit exactly
+/// what is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_switched_to_strict_is_exact_after_every_replica_flushed() {
+    let url = testenv::postgres_database();
+    let tmp = tempfile::tempdir().unwrap();
+    let reps = replicas(3, &url, &tmp, &[]).await;
+    let bases: Arc<Vec<String>> = Arc::new(reps.iter().map(|r| r.base.clone()).collect());
+    let client = reqwest::Client::new();
+    let put = |strict: bool| {
+        let (c, u) = (client.clone(), format!("{}/api/v1/quotas/switch", bases[0]));
+        async move {
+            let r = c
+                .put(u)
+                .json(&json!({"strict": strict, "limits": {"messages": {"max": 500}}}))
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_success(), "{}", r.status());
+        }
+    };
+    put(false).await;
+    for base in bases.iter() {
+        wait_until(10, "the node reaches every replica", || {
+            let (c, u) = (client.clone(), format!("{base}/api/v1/quotas/switch"));
+            async move { get(&c, u).await.0 == 200 }
+        })
+        .await;
+    }
+    // In use on every replica, from memory.
+    for base in bases.iter() {
+        let (s, v) = post(
+            &client,
+            format!("{base}/api/v1/quotas/switch/consume"),
+            json!({"usage": {"messages": 30}}),
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+    }
+    put(true).await;
+    for base in bases.iter() {
+        wait_until(10, "every replica learns the flag", || {
+            let (c, u) = (client.clone(), format!("{base}/api/v1/quotas/switch"));
+            async move { get(&c, u).await.1["strict"] == true }
+        })
+        .await;
+    }
+    // Two more flushes everywhere (PERSISTENCE_INTERVAL_SECS is 1 here).
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let pg = PgPool::connect(&url).await.unwrap();
+    assert_eq!(
+        stored(&pg, "switch").await,
+        90,
+        "every replica's memory counts flushed"
+    );
+
+    let allowed = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for c in 0..64u64 {
+        let (bases, client, allowed) = (bases.clone(), client.clone(), allowed.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..20u64 {
+                let base = &bases[((c + i) % 3) as usize];
+                let (s, v) = post(
+                    &client,
+                    format!("{base}/api/v1/quotas/switch/consume"),
+                    json!({"usage": {"messages": 1}}),
+                )
+                .await;
+                match s {
+                    200 => {
+                        allowed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    429 => assert_eq!(v["error"]["code"], "quota_exhausted", "{v}"),
+                    other => panic!("consume answered {other}: {v}"),
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(
+        allowed.load(Ordering::Relaxed),
+        410,
+        "exactly what was left of 500"
+    );
+    assert_eq!(stored(&pg, "switch").await, 500);
+}
+
 /// Increments `tenant` by 1 from `clients` tasks until `stop`; returns the
 /// number of acknowledged increments. Every call must answer 200.
 fn load(
@@ -535,4 +629,95 @@ async fn a_rejected_commit_is_written_once_when_the_database_accepts_again() {
     assert_eq!(s, 200);
     assert!(svc.terminate().await.0);
     assert_eq!(stored(&pg, "acme").await, 50);
+}
+
+/// A child deleted on one replica while another has counted usage on it
+/// that it has not flushed yet: that usage still ends up charged to the
+/// parent (it sat on the deleted child's row, and the parent admitted 107
+/// against 100). Both orders: the usage flushed before the delete, and
+/// after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_child_deleted_on_one_replica_keeps_the_others_usage_charged() {
+    let url = testenv::postgres_database();
+    let tmp = tempfile::tempdir().unwrap();
+    // Flushes every 2 s: B's usage is still in its memory when A deletes.
+    let reps = replicas(2, &url, &tmp, &[("PERSISTENCE_INTERVAL_SECS", "2")]).await;
+    let (a, b) = (&reps[0].base, &reps[1].base);
+    let client = reqwest::Client::new();
+    let pg = PgPool::connect(&url).await.unwrap();
+    for (round, child) in ["k1", "k2"].into_iter().enumerate() {
+        let parent = format!("p{round}");
+        let (s, v) = {
+            let resp = client
+                .put(format!("{a}/api/v1/quotas/{parent}"))
+                .json(&json!({"limits": {"messages": {"max": 100}}}))
+                .send()
+                .await
+                .unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        };
+        assert!(s == 201, "{v}");
+        let (s, v) = post(
+            &client,
+            format!("{a}/api/v1/quotas/{parent}/allocate"),
+            json!({"id": child, "limits": {"messages": {"max": 50}}}),
+        )
+        .await;
+        assert_eq!(s, 201, "{v}");
+        // B learns of the child, then counts 7 on it.
+        wait_until(10, "B sees the child", || async {
+            get(&client, format!("{b}/api/v1/quotas/{child}")).await.0 == 200
+        })
+        .await;
+        let (s, v) = post(
+            &client,
+            format!("{b}/api/v1/quotas/{child}/consume"),
+            json!({"usage": {"messages": 7}}),
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+        if round == 1 {
+            // The other order: B's 7 reach the child's row before the delete.
+            wait_until(10, "B's usage flushed", || async {
+                stored(&pg, child).await == 7
+            })
+            .await;
+        }
+        let resp = client
+            .delete(format!("{a}/api/v1/quotas/{child}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        // After both flushed and refreshed: the parent carries the 7, on
+        // both replicas and in the database; the child's row holds nothing.
+        for base in [a, b] {
+            wait_until(
+                15,
+                "the parent carries the deleted child's usage",
+                || async {
+                    let (_, v) = get(&client, format!("{base}/api/v1/quotas/{parent}")).await;
+                    v["resources"]["messages"]["used"] == 7
+                },
+            )
+            .await;
+        }
+        assert_eq!(stored(&pg, &parent).await, 7, "round {round}");
+        assert_eq!(stored(&pg, child).await, 0, "round {round}");
+        // So the parent admits 93 more, not 100.
+        let (s, _) = post(
+            &client,
+            format!("{a}/api/v1/quotas/{parent}/consume"),
+            json!({"usage": {"messages": 94}}),
+        )
+        .await;
+        assert_eq!(s, 429, "round {round}");
+        let (s, _) = post(
+            &client,
+            format!("{a}/api/v1/quotas/{parent}/consume"),
+            json!({"usage": {"messages": 93}}),
+        )
+        .await;
+        assert_eq!(s, 200, "round {round}");
+    }
 }

@@ -142,6 +142,8 @@ impl Store {
             next = prepared?;
         }
 
+        move_deleted_children(&mut tx, self.backend, &pending, version, now).await?;
+
         sqlx::query(
             "INSERT INTO quota_flush_log (replica_id, seq, applied_at) VALUES ($1, $2, $3)",
         )
@@ -363,6 +365,64 @@ impl Learn<'_> {
 
 /// The largest `quota_usage` id handed out so far (SQLite): the next
 /// insert gets the one after it.
+/// Usage this flush added to children that another replica deleted
+/// meanwhile (the delete moved their rows to the parent before these
+/// deltas arrived): moved to the parent the same way, so a deleted child's
+/// usage ends up charged to its parent wherever it was counted. Only the
+/// current period's rows (the delete moved those); the deltas' nodes with
+/// a parent are asked about (`DirtyBatch::children`), flat tenants never.
+async fn move_deleted_children(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
+    batches: &[&DirtyBatch],
+    version: i64,
+    now: i64,
+) -> Result<(), StoreError> {
+    let mut children: Vec<&str> = batches
+        .iter()
+        .flat_map(|b| b.children.iter().map(String::as_str))
+        .collect();
+    if children.is_empty() {
+        return Ok(());
+    }
+    children.sort_unstable();
+    children.dedup();
+    let mut q = Sql::new(
+        backend,
+        "SELECT id, parent_id FROM quota_nodes WHERE state = 'deleted' AND parent_id IS NOT NULL AND id IN (",
+    );
+    for (i, id) in children.iter().enumerate() {
+        if i > 0 {
+            q.push(", ");
+        }
+        q.bind((*id).to_owned());
+    }
+    q.push(")");
+    let (sql, args) = q.into_parts();
+    let deleted: Vec<(String, String)> =
+        sqlx::query_as_with(sql, args).fetch_all(&mut **tx).await?;
+    for (child, parent) in deleted {
+        let mut rows: Vec<crate::counters::UsageRow> = Vec::new();
+        for d in batches.iter().flat_map(|b| b.usage.iter()) {
+            let current = d.period == d.period.window().period_at(now);
+            let seen = rows
+                .iter()
+                .any(|r| r.resource == *d.resource && r.period == d.period);
+            if d.node_id == child && current && !seen {
+                rows.push(crate::counters::UsageRow {
+                    node_id: child.clone(),
+                    resource: d.resource.clone(),
+                    period: d.period,
+                    used: 0,
+                    last_updated: d.last_updated,
+                });
+            }
+        }
+        super::write::move_usage(tx, backend, &parent, &rows, version).await?;
+    }
+    Ok(())
+}
+
 async fn last_row_id(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<i64, sqlx::Error> {
     let (id,): (i64,) = sqlx::query_as(
         "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'quota_usage'), 0),

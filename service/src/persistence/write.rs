@@ -62,9 +62,14 @@ pub enum WriteOp {
     /// Usage rows added to the stored totals (a deleted child's usage
     /// charged to its parent: other replicas' counts stay).
     AddUsage(Vec<UsageRow>),
-    /// Usage taken from stored rows, never below zero (a deleted child's
-    /// usage moving to its parent).
-    SubtractUsage(Vec<UsageRow>),
+    /// A deleted child's rows moved to its parent `to`: each row's stored
+    /// total plus `used` (the deleting process's part not flushed yet) is
+    /// added to the parent's row of the same period, and the child's row
+    /// becomes 0 (see [`move_usage`]).
+    MoveUsage {
+        to: String,
+        rows: Vec<UsageRow>,
+    },
     /// Moves a node's `updated_at` (a change that is not in its row, e.g. a claim).
     Touch {
         node_id: String,
@@ -230,7 +235,7 @@ impl WriteOp {
             | WriteOp::DeleteGrant { .. }
             | WriteOp::Usage(_)
             | WriteOp::AddUsage(_)
-            | WriteOp::SubtractUsage(_)
+            | WriteOp::MoveUsage { .. }
             | WriteOp::Audit(_) => vec![],
         }
     }
@@ -359,7 +364,7 @@ async fn apply_op(
         }
         WriteOp::Usage(rows) => write_usage(conn, backend, rows, version, false).await?,
         WriteOp::AddUsage(rows) => write_usage(conn, backend, rows, version, true).await?,
-        WriteOp::SubtractUsage(rows) => subtract_usage(conn, backend, rows, version).await?,
+        WriteOp::MoveUsage { to, rows } => move_usage(conn, backend, to, rows, version).await?,
         WriteOp::Touch { node_id, at } => {
             sqlx::query("UPDATE quota_nodes SET updated_at = $1 WHERE id = $2")
                 .bind(rfc3339(*at))
@@ -423,32 +428,57 @@ pub(crate) async fn write_usage(
     Ok(())
 }
 
-/// Takes usage from stored rows (never below zero), stamped with `version`.
-async fn subtract_usage(
+/// Moves rows of deleted children to their parent `to`, stamped with
+/// `version`: for each row key of `rows` (a child, resource and period),
+/// the parent's row of that period gets the child's stored total plus the
+/// row's `used`, and the child's row becomes 0. Run inside a transaction
+/// that bumped the clock first, so no flush of another replica adds to the
+/// child's row between the read and the move; one that adds later sees the
+/// child deleted and moves its part the same way ([`super::flush`]).
+pub(crate) async fn move_usage(
     conn: &mut AnyConnection,
     backend: Backend,
+    to: &str,
     rows: &[UsageRow],
     version: i64,
 ) -> Result<(), StoreError> {
+    let mut moved = Vec::with_capacity(rows.len());
     for u in rows {
-        let mut q = Sql::new(backend, "UPDATE quota_usage SET used = CASE WHEN used > ");
-        q.bind(to_sql(u.used))
-            .push(" THEN used - ")
-            .bind(to_sql(u.used))
-            .push(" ELSE 0 END, last_updated = ")
-            .bind(rfc3339(u.last_updated))
-            .push(", version = ")
-            .bind(version)
-            .push(" WHERE tenant_id = ")
-            .bind(u.node_id.clone())
-            .push(" AND period = ")
-            .bind(u.period.key())
-            .push(" AND quota_type = ")
-            .bind(quota_type(&u.resource).to_owned());
+        let key = |q: &mut Sql| {
+            q.bind(u.node_id.clone())
+                .push(" AND period = ")
+                .bind(u.period.key())
+                .push(" AND quota_type = ")
+                .bind(quota_type(&u.resource).to_owned());
+        };
+        let mut q = Sql::new(backend, "SELECT used FROM quota_usage WHERE tenant_id = ");
+        key(&mut q);
         let (sql, args) = q.into_parts();
-        sqlx::query_with(sql, args).execute(&mut *conn).await?;
+        let stored: Option<(i64,)> = sqlx::query_as_with(sql, args)
+            .fetch_optional(&mut *conn)
+            .await?;
+        let stored = stored.map_or(Ok(0), |(v,)| super::to_count("quota_usage", v))?;
+        let total = stored.saturating_add(u.used);
+        if total == 0 {
+            continue;
+        }
+        if stored > 0 {
+            let mut q = Sql::new(backend, "UPDATE quota_usage SET used = 0, last_updated = ");
+            q.bind(rfc3339(u.last_updated))
+                .push(", version = ")
+                .bind(version)
+                .push(" WHERE tenant_id = ");
+            key(&mut q);
+            let (sql, args) = q.into_parts();
+            sqlx::query_with(sql, args).execute(&mut *conn).await?;
+        }
+        moved.push(UsageRow {
+            node_id: to.to_owned(),
+            used: total,
+            ..u.clone()
+        });
     }
-    Ok(())
+    write_usage(conn, backend, &moved, version, true).await
 }
 
 /// Inserts flat tenants created on first use, never overwriting a node that
