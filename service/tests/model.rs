@@ -752,7 +752,21 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             }
             Op::Claim { node, rid, amount } => {
                 let rid = format!("r{node}-{rid}");
+                let before: Vec<(usize, bool)> = std::iter::once(*node)
+                    .chain(model.ancestors(*node))
+                    .map(|a| (a, model.overcommitted(a, STORAGE)))
+                    .collect();
                 let want = model.claim(*node, &rid, *amount);
+                if want {
+                    for (a, was) in before {
+                        prop_assert!(
+                            was || model.subtree_used(a, STORAGE) <= model.max(a, STORAGE),
+                            "{}: a claim took {} past its max",
+                            step,
+                            id(a)
+                        );
+                    }
+                }
                 let claim = ClaimSpec {
                     resource: RESOURCES[STORAGE].into(),
                     resource_id: rid,

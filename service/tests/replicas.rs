@@ -236,34 +236,9 @@ async fn a_strict_node_is_exact_across_replicas() {
 
     // 64 clients x 20 consumes of 1 over three replicas: 1,280 attempts on a
     // limit of 500. Exactly 500 are allowed, whatever the interleaving.
-    let allowed = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for c in 0..64u64 {
-        let (bases, client, allowed) = (bases.clone(), client.clone(), allowed.clone());
-        tasks.push(tokio::spawn(async move {
-            for i in 0..20u64 {
-                let base = &bases[((c + i) % 3) as usize];
-                let (s, v) = post(
-                    &client,
-                    format!("{base}/api/v1/quotas/exact/consume"),
-                    json!({"usage": {"messages": 1}}),
-                )
-                .await;
-                match s {
-                    200 => {
-                        allowed.fetch_add(1, Ordering::Relaxed);
-                    }
-                    429 => assert_eq!(v["error"]["code"], "quota_exhausted", "{v}"),
-                    other => panic!("consume answered {other}: {v}"),
-                }
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
+    let allowed = consume_from_everywhere(&bases, "exact").await;
     let pg = PgPool::connect(&url).await.unwrap();
-    assert_eq!(allowed.load(Ordering::Relaxed), 500);
+    assert_eq!(allowed, 500);
     assert_eq!(stored(&pg, "exact").await, 500);
     for base in bases.iter() {
         wait_until(10, "every replica reports 500", || {
@@ -334,16 +309,25 @@ async fn a_node_switched_to_strict_is_exact_after_every_replica_flushed() {
         "every replica's memory counts flushed"
     );
 
+    let allowed = consume_from_everywhere(&bases, "switch").await;
+    assert_eq!(allowed, 410, "exactly what was left of 500");
+    assert_eq!(stored(&pg, "switch").await, 500);
+}
+
+/// 64 clients x 20 consumes of 1 message on node `id`, spread over every
+/// replica; how many were allowed. Every refusal must be `quota_exhausted`.
+async fn consume_from_everywhere(bases: &Arc<Vec<String>>, id: &'static str) -> u64 {
+    let client = reqwest::Client::new();
     let allowed = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for c in 0..64u64 {
         let (bases, client, allowed) = (bases.clone(), client.clone(), allowed.clone());
         tasks.push(tokio::spawn(async move {
             for i in 0..20u64 {
-                let base = &bases[((c + i) % 3) as usize];
+                let base = &bases[((c + i) % bases.len() as u64) as usize];
                 let (s, v) = post(
                     &client,
-                    format!("{base}/api/v1/quotas/switch/consume"),
+                    format!("{base}/api/v1/quotas/{id}/consume"),
                     json!({"usage": {"messages": 1}}),
                 )
                 .await;
@@ -360,12 +344,7 @@ async fn a_node_switched_to_strict_is_exact_after_every_replica_flushed() {
     for t in tasks {
         t.await.unwrap();
     }
-    assert_eq!(
-        allowed.load(Ordering::Relaxed),
-        410,
-        "exactly what was left of 500"
-    );
-    assert_eq!(stored(&pg, "switch").await, 500);
+    allowed.load(Ordering::Relaxed)
 }
 
 /// Increments `tenant` by 1 from `clients` tasks until `stop`; returns the

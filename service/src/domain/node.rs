@@ -52,7 +52,7 @@
 
 use smallvec::SmallVec;
 
-use super::counter::{Counter, MAX_COUNT, Retired};
+use super::counter::{Counter, MAX_COUNT, Retired, RowId};
 use super::resource::{ResourceName, resource_name};
 use super::window::{Period, Window};
 
@@ -428,6 +428,16 @@ impl Resource {
         }
     }
 
+    /// The counter of a removed limit: usage of `period` and no limit.
+    pub fn removed(name: &str, period: Period, used: u64, row: Option<RowId>) -> Self {
+        Resource {
+            name: resource_name(name),
+            max: 0,
+            counter: Counter::stored(period, used, row),
+            allocated: 0,
+        }
+    }
+
     pub fn window(&self) -> Window {
         self.counter.window()
     }
@@ -728,15 +738,7 @@ impl Node {
                         r.counter.used = r.counter.used.saturating_add(amount).min(MAX_COUNT);
                     }
                     None => {
-                        let mut r = Resource::new(
-                            resource,
-                            Limit {
-                                max: 0,
-                                window: period.window(),
-                            },
-                            now,
-                        );
-                        r.counter = Counter::stored(period, amount.min(MAX_COUNT), None);
+                        let r = Resource::removed(resource, period, amount.min(MAX_COUNT), None);
                         let pos = d
                             .removed
                             .binary_search_by(|x| x.name.cmp(&r.name))

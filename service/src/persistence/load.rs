@@ -476,16 +476,12 @@ fn removed_limit(
     if used == 0 {
         return Ok(None);
     }
-    let mut r = Resource::new(
+    Ok(Some(Resource::removed(
         resource,
-        Limit {
-            max: 0,
-            window: period.window(),
-        },
-        now,
-    );
-    r.counter = Counter::stored(period, used, RowId::new(row));
-    Ok(Some(r))
+        period,
+        used,
+        RowId::new(row),
+    )))
 }
 
 /// Runs a statement that returns one text (a page's JSON).
