@@ -9,8 +9,9 @@
 //!
 //! Waking siblings, finding older ones and blocking a deletion all ask "who
 //! is under this parent". Scanning every cached allocation for it was the
-//! operator's largest CPU cost at 5,000 allocations (BENCHMARKS.md,
-//! "Operator"); the index answers from the few that are.
+//! operator's largest CPU cost at 5,000 allocations
+//! (docs/perf-history/01-first-measurements.md, "Operator"); the index
+//! answers from the few that are.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};

@@ -35,7 +35,8 @@ pub async fn run(
         // An interval after the last round ended: rounds every interval on
         // the clock wrote 1,730 changed statuses instead of 1,359 while
         // 6,000 objects were created, for no shorter exceedance lag
-        // (BENCHMARKS.md, "Operator: status writes in parallel").
+        // (docs/perf-history/05-fifth-pass-startup-load.md, "Operator:
+        // status writes in parallel").
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(interval) => {}

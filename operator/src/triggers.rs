@@ -15,7 +15,7 @@
 //! Status-only changes (usage, Synced, the operator's own status patches)
 //! wake nothing: at 1,000 tenants and 5,000 allocations each status write
 //! woke the writer and its siblings again, and their echoes multiplied the
-//! API traffic (BENCHMARKS.md, "Operator").
+//! API traffic (docs/perf-history/01-first-measurements.md, "Operator").
 
 use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
