@@ -32,11 +32,10 @@ pub async fn run(
     let mut instance: Option<String> = None;
     let mut down = false;
     loop {
-        // An interval after the last round ended: rounds every interval on
-        // the clock wrote 1,730 changed statuses instead of 1,359 while
-        // 6,000 objects were created, for no shorter exceedance lag
-        // (docs/perf-history/05-fifth-pass-startup-load.md, "Operator:
-        // status writes in parallel").
+        // An interval after the last round ended: rounds on the clock wrote
+        // more intermediate statuses while objects were being created, for
+        // no shorter exceedance lag (docs/perf-history/05-fifth-pass-
+        // startup-load.md, "Operator: status writes in parallel").
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(interval) => {}

@@ -228,9 +228,9 @@ pub enum UsageError {
 pub struct CounterStore {
     /// Entries are boxed: a map slot is then 24 bytes, not ~200, and a
     /// table is at most half full after growing, so a million flat tenants
-    /// take ~50 MB of slots instead of ~420 MB. Hashed with foldhash
-    /// (randomly seeded per map): SipHash, std's default, was ~400
-    /// instructions of the ~5,500 a batch item costs, for two lookups.
+    /// take an eighth of the memory in slots. Hashed with foldhash (randomly
+    /// seeded per map): SipHash, std's default, was a visible part of a
+    /// batch item's cost (two lookups each; docs/perf-history).
     nodes: DashMap<Box<str>, Box<Entry>, foldhash::fast::RandomState>,
     /// Deltas that must be written by the next flush: finished periods and
     /// batches of flushes that failed before they could commit.

@@ -2,8 +2,9 @@
 //!
 //! Every flat `increment` answer carries three period keys and three times.
 //! Built as `String`s through `format!` they cost six allocations and the
-//! `core::fmt` machinery per call (about 4% of the service's CPU under load,
-//! by perf); a `Stamp` writes the digits straight into a fixed buffer.
+//! `core::fmt` machinery per call, a measurable share of the service's CPU
+//! under load (docs/perf-history); a `Stamp` writes the digits straight
+//! into a fixed buffer.
 
 use std::fmt;
 

@@ -205,8 +205,8 @@ impl Period {
 
     /// The key and reset time as stamps. All tenants share the current day
     /// and month, so each thread remembers the last ones per window: a flat
-    /// answer needs four of these texts, and making them was ~6% of the
-    /// instructions of an `increment` (callgrind).
+    /// answer needs four of these texts, and making them each time was a
+    /// visible share of an `increment` (docs/perf-history).
     pub fn stamps(self) -> PeriodStamps {
         let make = || PeriodStamps {
             key: self.key_stamp(),

@@ -2,8 +2,8 @@
 //!
 //! [`ApiJson`] also enforces the body limit itself, per extractor (`LIMIT`),
 //! instead of a `DefaultBodyLimit` layer on the router: `Router::layer` wraps
-//! every route in one more boxed service, which callgrind put at ~1,200
-//! instructions of every request (4% of an `increment`).
+//! every route in one more boxed service, a cost on every request
+//! (docs/perf-history/02-second-pass-callgrind.md).
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};

@@ -255,10 +255,10 @@ enum UsageStatement<'a> {
 /// turns into an update uses up its number too). So when the statement
 /// left exactly as many rows above `start` as it had, the first and last
 /// of them being the first and last node, all were inserted and their ids
-/// follow from their places; otherwise one SELECT reads the ids by key. A
-/// `RETURNING` of a million rows took 2.2 s through sqlx; this takes a few
-/// milliseconds. (An id learned wrong would only cost speed: the flush
-/// checks every id it uses.)
+/// follow from their places; otherwise one SELECT reads the ids by key.
+/// `RETURNING` every row through sqlx cost more than the rest of a large
+/// first flush (docs/perf-history/04-fourth-pass-rows-by-id.md). (An id
+/// learned wrong would only cost speed: the flush checks every id it uses.)
 struct Learn<'a> {
     resource: ResourceName,
     period: Period,

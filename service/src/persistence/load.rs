@@ -48,10 +48,8 @@ type FoldMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// (about 450 kB for the nodes of a full page), so memory stays bounded
 /// whatever the number of nodes. What a page needs while it is read and
 /// built is freed again, but the allocator's per-thread arenas keep what
-/// they once held: with pages taken into the store as they are built,
-/// 1,000,000 tenants loaded in 3.0-3.2 s with pages of 5,000 and left RSS
-/// at 359 MiB; 10,000: 3.2-3.3 s, 368 MiB; 50,000: 3.3-3.8 s, 418-440
-/// MiB (docs/perf-history/05-fifth-pass-startup-load.md).
+/// they once held, so larger pages leave a larger RSS for no faster load
+/// (the page sizes measured: docs/perf-history/05-fifth-pass-startup-load.md).
 pub(crate) const PAGE: i64 = 5_000;
 
 /// Appended to a `FROM quota_usage u WHERE ...`: keeps the latest period of

@@ -303,8 +303,8 @@ pub fn redact(url: &str) -> String {
 /// SQL text built with placeholders in each database's preferred form:
 /// `$1, $2, ...` for PostgreSQL, anonymous `?` for SQLite. (`?` is not
 /// PostgreSQL syntax; numbered parameters work in SQLite, but binding them
-/// costs a linear name lookup each, quadratic for a 6,000-parameter
-/// statement: 42% of a SQLite flush's time, measured with perf.)
+/// costs a linear name lookup each, quadratic in the parameters of a
+/// statement: over a third of a SQLite flush's time, measured with perf.)
 pub(crate) struct Sql {
     text: String,
     args: AnyArguments,
