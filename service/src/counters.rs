@@ -7,10 +7,12 @@
 //! ```
 //!
 //! This is the request path. It never awaits anything: a usage call reads
-//! the ancestors' states (suspended?), then takes the node's shard lock,
-//! rolls periods if the clock moved on, checks and adds, marks the entry
-//! dirty and returns. No call ever holds two entries at once, so there is no
-//! lock order to get wrong.
+//! the ancestors' states (suspended? overcommitted?), then takes the node's
+//! shard lock, rolls periods if the clock moved on, checks and adds, marks
+//! the entry dirty; below a root it then sends the change of the node's
+//! share to each ancestor in turn (their rollups: what the children use and
+//! hold; see `domain::node`). No call ever holds two entries at once, so
+//! there is no lock order to get wrong.
 //!
 //! Structure changes (create, limits, state, delete, claims) are made by
 //! [`crate::quotas`] under its write lock, through the small primitives at
