@@ -283,11 +283,6 @@ impl Flusher {
         }
     }
 
-    /// Batches waiting for a flush whose outcome is unknown.
-    pub fn unconfirmed_batches(&self) -> usize {
-        lock(&self.progress).unconfirmed.len()
-    }
-
     /// Flushes every `interval` until `stop` is cancelled; after a failure,
     /// retries sooner (1 s, doubling up to 10 s) so the database catches up
     /// soon after it returns. The final flush at shutdown is the caller's

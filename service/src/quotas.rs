@@ -191,10 +191,6 @@ impl Quotas {
         self.counters.now()
     }
 
-    pub fn counters(&self) -> &CounterStore {
-        &self.counters
-    }
-
     /// Flushes dirty counters now.
     pub async fn flush(&self) -> Result<FlushReport, StoreError> {
         self.flusher.flush().await
