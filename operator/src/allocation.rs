@@ -29,9 +29,9 @@ use kube::runtime::reflector::ObjectRef;
 use quota_service::client::ClientError;
 
 use crate::context::{self, Context, FINALIZER, QuotaObject};
-use crate::crd::{ParentKind, QuotaAllocation, TenantQuota};
+use crate::crd::{QuotaAllocation, TenantQuota};
 use crate::error::{Error, Result};
-use crate::index::{children_of, own_key};
+use crate::index::{ParentKey, children_of, own_key, parent_key};
 use crate::selector;
 use crate::status::{BindReason, Binding, Observation};
 use crate::triggers::{bound_condition, is_bound};
@@ -54,27 +54,6 @@ pub async fn reconcile(qa: Arc<QuotaAllocation>, ctx: Arc<Context>) -> Result<Ac
 struct Parent {
     node_id: String,
     key: ParentKey,
-}
-
-/// Identifies a parent for sibling comparison.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum ParentKey {
-    Tenant(String),
-    Allocation(String, String),
-}
-
-/// The parent key an allocation points at.
-pub fn parent_key(qa: &QuotaAllocation) -> ParentKey {
-    let r = &qa.spec.parent_ref;
-    match r.kind {
-        ParentKind::TenantQuota => ParentKey::Tenant(r.name.clone()),
-        ParentKind::QuotaAllocation => ParentKey::Allocation(
-            r.namespace
-                .clone()
-                .unwrap_or_else(|| qa.namespace().unwrap_or_default()),
-            r.name.clone(),
-        ),
-    }
 }
 
 fn rejected(reason: BindReason, message: impl Into<String>) -> Binding {

@@ -16,7 +16,7 @@ use quota_service::http::v1::{LimitBody, PutBody};
 
 use crate::crd::{QuotaAllocation, QuotaState, QuotaStatus, TenantQuota};
 use crate::error::{Error, Result};
-use crate::index::SharedChildren;
+use crate::index::{ParentKey, SharedChildren};
 use crate::status::{self, Kind, Observation};
 use crate::{ids, quantity};
 
@@ -46,7 +46,7 @@ pub struct Context {
     writers: Arc<dashmap::DashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Parents under which capacity may have freed, sent once the service
     /// holds the change (see [`Context::capacity_may_have_freed`]).
-    freed: tokio::sync::broadcast::Sender<crate::allocation::ParentKey>,
+    freed: tokio::sync::broadcast::Sender<ParentKey>,
 }
 
 impl std::fmt::Debug for Context {
@@ -91,12 +91,12 @@ impl Context {
     /// the service answered, never before: an allocation woken by the
     /// watch event of the edit itself could try before the service had
     /// the new state, be refused, and wait for its retry.
-    pub fn capacity_may_have_freed(&self, parent: crate::allocation::ParentKey) {
+    pub fn capacity_may_have_freed(&self, parent: ParentKey) {
         let _ = self.freed.send(parent);
     }
 
     /// The parents [`Context::capacity_may_have_freed`] names, as they come.
-    pub fn freed(&self) -> tokio::sync::broadcast::Receiver<crate::allocation::ParentKey> {
+    pub fn freed(&self) -> tokio::sync::broadcast::Receiver<ParentKey> {
         self.freed.subscribe()
     }
 }

@@ -24,12 +24,12 @@ use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::allocation::{self, ParentKey, parent_key};
+use crate::allocation;
 use crate::config::Config;
 use crate::context::Context;
 use crate::crd::{QuotaAllocation, TenantQuota};
 use crate::error::Error;
-use crate::index::{SharedChildren, children_of, own_key};
+use crate::index::{ParentKey, SharedChildren, children_of, own_key, parent_key};
 use crate::{sync, tenant, triggers};
 
 /// Runs the controllers and the usage sync until `stop` is cancelled.

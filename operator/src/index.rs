@@ -20,8 +20,28 @@ use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 
-use crate::allocation::{ParentKey, parent_key};
-use crate::crd::QuotaAllocation;
+use crate::crd::{ParentKind, QuotaAllocation};
+
+/// Identifies a parent for sibling comparison.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ParentKey {
+    Tenant(String),
+    Allocation(String, String),
+}
+
+/// The parent key an allocation points at.
+pub fn parent_key(qa: &QuotaAllocation) -> ParentKey {
+    let r = &qa.spec.parent_ref;
+    match r.kind {
+        ParentKind::TenantQuota => ParentKey::Tenant(r.name.clone()),
+        ParentKind::QuotaAllocation => ParentKey::Allocation(
+            r.namespace
+                .clone()
+                .unwrap_or_else(|| qa.namespace().unwrap_or_default()),
+            r.name.clone(),
+        ),
+    }
+}
 
 /// Allocations by their parent.
 #[derive(Debug, Default)]

@@ -16,9 +16,9 @@ use kube::ResourceExt;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use crate::allocation::ParentKey;
 use crate::context::{self, Context, QuotaObject};
 use crate::crd::{QuotaAllocation, QuotaStatus, TenantQuota};
+use crate::index::ParentKey;
 use crate::status::{BindReason, Binding, Observation};
 
 /// Runs until `stop` is cancelled.

@@ -12,11 +12,10 @@ use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use quota_service::client::ClientError;
 
-use crate::allocation::ParentKey;
 use crate::context::{self, Context, FINALIZER, QuotaObject};
 use crate::crd::TenantQuota;
 use crate::error::{Error, Result};
-use crate::index::children_of;
+use crate::index::{ParentKey, children_of};
 use crate::status::Observation;
 
 /// Routes to apply or cleanup through the finalizer.
