@@ -600,7 +600,7 @@ impl NodeSink for Loading {
 impl CounterStore {
     /// Atomic check-and-increment on a node (v1 `consume`).
     pub fn consume(&self, id: &str, usage: &[(&str, u64)]) -> Result<(), UsageError> {
-        let names: SmallVec<[&str; 4]> = usage.iter().map(|(n, _)| *n).collect();
+        let names = names_of(usage);
         self.apply_usage(id, &names, true, |node, now, auto_reset| {
             node.consume(usage, now, auto_reset)
         })
@@ -608,7 +608,7 @@ impl CounterStore {
 
     /// Tracking increment on a node: always counts (v1 batch `increment`).
     pub fn increment(&self, id: &str, usage: &[(&str, u64)]) -> Result<(), UsageError> {
-        let names: SmallVec<[&str; 4]> = usage.iter().map(|(n, _)| *n).collect();
+        let names = names_of(usage);
         self.apply_usage(id, &names, false, |node, now, auto_reset| {
             node.increment(usage, now, auto_reset)
         })
@@ -753,7 +753,7 @@ impl CounterStore {
             // Rare: a v1 node used through the flat API. Its ancestry is
             // checked without holding this entry.
             drop(e);
-            let names: SmallVec<[&str; 2]> = counted.iter().map(|(n, _)| *n).collect();
+            let names = names_of(&counted);
             self.apply_usage(tenant_id, &names, false, |node, now, auto_reset| {
                 node.increment(&counted, now, auto_reset)
             })?;
@@ -775,7 +775,7 @@ impl CounterStore {
         usage: &[(&str, u64)],
         enforce: bool,
     ) -> Result<Vec<StrictItem>, UsageError> {
-        let names: SmallVec<[&str; 4]> = usage.iter().map(|(n, _)| *n).collect();
+        let names = names_of(usage);
         self.check_usable(id, if enforce { &names } else { &[] })?;
         let e = self
             .nodes
@@ -1237,20 +1237,6 @@ impl CounterStore {
         }
     }
 
-    /// Charges a deleted child's current usage to its parent.
-    pub fn charge(&self, parent: &str, usage: &[(ResourceName, Period, u64)]) {
-        self.with_entry(parent, |e, now| {
-            let mut retired = Vec::new();
-            for (resource, period, amount) in usage {
-                retired.extend(
-                    e.node
-                        .charge(resource, *period, *amount, now, self.auto_reset),
-                );
-            }
-            self.mark_changed(e, parent, retired, now);
-        });
-    }
-
     /// Stops a child (state `deleted`) and charges its current usage to
     /// its parent in one step at the parent: the parent's subtree usage
     /// never dips while the usage moves. Returns what was charged: per
@@ -1269,30 +1255,19 @@ impl CounterStore {
         };
         drop(e);
         let deltas = node::share_deltas(&before, &[]);
-        let Some(mut p) = self.nodes.get_mut(&*parent) else {
-            return charged;
-        };
-        let up_before = p
-            .node
-            .parent
-            .is_some()
-            .then(|| p.node.shares(now, self.auto_reset));
-        for d in &deltas {
-            p.node.absorb(d, self.auto_reset);
-        }
-        let mut retired = Vec::new();
-        for (resource, period, amount) in &charged {
-            retired.extend(
-                p.node
-                    .charge(resource, *period, *amount, now, self.auto_reset),
-            );
-        }
-        self.mark_changed(&mut p, &parent, retired, now);
-        if let (Some(before), Some(next)) = (up_before, p.node.parent.clone()) {
-            let after = p.node.shares(now, self.auto_reset);
-            drop(p);
-            self.propagate(&next, node::share_deltas(&before, &after), now);
-        }
+        self.with_entry(&parent, |p, now| {
+            for d in &deltas {
+                p.node.absorb(d, self.auto_reset);
+            }
+            let mut retired = Vec::new();
+            for (resource, period, amount) in &charged {
+                retired.extend(
+                    p.node
+                        .charge(resource, *period, *amount, now, self.auto_reset),
+                );
+            }
+            self.mark_changed(p, &parent, retired, now);
+        });
         charged
     }
 
@@ -1313,6 +1288,11 @@ impl CounterStore {
     }
 }
 
+/// The resource names of a usage call.
+fn names_of<'a>(usage: &[(&'a str, u64)]) -> SmallVec<[&'a str; 4]> {
+    usage.iter().map(|(n, _)| *n).collect()
+}
+
 /// [`Node::share_of`] for each of `names`.
 fn shares_of(
     n: &Node,
@@ -1329,14 +1309,7 @@ fn shares_of(
 /// A node's counted (not capacity) resources with usage at `now`, removed
 /// limits' counters included: resource, period, usage.
 pub fn counted_usage(n: &Node, now: i64, auto_reset: bool) -> Vec<(ResourceName, Period, u64)> {
-    n.resources
-        .iter()
-        .chain(n.removed())
-        .filter(|r| r.window() != Window::None)
-        .map(|r| {
-            let (period, used) = r.used_at(now, auto_reset);
-            (r.name.clone(), period, used)
-        })
+    n.counted_usage(now, auto_reset)
         .filter(|(_, _, used)| *used > 0)
         .collect()
 }

@@ -29,7 +29,7 @@ use crate::config::Config;
 use crate::counters::{Claim, CounterStore, NodeView, ReserveFailure, UsageError, UsageRow};
 use crate::domain::node::{Limit, Node, NodeState, Refusal, ReserveError, Shortage};
 use crate::domain::resource::{
-    BANDWIDTH, MESSAGES, ResourceName, builtin_window, validate_resource_name,
+    BANDWIDTH, MESSAGES, ResourceName, builtin_window, resource_name, validate_resource_name,
 };
 use crate::domain::tenant::{Limits, TenantView, Usage};
 use crate::domain::window::{Period, Window};
@@ -888,10 +888,7 @@ impl Quotas {
             // Only what `charge` took: the parent's current period.
             let parent_now = self.counters.node(p);
             let rows: Vec<UsageRow> = stopped
-                .resources
-                .iter()
-                .chain(stopped.removed())
-                .filter(|r| r.window() != Window::None)
+                .counted()
                 .filter_map(|r| {
                     let (period, _) = r.used_at(now, auto_reset);
                     parent_now
@@ -1190,13 +1187,7 @@ pub fn plan_limit_change(
     now: i64,
     auto_reset: bool,
 ) -> Result<LimitChange, QuotaError> {
-    let shares = old.shares(now, auto_reset);
-    let held = |name: &str| {
-        shares
-            .iter()
-            .find(|s| *s.name == *name)
-            .map_or(0, |s| s.over)
-    };
+    let held = |name: &str| old.share_of(name, now, auto_reset).map_or(0, |s| s.over);
     let window_in_use = |name: &str, from: Window, to: Window| QuotaError::Conflict {
         code: "window_in_use",
         message: format!(
@@ -1238,7 +1229,7 @@ pub fn plan_limit_change(
         }
         let h = held(name);
         if h > 0 {
-            plan.held.push((resource_name_of(name), h));
+            plan.held.push((resource_name(name), h));
         }
     }
     for r in &old.resources {
@@ -1257,10 +1248,6 @@ pub fn plan_limit_change(
         plan.shrink.push((r.name.to_string(), r.max));
     }
     Ok(plan)
-}
-
-fn resource_name_of(name: &str) -> ResourceName {
-    crate::domain::resource::resource_name(name)
 }
 
 /// The spec that reproduces a node.
@@ -1368,26 +1355,10 @@ fn node_ops(id: &str, n: &Node, now: i64) -> Vec<WriteOp> {
     ]
 }
 
-/// The counted (not capacity) resources of a node: name, current period, usage.
-fn counted_usage(
-    n: &Node,
-    now: i64,
-    auto_reset: bool,
-) -> impl Iterator<Item = (ResourceName, crate::domain::window::Period, u64)> + '_ {
-    n.resources
-        .iter()
-        .chain(n.removed())
-        .filter(|r| r.window() != Window::None)
-        .map(move |r| {
-            let (period, used) = r.used_at(now, auto_reset);
-            (r.name.clone(), period, used)
-        })
-}
-
 /// Usage rows of a node's counted resources at `now` (with `used` replaced
 /// by `zero` when resetting).
 fn usage_rows(id: &str, n: &Node, now: i64, auto_reset: bool, zero: bool) -> Vec<UsageRow> {
-    counted_usage(n, now, auto_reset)
+    n.counted_usage(now, auto_reset)
         .map(|(resource, period, used)| UsageRow {
             node_id: id.to_owned(),
             resource,

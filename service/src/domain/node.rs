@@ -133,6 +133,16 @@ pub struct Share {
 /// A node's shares (one per resource; most nodes have one or two).
 pub type Shares = SmallVec<[Share; 2]>;
 
+impl Share {
+    fn of(&self) -> ShareOf {
+        ShareOf {
+            period: self.period,
+            used: self.used,
+            over: self.over,
+        }
+    }
+}
+
 /// A share's numbers, without its name (see [`Node::share_of`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShareOf {
@@ -163,31 +173,14 @@ fn diff(a: u64, b: u64) -> i64 {
 pub fn share_deltas<'a>(before: &'a [Share], after: &'a [Share]) -> ShareDeltas<'a> {
     let mut out = SmallVec::new();
     for a in after {
-        let b = before
-            .iter()
-            .find(|b| b.name == a.name && b.period == a.period);
-        let (bu, bo) = b.map_or((0, 0), |b| (b.used, b.over));
-        if (a.used, a.over) != (bu, bo) {
-            out.push(ShareDelta {
-                name: &a.name,
-                period: a.period,
-                used: diff(a.used, bu),
-                over: diff(a.over, bo),
-            });
-        }
+        let b = before.iter().find(|b| b.name == a.name).map(Share::of);
+        push_delta(&mut out, &a.name, b, Some(a.of()));
     }
-    for b in before {
-        let gone = !after
-            .iter()
-            .any(|a| a.name == b.name && a.period == b.period);
-        if gone && (b.used, b.over) != (0, 0) {
-            out.push(ShareDelta {
-                name: &b.name,
-                period: b.period,
-                used: diff(0, b.used),
-                over: diff(0, b.over),
-            });
-        }
+    for b in before
+        .iter()
+        .filter(|b| !after.iter().any(|a| a.name == b.name))
+    {
+        push_delta(&mut out, &b.name, Some(b.of()), None);
     }
     out
 }
@@ -201,38 +194,43 @@ pub fn share_of_deltas<'a>(
 ) -> ShareDeltas<'a> {
     let mut out = SmallVec::new();
     for ((name, b), a) in names.iter().zip(before).zip(after) {
-        match (b, a) {
-            (Some(b), Some(a)) if b.period == a.period => {
-                if (a.used, a.over) != (b.used, b.over) {
-                    out.push(ShareDelta {
-                        name,
-                        period: a.period,
-                        used: diff(a.used, b.used),
-                        over: diff(a.over, b.over),
-                    });
-                }
+        push_delta(&mut out, name, *b, *a);
+    }
+    out
+}
+
+/// The change from `before` to `after` of one resource's share: the
+/// difference within one period, or the old period's share taken back and
+/// the new one's added.
+fn push_delta<'a>(
+    out: &mut ShareDeltas<'a>,
+    name: &'a str,
+    before: Option<ShareOf>,
+    after: Option<ShareOf>,
+) {
+    let mut push = |period: Period, used: i64, over: i64| {
+        if (used, over) != (0, 0) {
+            out.push(ShareDelta {
+                name,
+                period,
+                used,
+                over,
+            });
+        }
+    };
+    match (before, after) {
+        (Some(b), Some(a)) if b.period == a.period => {
+            push(a.period, diff(a.used, b.used), diff(a.over, b.over));
+        }
+        _ => {
+            if let Some(b) = before {
+                push(b.period, diff(0, b.used), diff(0, b.over));
             }
-            _ => {
-                if let Some(b) = b {
-                    out.push(ShareDelta {
-                        name,
-                        period: b.period,
-                        used: diff(0, b.used),
-                        over: diff(0, b.over),
-                    });
-                }
-                if let Some(a) = a {
-                    out.push(ShareDelta {
-                        name,
-                        period: a.period,
-                        used: diff(a.used, 0),
-                        over: diff(a.over, 0),
-                    });
-                }
+            if let Some(a) = after {
+                push(a.period, diff(a.used, 0), diff(a.over, 0));
             }
         }
     }
-    out
 }
 
 // === impl NodeDetails ===
@@ -883,40 +881,30 @@ impl Node {
     /// with any usage (removed limits count with a `max` of 0). A deleted
     /// node has none: its usage moved to its parent.
     pub fn shares(&self, now: i64, auto_reset: bool) -> Shares {
-        let mut out = Shares::new();
-        if self.state == NodeState::Deleted {
-            return out;
-        }
-        let live = self.resources.iter().map(|r| (r, r.max));
-        let removed = self.removed().iter().map(|r| (r, 0));
-        for (r, max) in live.chain(removed) {
-            let (period, used) = r.used_at(now, auto_reset);
-            let (below, _) = self.rollup_at(&r.name, now, auto_reset);
-            let used = used.saturating_add(below);
-            if used > 0 {
-                out.push(Share {
-                    name: r.name.clone(),
-                    period,
-                    used,
-                    over: used.saturating_sub(max),
-                });
+        let mut names: SmallVec<[&ResourceName; 4]> = SmallVec::new();
+        let rollups = self
+            .details
+            .iter()
+            .flat_map(|d| &d.rollups)
+            .map(|r| &r.name);
+        let counters = self.resources.iter().chain(self.removed()).map(|r| &r.name);
+        for name in counters.chain(rollups) {
+            if !names.contains(&name) {
+                names.push(name);
             }
         }
-        // Children's usage of a resource this node has no counter of (a
-        // deleted root with usage created again under it) counts too.
-        for r in self.details.iter().flat_map(|d| &d.rollups) {
-            let known = out.iter().any(|s| s.name == r.name);
-            let (below, _) = r.at(now, auto_reset);
-            if !known && below > 0 {
-                out.push(Share {
-                    name: r.name.clone(),
-                    period: r.period,
-                    used: below,
-                    over: below,
-                });
-            }
-        }
-        out
+        names
+            .into_iter()
+            .filter_map(|name| {
+                let s = self.share_of(name, now, auto_reset)?;
+                Some(Share {
+                    name: name.clone(),
+                    period: s.period,
+                    used: s.used,
+                    over: s.over,
+                })
+            })
+            .collect()
     }
 
     /// What this node's subtree means to its parent for resource `name`
@@ -989,6 +977,26 @@ impl Node {
     /// docs).
     pub fn removed(&self) -> &[Resource] {
         self.details.as_ref().map_or(&[], |d| &d.removed)
+    }
+
+    /// The counted resources (not capacities), removed limits' included.
+    pub fn counted(&self) -> impl Iterator<Item = &Resource> {
+        self.resources
+            .iter()
+            .chain(self.removed())
+            .filter(|r| r.window() != Window::None)
+    }
+
+    /// [`Node::counted`] resources' usage at `now`: name, period, usage.
+    pub fn counted_usage(
+        &self,
+        now: i64,
+        auto_reset: bool,
+    ) -> impl Iterator<Item = (ResourceName, Period, u64)> + '_ {
+        self.counted().map(move |r| {
+            let (period, used) = r.used_at(now, auto_reset);
+            (r.name.clone(), period, used)
+        })
     }
 
     /// Every counter: the limits' and the removed limits' (what a flush

@@ -467,13 +467,10 @@ fn removed_limit(
     let Some(period) = windows
         .into_iter()
         .find_map(|w| Period::parse_key(w, key))
-        .filter(|p| *p == p.window().period_at(now))
+        .filter(|p| used > 0 && *p == p.window().period_at(now))
     else {
         return Ok(None);
     };
-    if used == 0 {
-        return Ok(None);
-    }
     Ok(Some(Resource::removed(
         resource,
         period,
