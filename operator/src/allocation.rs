@@ -423,7 +423,7 @@ async fn apply(qa: &QuotaAllocation, ctx: &Context) -> Result<Action> {
     // Its limits may have shrunk: siblings waiting for the parent, and its
     // own children, may fit now.
     ctx.capacity_may_have_freed(parent.key.clone());
-    ctx.capacity_may_have_freed(crate::index::own_key(qa));
+    ctx.capacity_may_have_freed(own_key(qa));
     context::sync_access(ctx, &id, &qa.spec.access).await?;
     let bound = binding == Binding::Bound;
     tracing::debug!(allocation = %qa.name_any(), ?binding, "pushed");

@@ -119,6 +119,10 @@ pub const BOUND: &str = "Bound";
 /// `Bound=True` reason of an allocation whose spec grew past what its
 /// parent has free: it keeps its current limits until the growth fits.
 pub const GROWTH_PENDING: &str = "GrowthPending";
+/// What a `GrowthPending` condition's message says before the service's
+/// reason (the sync takes the reason back from it).
+pub const GROWTH_PENDING_PREFIX: &str =
+    "bound with its current limits; the larger limits of its spec wait until they fit: ";
 /// `Synced=False` reason of a TenantQuota whose `tenantId` an older one
 /// claims.
 pub const TENANT_ID_CONFLICT: &str = "TenantIdConflict";
@@ -257,9 +261,7 @@ pub fn compute(input: Input<'_>) -> (QuotaStatus, Vec<EventSpec>) {
                         BOUND,
                         true,
                         GROWTH_PENDING,
-                        format!(
-                            "bound with its current limits; the larger limits of its spec wait until they fit: {message}"
-                        ),
+                        format!("{GROWTH_PENDING_PREFIX}{message}"),
                     ),
                     _ => set.put(
                         BOUND,
@@ -271,9 +273,7 @@ pub fn compute(input: Input<'_>) -> (QuotaStatus, Vec<EventSpec>) {
             }
         }
         Observation::NotPushed { binding } => {
-            status.resources = BTreeMap::new();
-            status.exceeded = false;
-            status.summary = None;
+            not_held(&mut status, &mut set);
             let (reason, message) = match binding {
                 Binding::Rejected { reason, message } => (reason.as_str(), message.clone()),
                 Binding::GrowthPending { message } => (GROWTH_PENDING, message.clone()),
@@ -286,21 +286,13 @@ pub fn compute(input: Input<'_>) -> (QuotaStatus, Vec<EventSpec>) {
                 "not in the quota service: the allocation is not bound".into(),
             );
             set.put(BOUND, false, reason, message);
-            set.remove(EXCEEDED);
-            set.remove(NEAR_LIMIT);
-            set.remove(OVERCOMMITTED);
         }
         Observation::ServiceError { message } => {
             set.put(SYNCED, false, "ServiceUnavailable", message.clone());
         }
         Observation::TenantIdConflict { message } => {
-            status.resources = BTreeMap::new();
-            status.exceeded = false;
-            status.summary = None;
+            not_held(&mut status, &mut set);
             set.put(SYNCED, false, TENANT_ID_CONFLICT, message.clone());
-            set.remove(EXCEEDED);
-            set.remove(NEAR_LIMIT);
-            set.remove(OVERCOMMITTED);
         }
         Observation::DeletionBlocked { children } => {
             set.put(
@@ -345,6 +337,17 @@ pub fn compute(input: Input<'_>) -> (QuotaStatus, Vec<EventSpec>) {
     status.conditions = set.list;
     let events = events(input.kind, &previous.conditions, &status.conditions);
     (status, events)
+}
+
+/// The service holds nothing of this object: no usage, and no conditions
+/// computed from usage.
+fn not_held(status: &mut QuotaStatus, set: &mut Conditions) {
+    status.resources = BTreeMap::new();
+    status.exceeded = false;
+    status.summary = None;
+    set.remove(EXCEEDED);
+    set.remove(NEAR_LIMIT);
+    set.remove(OVERCOMMITTED);
 }
 
 fn order(t: &str) -> usize {
@@ -425,18 +428,19 @@ pub fn events(kind: Kind, before: &[Condition], after: &[Condition]) -> Vec<Even
             note: "the quota service holds this quota".into(),
         });
     }
-    if status(after, SYNCED).is_some_and(|(s, r)| s == "False" && r == "ServiceUnavailable")
-        && status(before, SYNCED).is_none_or(|(s, r)| !(s == "False" && r == "ServiceUnavailable"))
-    {
+    // Synced turned False for this reason (not again while it stays so).
+    let unsynced_by = |reason: &str| {
+        let is = |(s, r): (String, String)| s == "False" && r == reason;
+        status(after, SYNCED).is_some_and(is) && !status(before, SYNCED).is_some_and(is)
+    };
+    if unsynced_by("ServiceUnavailable") {
         out.push(EventSpec {
             warning: true,
             reason: "QuotaServiceUnavailable",
             note: message(SYNCED),
         });
     }
-    if status(after, SYNCED).is_some_and(|(s, r)| s == "False" && r == TENANT_ID_CONFLICT)
-        && status(before, SYNCED).is_none_or(|(_, r)| r != TENANT_ID_CONFLICT)
-    {
+    if unsynced_by(TENANT_ID_CONFLICT) {
         out.push(EventSpec {
             warning: true,
             reason: TENANT_ID_CONFLICT,

@@ -184,8 +184,9 @@ fn current_binding(status: Option<&QuotaStatus>) -> Binding {
             Binding::GrowthPending {
                 message: c
                     .message
-                    .split_once(": ")
-                    .map_or(c.message.clone(), |(_, m)| m.to_owned()),
+                    .strip_prefix(crate::status::GROWTH_PENDING_PREFIX)
+                    .unwrap_or(&c.message)
+                    .to_owned(),
             }
         }
         _ => Binding::Bound,
