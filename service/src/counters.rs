@@ -41,7 +41,6 @@ use dashmap::DashMap;
 use smallvec::SmallVec;
 
 use crate::clock::SharedClock;
-use crate::dirty::{DirtyBatch, NewTenantRow, StoredRows, UsageDelta, UsageDeltas};
 use crate::domain::counter::Retired;
 use crate::domain::node::{
     self, Limit, Node, NodeState, Refusal, ShareDeltas, ShareOf, StrictItem,
@@ -49,16 +48,10 @@ use crate::domain::node::{
 use crate::domain::resource::{BANDWIDTH, MESSAGES, ResourceName};
 use crate::domain::tenant::{Limits, QuotaView, TenantView, Usage};
 use crate::domain::window::{Period, Window};
-use crate::persistence::{NodeSink, StoredTotal};
-
-/// A capacity claim, idempotent per `resource_id`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Claim {
-    pub resource: String,
-    pub amount: u64,
-    pub reason: String,
-    pub created_at: i64,
-}
+use crate::rows::{
+    Claim, DirtyBatch, LoadedNode, NewTenantRow, NodeSink, StoredRows, StoredTotal, UsageDelta,
+    UsageDeltas,
+};
 
 /// One node in the store.
 #[derive(Debug)]
@@ -140,24 +133,6 @@ fn boxed_claims(claims: BTreeMap<String, Claim>) -> Option<BoxedClaims> {
 
 fn claim_count(claims: &Option<BoxedClaims>) -> usize {
     claims.as_ref().map_or(0, |c| c.len())
-}
-
-/// One `quota_usage` row to write with its absolute value (a reset).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UsageRow {
-    pub node_id: String,
-    pub resource: ResourceName,
-    pub period: Period,
-    pub used: u64,
-    pub last_updated: i64,
-}
-
-/// A node loaded from the database at startup.
-#[derive(Debug, Clone)]
-pub struct LoadedNode {
-    pub id: String,
-    pub node: Node,
-    pub claims: BTreeMap<String, Claim>,
 }
 
 /// One resource of a node as seen at an instant.

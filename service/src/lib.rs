@@ -21,12 +21,12 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod counters;
-pub mod dirty;
 pub mod domain;
 pub mod flush;
 pub mod http;
 pub mod persistence;
 pub mod quotas;
+pub mod rows;
 pub mod server;
 
 pub use http::app;

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
 use crate::config::Config;
-use crate::counters::{Claim, CounterStore, NodeView, ReserveFailure, UsageError, UsageRow};
+use crate::counters::{CounterStore, NodeView, ReserveFailure, UsageError};
 use crate::domain::node::{Limit, Node, NodeState, Refusal, ReserveError, Shortage};
 use crate::domain::resource::{
     BANDWIDTH, MESSAGES, ResourceName, builtin_window, resource_name, validate_resource_name,
@@ -37,6 +37,7 @@ use crate::flush::{FlushHealth, FlushReport, Flusher};
 use crate::persistence::{
     AuditEntry, AuditRecord, GrantRow, Store, StoreError, StrictAdd, WriteOp,
 };
+use crate::rows::{Claim, UsageRow};
 
 /// A change of flat limits; `None` keeps the current (or default) value.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

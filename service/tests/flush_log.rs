@@ -4,11 +4,11 @@
 
 mod common;
 
-use quota_service::dirty::{DirtyBatch, UsageDelta, UsageDeltas};
 use quota_service::domain::counter::RowId;
 use quota_service::domain::resource::ResourceName;
 use quota_service::domain::window::{Period, Window};
 use quota_service::persistence::SentBatch;
+use quota_service::rows::{DirtyBatch, UsageDelta, UsageDeltas};
 
 const NOW: i64 = 1_795_348_800; // 2026-11-22T12:00:00Z
 

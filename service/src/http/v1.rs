@@ -32,7 +32,7 @@ use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::flat::ACTOR;
 use super::json_writer::{JsonAnswer, JsonWriter, WriteJson, key};
 use super::strict_json::UniqueMap;
-use crate::counters::{Claim, NodeView};
+use crate::counters::NodeView;
 use crate::domain::calendar::rfc3339;
 use crate::domain::counter::MAX_COUNT;
 use crate::domain::node::{NodeState, Refusal};
@@ -40,6 +40,7 @@ use crate::domain::tenant_id::{validate_id, validate_node_id};
 use crate::domain::window::Window;
 use crate::persistence::AuditEntry;
 use crate::quotas::{ClaimSpec, LimitSpec, NodeSpec, QuotaError, Quotas};
+use crate::rows::Claim;
 
 /// Most items in one batch request.
 pub const MAX_BATCH_ITEMS: usize = 10_000;

@@ -14,11 +14,11 @@
 
 use super::key_order::KeyOrder;
 use super::{Backend, Sql, Store, StoreError, bump_clock, quota_type, to_count, to_sql};
-use crate::dirty::{DirtyBatch, StoredRows, UsageDelta, UsageDeltas};
 use crate::domain::calendar::{rfc3339, rfc3339_stamp};
 use crate::domain::counter::RowId;
 use crate::domain::resource::ResourceName;
 use crate::domain::window::Period;
+use crate::rows::{DirtyBatch, StoredRows, UsageDelta, UsageDeltas};
 use sqlx::error::ErrorKind;
 
 /// How long flush log rows of other (long gone) replicas are kept.
@@ -402,14 +402,14 @@ async fn move_deleted_children(
     let deleted: Vec<(String, String)> =
         sqlx::query_as_with(sql, args).fetch_all(&mut **tx).await?;
     for (child, parent) in deleted {
-        let mut rows: Vec<crate::counters::UsageRow> = Vec::new();
+        let mut rows: Vec<crate::rows::UsageRow> = Vec::new();
         for d in batches.iter().flat_map(|b| b.usage.iter()) {
             let current = d.period == d.period.window().period_at(now);
             let seen = rows
                 .iter()
                 .any(|r| r.resource == *d.resource && r.period == d.period);
             if d.node_id == child && current && !seen {
-                rows.push(crate::counters::UsageRow {
+                rows.push(crate::rows::UsageRow {
                     node_id: child.clone(),
                     resource: d.resource.clone(),
                     period: d.period,
@@ -706,9 +706,9 @@ mod tests {
     use std::sync::LazyLock;
 
     use super::*;
-    use crate::dirty::messages_delta as d;
     use crate::domain::resource::ResourceName;
     use crate::domain::window::Window;
+    use crate::rows::messages_delta as d;
 
     static BANDWIDTH: LazyLock<ResourceName> = LazyLock::new(|| "bandwidth".into());
 

@@ -21,7 +21,7 @@
 //! number starts after the prefix all ids share (`tenant-prod-000123`...),
 //! so ids with a long common start still differ in it.
 
-use crate::dirty::{UsageDelta, UsageDeltas};
+use crate::rows::{UsageDelta, UsageDeltas};
 
 /// Samples taken per bucket to choose the splitters.
 const SAMPLES_PER_BUCKET: usize = 16;
@@ -186,8 +186,8 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::dirty::messages_delta as d;
     use crate::domain::window::{Period, Window};
+    use crate::rows::messages_delta as d;
 
     fn merged<'a>(batches: &[&'a UsageDeltas], chunk: usize) -> Vec<UsageDelta<'a>> {
         KeyOrder::new(batches, chunk).flatten().collect()

@@ -14,20 +14,11 @@ use serde::Deserialize;
 use sqlx::AssertSqlSafe;
 
 use super::{Backend, Sql, Store, StoreError, corrupt, resource_of, to_count};
-use crate::counters::{Claim, LoadedNode};
 use crate::domain::calendar::parse_rfc3339;
 use crate::domain::counter::{Counter, RowId};
 use crate::domain::node::{Limit, Node, NodeState, Resource};
 use crate::domain::window::{Period, Window};
-
-/// The stored total of one usage row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredTotal {
-    pub node_id: String,
-    pub resource: String,
-    pub period: String,
-    pub used: u64,
-}
+use crate::rows::{Claim, LoadedNode, NodeSink, StoredTotal};
 
 /// What changed since a version.
 #[derive(Debug, Clone, Default)]
@@ -108,20 +99,6 @@ struct ClaimRow<'a>(
     String,
     #[serde(borrow)] Cow<'a, str>,
 );
-
-/// Where the pages of a read go, a page at a time, as each is built. A
-/// sink travels with the build: it takes page n on the thread that built
-/// it, while the database reads page n + 1.
-pub trait NodeSink: Send + 'static {
-    fn take(&mut self, page: Vec<LoadedNode>);
-}
-
-/// Collects every page.
-impl NodeSink for Vec<LoadedNode> {
-    fn take(&mut self, page: Vec<LoadedNode>) {
-        self.extend(page);
-    }
-}
 
 impl Store {
     /// Every node with its limits, the latest stored period of each counted

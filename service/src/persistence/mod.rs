@@ -42,7 +42,7 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Any, AnyPool, Arguments, ConnectOptions, Encode, Executor, Type};
 
 pub use flush::{FlushOutcome, SentBatch, StrictAdd, StrictRefusal};
-pub use load::{Changes, NodeSink, StoredTotal};
+pub use load::Changes;
 pub use write::{AuditEntry, AuditRecord, GrantRow, WriteOp};
 
 use crate::domain::counter::MAX_COUNT;

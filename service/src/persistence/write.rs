@@ -7,10 +7,9 @@ use std::collections::HashSet;
 use sqlx::AnyConnection;
 
 use super::{Backend, Sql, Store, StoreError, bump_clock, quota_type, to_sql};
-use crate::counters::{Claim, UsageRow};
-use crate::dirty::NewTenantRow;
 use crate::domain::calendar::{parse_rfc3339, rfc3339};
 use crate::domain::node::{Limit, NodeState};
+use crate::rows::{Claim, NewTenantRow, UsageRow};
 
 /// One change written through to the database.
 #[derive(Debug, Clone, PartialEq)]
