@@ -15,6 +15,7 @@ WORKDIR /src
 # (cargo needs every member to resolve the workspace) and the migrations
 # embedded by sqlx::migrate!.
 COPY Cargo.toml Cargo.lock ./
+COPY api ./api
 COPY service ./service
 COPY operator ./operator
 COPY testenv ./testenv

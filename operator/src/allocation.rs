@@ -26,15 +26,18 @@ use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
-use quota_service::client::ClientError;
+use quota_api::ClientError;
 
-use crate::context::{self, Context, FINALIZER, QuotaObject};
+use crate::context::Context;
+use crate::crd::FINALIZER;
 use crate::crd::{QuotaAllocation, TenantQuota};
 use crate::error::{Error, Result};
 use crate::index::{ParentKey, children_of, own_key, parent_key};
+use crate::quota_object::QuotaObject;
 use crate::selector;
+use crate::service_node;
 use crate::status::{BindReason, Binding, Observation};
-use crate::triggers::{bound_condition, is_bound};
+use crate::status::{bound_condition, is_bound};
 
 /// Routes to apply or cleanup through the finalizer.
 pub async fn reconcile(qa: Arc<QuotaAllocation>, ctx: Arc<Context>) -> Result<Action> {
@@ -93,7 +96,7 @@ async fn resolve(
                 }
                 // Its node is another TenantQuota's: allocating under it
                 // would take from that one.
-                if let Some(owner) = crate::tenant::other_owner(&tq, &ctx.tenants.state()) {
+                if let Some(owner) = crate::ids::other_owner(&tq, &ctx.tenants.state()) {
                     return Ok(Err(rejected(
                         BindReason::ParentNotFound,
                         format!(
@@ -133,7 +136,7 @@ async fn resolve(
                 };
                 if direct.is_none() {
                     // Checked once the whole chain is known to be sound.
-                    let bound = is_bound(context::latest_status(ctx, p.as_ref()).as_ref());
+                    let bound = is_bound(ctx.status.latest(p.as_ref()).as_ref());
                     if !bound || (p.metadata.deletion_timestamp.is_some() && !was_bound(qa, ctx)) {
                         unbound = Some(format!("QuotaAllocation {pns}/{pname} is not bound"));
                     }
@@ -204,7 +207,7 @@ fn older_waiting(qa: &QuotaAllocation, key: &ParentKey, ctx: &Context) -> Vec<Ol
             ) < mine
         })
         .filter_map(|o| {
-            let status = context::latest_status(ctx, o.as_ref());
+            let status = ctx.status.latest(o.as_ref());
             let untried = holds_back(bound_condition(status.as_ref()))?;
             let name = format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any());
             Some(Older { name, untried })
@@ -228,7 +231,7 @@ async fn bound_siblings_missing(
             .filter(|o| {
                 o.metadata.uid != qa.metadata.uid && o.metadata.deletion_timestamp.is_none()
             })
-            .filter(|o| is_bound(context::latest_status(ctx, o.as_ref()).as_ref()))
+            .filter(|o| is_bound(ctx.status.latest(o.as_ref()).as_ref()))
             .collect();
     if bound.is_empty() {
         return Ok(Vec::new());
@@ -278,19 +281,18 @@ const QUIET_WAIT_SECS: i64 = 30;
 
 /// Whether `qa` should wait quietly for `waiting` (see [`QUIET_WAIT_SECS`]).
 fn wait_quietly(qa: &QuotaAllocation, ctx: &Context, waiting: &[Older]) -> bool {
-    let young = qa
-        .metadata
-        .creation_timestamp
-        .as_ref()
-        .is_some_and(|t| context::now().0.as_second() - t.0.as_second() < QUIET_WAIT_SECS);
+    let young =
+        qa.metadata.creation_timestamp.as_ref().is_some_and(|t| {
+            crate::status::now().0.as_second() - t.0.as_second() < QUIET_WAIT_SECS
+        });
     young
         && waiting.iter().all(|o| o.untried)
-        && bound_condition(context::latest_status(ctx, qa).as_ref()).is_none()
+        && bound_condition(ctx.status.latest(qa).as_ref()).is_none()
 }
 
 /// Bound, as this operator last wrote it (the watched object may lag).
 fn was_bound(qa: &QuotaAllocation, ctx: &Context) -> bool {
-    is_bound(context::latest_status(ctx, qa).as_ref())
+    is_bound(ctx.status.latest(qa).as_ref())
 }
 
 async fn apply(qa: &QuotaAllocation, ctx: &Context) -> Result<Action> {
@@ -316,7 +318,9 @@ async fn apply(qa: &QuotaAllocation, ctx: &Context) -> Result<Action> {
                 } => 10,
                 _ => 30,
             };
-            context::write_status(ctx, qa, Observation::NotPushed { binding }).await?;
+            ctx.status
+                .write(qa, Observation::NotPushed { binding })
+                .await?;
             return Ok(Action::requeue(Duration::from_secs(retry)));
         }
     };
@@ -326,14 +330,14 @@ async fn apply(qa: &QuotaAllocation, ctx: &Context) -> Result<Action> {
         .iter()
         .map(|(n, l)| (n.clone(), (l.max.0.clone(), None)))
         .collect();
-    let full = context::put_body(
+    let full = service_node::put_body(
         Some(parent.node_id.clone()),
         &limits,
         qa.spec.state,
         qa.spec.strict,
         false,
     )?;
-    let zero = context::put_body(
+    let zero = service_node::put_body(
         Some(parent.node_id.clone()),
         &limits,
         qa.spec.state,
@@ -424,18 +428,18 @@ async fn apply(qa: &QuotaAllocation, ctx: &Context) -> Result<Action> {
     // own children, may fit now.
     ctx.capacity_may_have_freed(parent.key.clone());
     ctx.capacity_may_have_freed(own_key(qa));
-    context::sync_access(ctx, &id, &qa.spec.access).await?;
+    service_node::sync_access(&ctx.service, &id, &qa.spec.access).await?;
     let bound = binding == Binding::Bound;
     tracing::debug!(allocation = %qa.name_any(), ?binding, "pushed");
-    context::write_status(
-        ctx,
-        qa,
-        Observation::Synced {
-            node: &node,
-            binding: Some(binding),
-        },
-    )
-    .await?;
+    ctx.status
+        .write(
+            qa,
+            Observation::Synced {
+                node: &node,
+                binding: Some(binding),
+            },
+        )
+        .await?;
     // A waiting allocation (or a growth) retries soon; capacity changes
     // also wake it.
     let every = if bound { 300 } else { 15 };
@@ -446,14 +450,18 @@ async fn apply(qa: &QuotaAllocation, ctx: &Context) -> Result<Action> {
 /// a restarted service all change).
 async fn not_pushed(ctx: &Context, qa: &QuotaAllocation, binding: Binding) -> Result<Action> {
     tracing::debug!(allocation = %qa.name_any(), ?binding, "not pushed");
-    context::write_status(ctx, qa, Observation::NotPushed { binding }).await?;
+    ctx.status
+        .write(qa, Observation::NotPushed { binding })
+        .await?;
     Ok(Action::requeue(Duration::from_secs(5)))
 }
 
 /// The service could not be reached or refused: status says so; retried.
 async fn unavailable(ctx: &Context, qa: &QuotaAllocation, e: ClientError) -> Result<Action> {
     let message = e.to_string();
-    context::write_status(ctx, qa, Observation::ServiceError { message }).await?;
+    ctx.status
+        .write(qa, Observation::ServiceError { message })
+        .await?;
     Err(e.into())
 }
 
@@ -464,25 +472,27 @@ async fn cleanup(qa: &QuotaAllocation, ctx: &Context) -> Result<Action> {
         .collect();
     if !children.is_empty() {
         let list = children.join(", ");
-        context::write_status(ctx, qa, Observation::DeletionBlocked { children }).await?;
+        ctx.status
+            .write(qa, Observation::DeletionBlocked { children })
+            .await?;
         return Err(Error::DeletionBlocked(list));
     }
     match ctx.service.delete_node(&qa.node_id()).await {
         Ok(_) => {
-            context::forget(ctx, qa);
+            ctx.status.forget(qa);
             // Its unused limits went back to the parent.
             ctx.capacity_may_have_freed(parent_key(qa));
             Ok(Action::await_change())
         }
         Err(ClientError::Api { code, message, .. }) if code == "has_children" => {
-            context::write_status(
-                ctx,
-                qa,
-                Observation::DeletionBlocked {
-                    children: vec![message.clone()],
-                },
-            )
-            .await?;
+            ctx.status
+                .write(
+                    qa,
+                    Observation::DeletionBlocked {
+                        children: vec![message.clone()],
+                    },
+                )
+                .await?;
             Err(Error::DeletionBlocked(message))
         }
         Err(e) => Err(e.into()),

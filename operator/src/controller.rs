@@ -19,7 +19,7 @@ use kube::api::{Api, ListParams, PartialObjectMeta};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{PredicateConfig, WatchStreamExt, predicates, watcher};
-use quota_service::client::Client as ServiceClient;
+use quota_api::Client as ServiceClient;
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_util::sync::CancellationToken;
@@ -133,9 +133,7 @@ pub async fn run(
                 children_of(&ctx.children, &ctx.allocations, &parent)
                     .iter()
                     .filter(|qa| {
-                        triggers::waits_for_capacity(
-                            crate::context::latest_status(ctx, qa.as_ref()).as_ref(),
-                        )
+                        crate::status::waits_for_capacity(ctx.status.latest(qa.as_ref()).as_ref())
                     })
                     .map(|qa| ObjectRef::from_obj(qa.as_ref()))
                     .collect();

@@ -24,6 +24,8 @@ use serde::{Deserialize, Serialize};
 pub const GROUP: &str = "quota.edgepolicy.io";
 /// API version of both kinds.
 pub const VERSION: &str = "v1alpha1";
+/// The finalizer on both kinds: the service node is deleted first.
+pub const FINALIZER: &str = "quota.edgepolicy.io/node";
 
 /// CEL: every key of a limits map is a valid resource name (`message_count`
 /// is reserved: the quota service stores `messages` under that name).

@@ -1,6 +1,6 @@
 //! The operator's error type.
 
-use quota_service::client::ClientError;
+use quota_api::ClientError;
 
 /// Why a reconcile failed (it is retried).
 #[derive(Debug, thiserror::Error)]

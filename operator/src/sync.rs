@@ -16,9 +16,10 @@ use kube::ResourceExt;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
-use crate::context::{self, Context, QuotaObject};
+use crate::context::Context;
 use crate::crd::{QuotaAllocation, QuotaStatus, TenantQuota};
 use crate::index::ParentKey;
+use crate::quota_object::QuotaObject;
 use crate::status::{BindReason, Binding, Observation};
 
 /// Runs until `stop` is cancelled.
@@ -96,7 +97,7 @@ const WRITES_IN_FLIGHT: usize = 16;
 
 /// Writes the status of every object whose node is in `nodes`, several at
 /// once (`write_status` keeps one writer per object).
-async fn apply(ctx: &Context, nodes: &[quota_service::http::v1::NodeBody]) {
+async fn apply(ctx: &Context, nodes: &[quota_api::v1::NodeBody]) {
     if nodes.is_empty() {
         return;
     }
@@ -118,33 +119,33 @@ async fn apply(ctx: &Context, nodes: &[quota_service::http::v1::NodeBody]) {
             let (tenants, allocations) = (&tenants, &allocations);
             async move {
                 let result = if let Some(tq) = tenants.get(&node.id) {
-                    if more_available(context::latest_status(ctx, tq.as_ref()).as_ref(), node) {
+                    if more_available(ctx.status.latest(tq.as_ref()).as_ref(), node) {
                         ctx.capacity_may_have_freed(ParentKey::Tenant(tq.name_any()));
                     }
-                    context::write_status(
-                        ctx,
-                        tq.as_ref(),
-                        Observation::Synced {
-                            node,
-                            binding: None,
-                        },
-                    )
-                    .await
+                    ctx.status
+                        .write(
+                            tq.as_ref(),
+                            Observation::Synced {
+                                node,
+                                binding: None,
+                            },
+                        )
+                        .await
                 } else if let Some(qa) = allocations.get(&node.id) {
-                    let latest = context::latest_status(ctx, qa.as_ref());
+                    let latest = ctx.status.latest(qa.as_ref());
                     if more_available(latest.as_ref(), node) {
                         ctx.capacity_may_have_freed(crate::index::own_key(qa));
                     }
                     let binding = current_binding(latest.as_ref());
-                    context::write_status(
-                        ctx,
-                        qa.as_ref(),
-                        Observation::Synced {
-                            node,
-                            binding: Some(binding),
-                        },
-                    )
-                    .await
+                    ctx.status
+                        .write(
+                            qa.as_ref(),
+                            Observation::Synced {
+                                node,
+                                binding: Some(binding),
+                            },
+                        )
+                        .await
                 } else {
                     return;
                 };
@@ -159,7 +160,7 @@ async fn apply(ctx: &Context, nodes: &[quota_service::http::v1::NodeBody]) {
 /// Whether a node has more available of some resource than its object's
 /// status last said: a period reset (or usage released) freed capacity,
 /// and allocations waiting under it may fit now.
-fn more_available(status: Option<&QuotaStatus>, node: &quota_service::http::v1::NodeBody) -> bool {
+fn more_available(status: Option<&QuotaStatus>, node: &quota_api::v1::NodeBody) -> bool {
     let Some(status) = status else {
         return false;
     };
@@ -198,7 +199,7 @@ async fn mark_unavailable(ctx: &Context, message: &str) {
         let obs = Observation::ServiceError {
             message: message.to_owned(),
         };
-        if let Err(e) = context::write_status(ctx, tq.as_ref(), obs).await {
+        if let Err(e) = ctx.status.write(tq.as_ref(), obs).await {
             tracing::warn!(tenant = %tq.name_any(), error = %e, "cannot write status");
         }
     }
@@ -206,7 +207,7 @@ async fn mark_unavailable(ctx: &Context, message: &str) {
         let obs = Observation::ServiceError {
             message: message.to_owned(),
         };
-        if let Err(e) = context::write_status(ctx, qa.as_ref(), obs).await {
+        if let Err(e) = ctx.status.write(qa.as_ref(), obs).await {
             tracing::warn!(allocation = %qa.name_any(), error = %e, "cannot write status");
         }
     }
@@ -216,7 +217,7 @@ async fn mark_unavailable(ctx: &Context, message: &str) {
 mod tests {
     use super::{more_available, must_repush};
     use crate::crd::{QuotaStatus, ResourceStatus};
-    use quota_service::http::v1::{NodeBody, ResourceBody};
+    use quota_api::v1::{NodeBody, ResourceBody};
 
     #[test]
     fn capacity_freed_when_a_resource_has_more_available_than_status_said() {

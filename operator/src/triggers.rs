@@ -27,7 +27,8 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 
-use crate::crd::{ParentKind, QuotaAllocation, QuotaStatus};
+use crate::crd::{ParentKind, QuotaAllocation};
+use crate::status::{bound_condition, is_bound};
 
 /// The changes that need a reconcile of the object itself: its spec
 /// (generation), its finalizers, and its deletion. Marking an object for
@@ -148,29 +149,6 @@ pub fn allocations_in_namespace(
         .collect()
 }
 
-/// The Bound condition's status and reason, if there is one.
-pub fn bound_condition(status: Option<&QuotaStatus>) -> Option<(&str, &str)> {
-    status?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == crate::status::BOUND)
-        .map(|c| (c.status.as_str(), c.reason.as_str()))
-}
-
-/// Whether an allocation waits for capacity of its parent: refused for it
-/// (`ParentExhausted`), or bound and waiting to grow (`GrowthPending`).
-pub fn waits_for_capacity(status: Option<&QuotaStatus>) -> bool {
-    matches!(
-        bound_condition(status),
-        Some(("False", "ParentExhausted") | ("True", crate::status::GROWTH_PENDING))
-    )
-}
-
-/// Whether a status says Bound=True.
-pub fn is_bound(status: Option<&QuotaStatus>) -> bool {
-    bound_condition(status).is_some_and(|(s, _)| s == "True")
-}
-
 // === helpers (no allocation: they run once per cached object per event) ===
 
 /// Whether the operator has taken the object in (its finalizer is on). One
@@ -178,9 +156,7 @@ pub fn is_bound(status: Option<&QuotaStatus>) -> bool {
 /// added; waking it earlier only repeats the finalizer patch on a cached
 /// copy that lacks it (a failed request each, 2,000 per 1,000 allocations).
 fn settled(qa: &QuotaAllocation) -> bool {
-    qa.finalizers()
-        .iter()
-        .any(|f| f == crate::context::FINALIZER)
+    qa.finalizers().iter().any(|f| f == crate::crd::FINALIZER)
 }
 
 fn parent_namespace(qa: &QuotaAllocation) -> &str {
@@ -217,35 +193,8 @@ fn hash<T: Hash>(value: &T) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn allocations_waiting_for_capacity_are_refused_or_growing() {
-        use crate::crd::QuotaStatus;
-        let with = |status: &str, reason: &str| QuotaStatus {
-            conditions: vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
-                type_: "Bound".into(),
-                status: status.into(),
-                reason: reason.into(),
-                message: String::new(),
-                observed_generation: None,
-                last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                    Default::default(),
-                ),
-            }],
-            ..Default::default()
-        };
-        assert!(waits_for_capacity(Some(&with("False", "ParentExhausted"))));
-        assert!(waits_for_capacity(Some(&with("True", "GrowthPending"))));
-        assert!(!waits_for_capacity(Some(&with("True", "Allocated"))));
-        assert!(!waits_for_capacity(Some(&with("False", "ParentNotFound"))));
-        assert!(!waits_for_capacity(Some(&with(
-            "False",
-            "NamespaceNotAllowed"
-        ))));
-        assert!(!waits_for_capacity(None));
-    }
-
     use super::*;
-    use crate::crd::{ParentRef, QuotaAllocationSpec};
+    use crate::crd::{ParentRef, QuotaAllocationSpec, QuotaStatus};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
     fn qa(ns: &str, name: &str, parent: (ParentKind, &str, Option<&str>)) -> QuotaAllocation {
@@ -265,7 +214,7 @@ mod tests {
         );
         qa.metadata.namespace = Some(ns.into());
         qa.metadata.generation = Some(1);
-        qa.metadata.finalizers = Some(vec![crate::context::FINALIZER.into()]);
+        qa.metadata.finalizers = Some(vec![crate::crd::FINALIZER.into()]);
         qa
     }
 
@@ -280,7 +229,7 @@ mod tests {
                 status: status.into(),
                 reason: reason.into(),
                 message: String::new(),
-                last_transition_time: crate::context::now(),
+                last_transition_time: crate::status::now(),
                 observed_generation: None,
             }],
             ..Default::default()
@@ -301,7 +250,7 @@ mod tests {
     fn status_only_changes_pass_neither_predicate() {
         let a = with_bound(under_tenant("a", "x", "t"), "True", "Allocated");
         let mut b = a.clone();
-        b.status.as_mut().unwrap().last_sync_time = Some(crate::context::now());
+        b.status.as_mut().unwrap().last_sync_time = Some(crate::status::now());
         b.status.as_mut().unwrap().exceeded = true;
         assert_eq!(lifecycle(&a), lifecycle(&b));
         assert_eq!(allocation_change(&a), allocation_change(&b));
@@ -315,7 +264,7 @@ mod tests {
         let mut fin = a.clone();
         fin.metadata.finalizers = Some(vec!["f".into()]);
         let mut del = a.clone();
-        del.metadata.deletion_timestamp = Some(crate::context::now());
+        del.metadata.deletion_timestamp = Some(crate::status::now());
         for b in [spec, fin, del] {
             assert_ne!(lifecycle(&a), lifecycle(&b));
         }

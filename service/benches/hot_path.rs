@@ -98,9 +98,9 @@ fn store(c: &mut Criterion) {
 /// every body goes through (objects for structs, no null; the bodies'
 /// `deny_unknown_fields` and `UniqueMap` are in both).
 fn bodies(c: &mut Criterion) {
+    use quota_api::v1::BatchBody;
     use quota_service::http::flat::UsageRequest;
     use quota_service::http::strict_json;
-    use quota_service::http::v1::BatchBody;
     let mut g = c.benchmark_group("body");
     let increment = br#"{"tenant_id":"acme-000042","message_count":1,"bytes_sent":2048}"#;
     g.bench_function("increment/serde_json", |b| {

@@ -17,7 +17,6 @@
 //! store, [`flush`] and [`persistence`] for durability, [`domain`] for the
 //! rules (pure code), [`server`] for startup and graceful shutdown.
 
-pub mod client;
 pub mod clock;
 pub mod config;
 pub mod counters;

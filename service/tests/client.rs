@@ -6,9 +6,9 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::TestApp;
+use quota_api::v1::{GrantBody, LimitBody, PutBody};
+use quota_api::{Client, ClientError};
 use quota_service::app;
-use quota_service::client::{Client, ClientError};
-use quota_service::http::v1::{GrantBody, LimitBody, PutBody};
 
 fn put(parent: Option<&str>, messages: u64) -> PutBody {
     PutBody {

@@ -11,21 +11,18 @@
 //! - unknown fields are refused (`#[serde(deny_unknown_fields)]` on every
 //!   body);
 //! - a key may appear once: serde refuses a struct's duplicate fields, and
-//!   maps are [`UniqueMap`]s.
+//!   maps are [`UniqueMap`]s (in the API crate, which both sides use).
 //!
 //! ```text
 //!   bytes ─▶ serde_json::Deserializer ─▶ Strict (objects for structs, no null) ─▶ body type
 //!                      └─ on failure, again with the path tracked: "items[3].usage: ... at line 1 column 42"
 //! ```
 
-use std::collections::BTreeMap;
 use std::fmt;
-use std::marker::PhantomData;
 
 use serde::de::{
     self, DeserializeOwned, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor,
 };
-use serde::{Deserialize, Serialize};
 
 /// Reads `T` from JSON strictly (see the module docs).
 pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, serde_json::Error> {
@@ -58,77 +55,6 @@ pub fn explain<T: DeserializeOwned>(bytes: &[u8]) -> (bool, String) {
         format!("{path}: {err}")
     };
     (syntax, message)
-}
-
-/// A map whose keys appear once in the JSON (serde's maps keep the last
-/// of two equal keys: `{"messages": 1, "messages": 2}` counted 2).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct UniqueMap<V>(pub BTreeMap<String, V>);
-
-// === impl UniqueMap ===
-
-impl<V> Default for UniqueMap<V> {
-    fn default() -> Self {
-        UniqueMap(BTreeMap::new())
-    }
-}
-
-impl<V> std::ops::Deref for UniqueMap<V> {
-    type Target = BTreeMap<String, V>;
-
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-impl<V> From<BTreeMap<String, V>> for UniqueMap<V> {
-    fn from(map: BTreeMap<String, V>) -> Self {
-        UniqueMap(map)
-    }
-}
-
-impl<V> FromIterator<(String, V)> for UniqueMap<V> {
-    fn from_iter<I: IntoIterator<Item = (String, V)>>(iter: I) -> Self {
-        UniqueMap(iter.into_iter().collect())
-    }
-}
-
-impl<'a, V> IntoIterator for &'a UniqueMap<V> {
-    type Item = (&'a String, &'a V);
-    type IntoIter = std::collections::btree_map::Iter<'a, String, V>;
-
-    fn into_iter(self) -> Self::IntoIter {
-        self.0.iter()
-    }
-}
-
-impl<'de, V: Deserialize<'de>> Deserialize<'de> for UniqueMap<V> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Keys<V>(PhantomData<V>);
-
-        impl<'de, V: Deserialize<'de>> Visitor<'de> for Keys<V> {
-            type Value = UniqueMap<V>;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an object whose keys appear once")
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut out = BTreeMap::new();
-                while let Some(key) = map.next_key::<String>()? {
-                    if out.contains_key(&key) {
-                        return Err(de::Error::custom(format_args!("duplicate key {key:?}")));
-                    }
-                    let value = map.next_value()?;
-                    out.insert(key, value);
-                }
-                Ok(UniqueMap(out))
-            }
-        }
-
-        d.deserialize_map(Keys(PhantomData))
-    }
 }
 
 /// A deserializer that reads structs from objects only and refuses `null`,
@@ -328,6 +254,9 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for StrictMap<A> {
 
 #[cfg(test)]
 mod tests {
+    use quota_api::UniqueMap;
+    use serde::Deserialize;
+
     use super::*;
 
     #[derive(Debug, Deserialize, PartialEq)]

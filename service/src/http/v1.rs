@@ -31,7 +31,11 @@ use super::error::AppError;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::flat::ACTOR;
 use super::json_writer::{JsonAnswer, JsonWriter, WriteJson, key};
-use super::strict_json::UniqueMap;
+use quota_api::v1::{
+    AllocateBody, AuditBody, BatchBody, BatchMode, ClaimBody, ClaimResponse, GrantBody, LimitBody,
+    NodeBody, Page, PutBody, ResourceBody, SnapshotBody, StateBody, UsageBody,
+};
+
 use crate::counters::NodeView;
 use crate::domain::calendar::rfc3339;
 use crate::domain::counter::MAX_COUNT;
@@ -46,86 +50,6 @@ use crate::rows::Claim;
 pub const MAX_BATCH_ITEMS: usize = 10_000;
 /// Largest page of a list.
 pub const MAX_PAGE: usize = 1_000;
-
-// === request bodies ===
-
-// Read strictly (`strict_json`): objects only, no `null` (an optional
-// field is left out), no unknown fields, every key once.
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LimitBody {
-    pub max: u64,
-    /// Optional for a child (inherited from the parent) and for the
-    /// built-in resources.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub window: Option<String>,
-}
-
-/// The whole desired state of a node. `limits` is required: a node's
-/// limits are exactly the ones named (`{}` removes them all), so a typo
-/// (`limitz`) or a forgotten field cannot remove them. Other fields left
-/// out keep their current value (`state`, `strict`, `name`,
-/// `description`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PutBody {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub parent: Option<String>,
-    pub limits: UniqueMap<LimitBody>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<String>,
-    /// Count usage in the database on every call: exact across replicas,
-    /// at the cost of a database round trip per call. Unset keeps the
-    /// current setting (off for a new node).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub strict: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AllocateBody {
-    pub id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// A new node has only these limits (none when left out).
-    #[serde(default)]
-    pub limits: UniqueMap<LimitBody>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UsageBody {
-    pub usage: UniqueMap<u64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClaimBody {
-    pub resource: String,
-    pub resource_id: String,
-    pub amount: u64,
-    pub reason: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StateBody {
-    pub state: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GrantBody {
-    pub subject: String,
-    pub role: String,
-}
 
 #[derive(Debug, Deserialize)]
 pub struct PageQuery {
@@ -145,65 +69,7 @@ pub struct SnapshotQuery {
     pub since: u64,
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, Default, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum BatchMode {
-    /// Always count (tracking), like the flat `increment`.
-    #[default]
-    Increment,
-    /// Check-and-increment per item.
-    Consume,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BatchBody {
-    #[serde(default)]
-    pub mode: BatchMode,
-    pub items: Vec<BatchItem>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BatchItem {
-    pub id: String,
-    pub usage: UniqueMap<u64>,
-}
-
 // === response bodies ===
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ResourceBody {
-    pub max: u64,
-    pub window: String,
-    pub used: u64,
-    pub subtree_used: u64,
-    pub allocated: u64,
-    pub available: u64,
-    pub period: String,
-    pub reset_at: Option<String>,
-    pub exceeded: bool,
-    pub overcommitted: bool,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct NodeBody {
-    pub id: String,
-    pub parent: Option<String>,
-    pub state: String,
-    #[serde(default)]
-    pub strict: bool,
-    pub name: Option<String>,
-    pub description: Option<String>,
-    pub resources: BTreeMap<String, ResourceBody>,
-    pub children: Vec<String>,
-    pub claims: usize,
-    pub exceeded: bool,
-    pub overcommitted: bool,
-    pub version: u64,
-    pub created_at: String,
-    pub last_updated: Option<String>,
-}
 
 impl From<&NodeView> for NodeBody {
     fn from(v: &NodeView) -> Self {
@@ -244,36 +110,6 @@ impl From<&NodeView> for NodeBody {
             last_updated: v.last_updated.map(rfc3339),
         }
     }
-}
-
-#[derive(Debug, Serialize)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    /// Pass as `after` for the next page; null on the last page.
-    pub next_after: Option<serde_json::Value>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct ClaimResponse {
-    pub id: String,
-    pub resource_id: String,
-    pub resource: String,
-    pub amount: u64,
-    pub reason: String,
-    pub created_at: String,
-    /// False when the same claim existed already (idempotent repeat).
-    pub created: bool,
-}
-
-#[derive(Debug, Serialize)]
-pub struct AuditBody {
-    pub id: i64,
-    pub ts: String,
-    pub actor: String,
-    pub action: String,
-    pub node_id: String,
-    pub before: Option<serde_json::Value>,
-    pub after: Option<serde_json::Value>,
 }
 
 impl From<AuditEntry> for AuditBody {
@@ -820,18 +656,6 @@ pub async fn batch(
         });
     }
     Ok(JsonAnswer(BatchAnswer { counted, results }).into_response())
-}
-
-/// Answer of `GET /api/v1/snapshot`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct SnapshotBody {
-    /// Changes on every start of the service: a new value means its memory
-    /// was rebuilt (from its database, or empty).
-    pub instance_id: String,
-    /// Ask with `since` = this next time.
-    pub version: u64,
-    /// Nodes changed since `since`, and their ancestors.
-    pub nodes: Vec<NodeBody>,
 }
 
 pub async fn snapshot(

@@ -11,7 +11,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 
-use crate::http::v1::{GrantBody, NodeBody, PutBody, SnapshotBody};
+use crate::v1::{GrantBody, NodeBody, PutBody, SnapshotBody};
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
