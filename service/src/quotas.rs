@@ -79,6 +79,22 @@ pub struct ClaimSpec {
 /// Roles a grant can give.
 pub const ROLES: [&str; 3] = ["reader", "reporter", "admin"];
 
+/// Which state a request conflicts with (the API answers `409` with the
+/// matching code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conflict {
+    AlreadyExists,
+    ParentImmutable,
+    HasChildren,
+    WindowInUse,
+    ResourceInUse,
+    ClaimConflict,
+    ClaimNotFound,
+    GrantNotFound,
+    StrictNode,
+    DoesNotFit,
+}
+
 /// Why an operation was refused. Nothing changed.
 #[derive(Debug, thiserror::Error)]
 pub enum QuotaError {
@@ -94,7 +110,7 @@ pub enum QuotaError {
         shortages: Vec<Shortage>,
     },
     #[error("{message}")]
-    Conflict { code: &'static str, message: String },
+    Conflict { kind: Conflict, message: String },
     #[error(transparent)]
     Refused(#[from] Refusal),
     #[error(transparent)]
@@ -107,7 +123,7 @@ impl From<UsageError> for QuotaError {
             UsageError::NotFound(id) => QuotaError::NotFound(id),
             UsageError::Refused(r) => QuotaError::Refused(r),
             UsageError::Strict(id) => QuotaError::Conflict {
-                code: "strict_node",
+                kind: Conflict::StrictNode,
                 message: format!("quota node {id:?} counts in the database"),
             },
         }
@@ -126,7 +142,7 @@ impl From<ReserveFailure> for QuotaError {
                 shortages,
             },
             ReserveFailure::DoesNotFit(e) => QuotaError::Conflict {
-                code: "does_not_fit",
+                kind: Conflict::DoesNotFit,
                 message: e.to_string(),
             },
         }
@@ -477,7 +493,7 @@ impl Quotas {
             .is_some_and(|n| n.state != NodeState::Deleted)
         {
             return Err(QuotaError::Conflict {
-                code: "already_exists",
+                kind: Conflict::AlreadyExists,
                 message: format!(
                     "quota node {id:?} already exists; use PUT /api/v1/quotas/{id} to change it"
                 ),
@@ -611,7 +627,7 @@ impl Quotas {
     ) -> Result<(), QuotaError> {
         if spec.parent.as_deref() != old.parent.as_deref() {
             return Err(QuotaError::Conflict {
-                code: "parent_immutable",
+                kind: Conflict::ParentImmutable,
                 message: format!(
                     "the parent of {id:?} is {:?} and cannot change (asked for {:?})",
                     old.parent.as_deref(),
@@ -825,7 +841,7 @@ impl Quotas {
         }
         if !old.children().is_empty() {
             return Err(QuotaError::Conflict {
-                code: "has_children",
+                kind: Conflict::HasChildren,
                 message: format!(
                     "{id:?} has children and cannot be deleted: {}",
                     old.children()
@@ -841,7 +857,7 @@ impl Quotas {
             let parent_claims = self.counters.claims(p).unwrap_or_default();
             if let Some(rid) = claims.keys().find(|rid| parent_claims.contains_key(*rid)) {
                 return Err(QuotaError::Conflict {
-                    code: "claim_conflict",
+                    kind: Conflict::ClaimConflict,
                     message: format!(
                         "claim {rid:?} would move to the parent {p:?}, which holds a claim with the same resource_id; release one first"
                     ),
@@ -985,7 +1001,7 @@ impl Quotas {
                 return Ok((existing, false));
             }
             return Err(QuotaError::Conflict {
-                code: "claim_conflict",
+                kind: Conflict::ClaimConflict,
                 message: format!(
                     "resource_id {:?} already claims {} of {:?}; release it before claiming something else under that id",
                     spec.resource_id, existing.amount, existing.resource
@@ -1035,7 +1051,7 @@ impl Quotas {
             .claims(id)
             .ok_or_else(|| QuotaError::NotFound(id.to_owned()))?;
         let claim = claims.get(resource_id).cloned().ok_or_else(|| QuotaError::Conflict {
-            code: "claim_not_found",
+            kind: Conflict::ClaimNotFound,
             message: format!("{id:?} holds no claim {resource_id:?} (claims of a deleted node move to its parent)"),
         })?;
         let ops = [
@@ -1114,7 +1130,7 @@ impl Quotas {
             .any(|g| g.subject == subject && g.role == role);
         if !exists {
             return Err(QuotaError::Conflict {
-                code: "grant_not_found",
+                kind: Conflict::GrantNotFound,
                 message: format!("{id:?} has no grant of role {role:?} to {subject:?}"),
             });
         }
@@ -1190,7 +1206,7 @@ pub fn plan_limit_change(
 ) -> Result<LimitChange, QuotaError> {
     let held = |name: &str| old.share_of(name, now, auto_reset).map_or(0, |s| s.over);
     let window_in_use = |name: &str, from: Window, to: Window| QuotaError::Conflict {
-        code: "window_in_use",
+        kind: Conflict::WindowInUse,
         message: format!(
             "the window of {name:?} cannot change from {from} to {to} while it is used this period or allocated to children (its usage belongs to the {from} period)"
         ),
@@ -1239,7 +1255,7 @@ pub fn plan_limit_change(
         }
         if r.allocated > 0 || claimed.iter().any(|c| *c == *r.name) {
             return Err(QuotaError::Conflict {
-                code: "resource_in_use",
+                kind: Conflict::ResourceInUse,
                 message: format!(
                     "resource {:?} cannot be removed: children reserve it or it has claims",
                     r.name

@@ -1,5 +1,6 @@
 //! Errors as the API reports them: `{"error": {"code": "...", "message": "..."}}`
-//! with a fitting status code.
+//! with a fitting status code. [`ErrorCode`] is the whole vocabulary: every
+//! code and the one status it comes with.
 //!
 //! Every handler returns `Result<_, AppError>`; rejections of axum's own
 //! extractors (bad JSON, wrong content type, too large a body) are converted
@@ -14,7 +15,192 @@ use serde::Serialize;
 use crate::domain::node::Refusal;
 use crate::domain::tenant_id::TenantIdError;
 use crate::persistence::StoreError;
-use crate::quotas::QuotaError;
+use crate::quotas::{Conflict, QuotaError};
+
+/// Every error code the API answers with, and the status it comes with:
+/// the API's error vocabulary in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    // 400: the request cannot be read.
+    InvalidJson,
+    /// The body could not be read or is not the expected JSON shape.
+    UnreadableBody,
+    InvalidPath,
+    InvalidQuery,
+    InvalidId,
+    InvalidTenantId,
+    // 403, 404, 405, 410, 413, 415.
+    NodeSuspended,
+    NotFound,
+    NodeNotFound,
+    TenantNotFound,
+    MethodNotAllowed,
+    NodeDeleted,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    // 409: the request conflicts with the current state.
+    ParentNotFound,
+    DoesNotFit,
+    AlreadyExists,
+    ParentImmutable,
+    HasChildren,
+    WindowInUse,
+    ResourceInUse,
+    ClaimConflict,
+    ClaimNotFound,
+    GrantNotFound,
+    StrictNode,
+    // 422: read, but not acceptable.
+    InvalidBody,
+    UnknownResource,
+    CapacityResource,
+    NotACapacity,
+    CounterOverflow,
+    // 429: refused for now; `retry_after_secs` says when to try again.
+    QuotaExhausted,
+    Overcommitted,
+    // 503.
+    StoreUnavailable,
+}
+
+// === impl ErrorCode ===
+
+impl ErrorCode {
+    /// Every code, for the tests that keep the docs in step.
+    #[cfg(test)]
+    const ALL: [ErrorCode; 33] = {
+        use ErrorCode::*;
+        [
+            InvalidJson,
+            UnreadableBody,
+            InvalidPath,
+            InvalidQuery,
+            InvalidId,
+            InvalidTenantId,
+            NodeSuspended,
+            NotFound,
+            NodeNotFound,
+            TenantNotFound,
+            MethodNotAllowed,
+            NodeDeleted,
+            PayloadTooLarge,
+            UnsupportedMediaType,
+            ParentNotFound,
+            DoesNotFit,
+            AlreadyExists,
+            ParentImmutable,
+            HasChildren,
+            WindowInUse,
+            ResourceInUse,
+            ClaimConflict,
+            ClaimNotFound,
+            GrantNotFound,
+            StrictNode,
+            InvalidBody,
+            UnknownResource,
+            CapacityResource,
+            NotACapacity,
+            CounterOverflow,
+            QuotaExhausted,
+            Overcommitted,
+            StoreUnavailable,
+        ]
+    };
+
+    /// The code as the answer's `error.code` says it.
+    pub fn as_str(self) -> &'static str {
+        use ErrorCode::*;
+        match self {
+            InvalidJson => "invalid_json",
+            UnreadableBody | InvalidBody => "invalid_body",
+            InvalidPath => "invalid_path",
+            InvalidQuery => "invalid_query",
+            InvalidId => "invalid_id",
+            InvalidTenantId => "invalid_tenant_id",
+            NodeSuspended => "node_suspended",
+            NotFound => "not_found",
+            NodeNotFound => "node_not_found",
+            TenantNotFound => "tenant_not_found",
+            MethodNotAllowed => "method_not_allowed",
+            NodeDeleted => "node_deleted",
+            PayloadTooLarge => "payload_too_large",
+            UnsupportedMediaType => "unsupported_media_type",
+            ParentNotFound => "parent_not_found",
+            DoesNotFit => "does_not_fit",
+            AlreadyExists => "already_exists",
+            ParentImmutable => "parent_immutable",
+            HasChildren => "has_children",
+            WindowInUse => "window_in_use",
+            ResourceInUse => "resource_in_use",
+            ClaimConflict => "claim_conflict",
+            ClaimNotFound => "claim_not_found",
+            GrantNotFound => "grant_not_found",
+            StrictNode => "strict_node",
+            UnknownResource => "unknown_resource",
+            CapacityResource => "capacity_resource",
+            NotACapacity => "not_a_capacity",
+            CounterOverflow => "counter_overflow",
+            QuotaExhausted => "quota_exhausted",
+            Overcommitted => "overcommitted",
+            StoreUnavailable => "store_unavailable",
+        }
+    }
+
+    /// The HTTP status every answer with this code has.
+    pub fn status(self) -> StatusCode {
+        use ErrorCode::*;
+        match self {
+            InvalidJson | UnreadableBody | InvalidPath | InvalidQuery | InvalidId
+            | InvalidTenantId => StatusCode::BAD_REQUEST,
+            NodeSuspended => StatusCode::FORBIDDEN,
+            NotFound | NodeNotFound | TenantNotFound => StatusCode::NOT_FOUND,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            NodeDeleted => StatusCode::GONE,
+            PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ParentNotFound | DoesNotFit | AlreadyExists | ParentImmutable | HasChildren
+            | WindowInUse | ResourceInUse | ClaimConflict | ClaimNotFound | GrantNotFound
+            | StrictNode => StatusCode::CONFLICT,
+            InvalidBody | UnknownResource | CapacityResource | NotACapacity | CounterOverflow => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            QuotaExhausted | Overcommitted => StatusCode::TOO_MANY_REQUESTS,
+            StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+impl From<Conflict> for ErrorCode {
+    fn from(c: Conflict) -> Self {
+        match c {
+            Conflict::AlreadyExists => ErrorCode::AlreadyExists,
+            Conflict::ParentImmutable => ErrorCode::ParentImmutable,
+            Conflict::HasChildren => ErrorCode::HasChildren,
+            Conflict::WindowInUse => ErrorCode::WindowInUse,
+            Conflict::ResourceInUse => ErrorCode::ResourceInUse,
+            Conflict::ClaimConflict => ErrorCode::ClaimConflict,
+            Conflict::ClaimNotFound => ErrorCode::ClaimNotFound,
+            Conflict::GrantNotFound => ErrorCode::GrantNotFound,
+            Conflict::StrictNode => ErrorCode::StrictNode,
+            Conflict::DoesNotFit => ErrorCode::DoesNotFit,
+        }
+    }
+}
+
+impl From<&Refusal> for ErrorCode {
+    fn from(r: &Refusal) -> Self {
+        match r {
+            Refusal::Suspended { .. } => ErrorCode::NodeSuspended,
+            Refusal::Deleted { .. } => ErrorCode::NodeDeleted,
+            Refusal::UnknownResource { .. } => ErrorCode::UnknownResource,
+            Refusal::Capacity { .. } => ErrorCode::CapacityResource,
+            Refusal::NotCapacity { .. } => ErrorCode::NotACapacity,
+            Refusal::Exhausted { .. } => ErrorCode::QuotaExhausted,
+            Refusal::Overcommitted { .. } => ErrorCode::Overcommitted,
+            Refusal::Overflow { .. } => ErrorCode::CounterOverflow,
+        }
+    }
+}
 
 /// An error answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,21 +226,13 @@ struct Inner<'a> {
 }
 
 impl AppError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         AppError {
-            status,
-            code,
+            status: code.status(),
+            code: code.as_str(),
             message: message.into(),
             details: None,
         }
-    }
-
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, message)
-    }
-
-    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, code, message)
     }
 }
 
@@ -73,36 +251,32 @@ impl IntoResponse for AppError {
 
 impl From<JsonRejection> for AppError {
     fn from(r: JsonRejection) -> Self {
-        let (status, code) = match &r {
-            JsonRejection::JsonSyntaxError(_) => (StatusCode::BAD_REQUEST, "invalid_json"),
-            JsonRejection::JsonDataError(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
-            JsonRejection::MissingJsonContentType(_) => {
-                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
-            }
-            _ if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
-            }
-            _ => (StatusCode::BAD_REQUEST, "invalid_body"),
+        let code = match &r {
+            JsonRejection::JsonSyntaxError(_) => ErrorCode::InvalidJson,
+            JsonRejection::JsonDataError(_) => ErrorCode::InvalidBody,
+            JsonRejection::MissingJsonContentType(_) => ErrorCode::UnsupportedMediaType,
+            _ if r.status() == StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+            _ => ErrorCode::UnreadableBody,
         };
-        AppError::new(status, code, r.body_text())
+        AppError::new(code, r.body_text())
     }
 }
 
 impl From<PathRejection> for AppError {
     fn from(r: PathRejection) -> Self {
-        AppError::bad_request("invalid_path", r.body_text())
+        AppError::new(ErrorCode::InvalidPath, r.body_text())
     }
 }
 
 impl From<QueryRejection> for AppError {
     fn from(r: QueryRejection) -> Self {
-        AppError::bad_request("invalid_query", r.body_text())
+        AppError::new(ErrorCode::InvalidQuery, r.body_text())
     }
 }
 
 impl From<TenantIdError> for AppError {
     fn from(e: TenantIdError) -> Self {
-        AppError::bad_request("invalid_tenant_id", e.to_string())
+        AppError::new(ErrorCode::InvalidTenantId, e.to_string())
     }
 }
 
@@ -110,15 +284,11 @@ impl From<QuotaError> for AppError {
     fn from(e: QuotaError) -> Self {
         let message = e.to_string();
         match e {
-            QuotaError::NotFound(_) => AppError::not_found("node_not_found", message),
-            QuotaError::Invalid(_) => {
-                AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", message)
-            }
-            QuotaError::ParentNotFound(_) => {
-                AppError::new(StatusCode::CONFLICT, "parent_not_found", message)
-            }
+            QuotaError::NotFound(_) => AppError::new(ErrorCode::NodeNotFound, message),
+            QuotaError::Invalid(_) => AppError::new(ErrorCode::InvalidBody, message),
+            QuotaError::ParentNotFound(_) => AppError::new(ErrorCode::ParentNotFound, message),
             QuotaError::DoesNotFit { shortages, .. } => {
-                let mut err = AppError::new(StatusCode::CONFLICT, "does_not_fit", message);
+                let mut err = AppError::new(ErrorCode::DoesNotFit, message);
                 err.details = Some(serde_json::json!({
                     "shortages": shortages.iter().map(|s| serde_json::json!({
                         "resource": s.resource,
@@ -129,7 +299,7 @@ impl From<QuotaError> for AppError {
                 }));
                 err
             }
-            QuotaError::Conflict { code, .. } => AppError::new(StatusCode::CONFLICT, code, message),
+            QuotaError::Conflict { kind, .. } => AppError::new(kind.into(), message),
             QuotaError::Refused(r) => r.into(),
             QuotaError::Store(e) => e.into(),
         }
@@ -138,20 +308,7 @@ impl From<QuotaError> for AppError {
 
 impl From<Refusal> for AppError {
     fn from(r: Refusal) -> Self {
-        let message = r.to_string();
-        let (status, code) = match &r {
-            Refusal::Suspended { .. } => (StatusCode::FORBIDDEN, "node_suspended"),
-            Refusal::Deleted { .. } => (StatusCode::GONE, "node_deleted"),
-            Refusal::UnknownResource { .. } => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "unknown_resource")
-            }
-            Refusal::Capacity { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "capacity_resource"),
-            Refusal::NotCapacity { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "not_a_capacity"),
-            Refusal::Exhausted { .. } => (StatusCode::TOO_MANY_REQUESTS, "quota_exhausted"),
-            Refusal::Overcommitted { .. } => (StatusCode::TOO_MANY_REQUESTS, "overcommitted"),
-            Refusal::Overflow { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "counter_overflow"),
-        };
-        AppError::new(status, code, message)
+        AppError::new(ErrorCode::from(&r), r.to_string())
     }
 }
 
@@ -159,9 +316,43 @@ impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
         tracing::warn!(error = %e, "store unavailable for a write-through call");
         AppError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
+            ErrorCode::StoreUnavailable,
             format!("the database could not be written; nothing was changed ({e})"),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_readme_lists_every_code_with_its_status() {
+        let readme = include_str!("../../../README.md");
+        let mut missing = Vec::new();
+        for code in ErrorCode::ALL
+            .into_iter()
+            .chain([ErrorCode::StoreUnavailable])
+        {
+            let (status, name) = (code.status().as_u16(), code.as_str());
+            let row = format!("| {status} | `{name}` |");
+            let inline = format!("`{status} {name}`");
+            if !readme.contains(&row) && !readme.contains(&inline) {
+                missing.push(format!("{status} {name}"));
+            }
+        }
+        assert!(missing.is_empty(), "README.md does not list: {missing:?}");
+    }
+
+    #[test]
+    fn one_code_one_status_but_an_unreadable_body() {
+        let mut seen = std::collections::BTreeMap::new();
+        for code in ErrorCode::ALL {
+            if let Some(other) = seen.insert(code.as_str(), code.status())
+                && other != code.status()
+            {
+                assert_eq!(code.as_str(), "invalid_body", "{code:?}");
+            }
+        }
     }
 }

@@ -7,11 +7,11 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use serde::de::DeserializeOwned;
 
 use super::MAX_BODY_BYTES;
-use super::error::AppError;
+use super::error::{AppError, ErrorCode};
 use super::strict_json;
 
 /// A JSON body of at most `LIMIT` bytes, read strictly
@@ -44,8 +44,7 @@ where
     async fn from_request(req: Request, _state: &S) -> Result<Self, AppError> {
         if !json_content_type(req.headers()) {
             return Err(AppError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                ErrorCode::UnsupportedMediaType,
                 "expected Content-Type: application/json",
             ));
         }
@@ -58,9 +57,9 @@ where
             Err(_) => {
                 let (syntax, message) = strict_json::explain::<T>(&bytes);
                 Err(if syntax {
-                    AppError::bad_request("invalid_json", message)
+                    AppError::new(ErrorCode::InvalidJson, message)
                 } else {
-                    AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", message)
+                    AppError::new(ErrorCode::InvalidBody, message)
                 })
             }
         }
@@ -73,12 +72,14 @@ async fn read_body(req: Request, limit: usize) -> Result<Bytes, AppError> {
         .map_err(|e| {
             if is_length_limit(&e) {
                 AppError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
+                    ErrorCode::PayloadTooLarge,
                     format!("request body is larger than {limit} bytes"),
                 )
             } else {
-                AppError::bad_request("invalid_body", format!("cannot read the body: {e}"))
+                AppError::new(
+                    ErrorCode::UnreadableBody,
+                    format!("cannot read the body: {e}"),
+                )
             }
         })
 }

@@ -19,7 +19,7 @@ use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
-use super::error::AppError;
+use super::error::{AppError, ErrorCode};
 use super::extract::{ApiJson, ApiPath};
 use super::json_writer::{JsonAnswer, JsonWriter, WriteJson, key};
 use crate::domain::calendar::rfc3339_stamp;
@@ -182,8 +182,7 @@ impl UsageRequest {
         ] {
             if n > MAX_COUNT {
                 return Err(AppError::new(
-                    axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_body",
+                    ErrorCode::InvalidBody,
                     format!("{name} is {n}; the maximum is {MAX_COUNT}"),
                 ));
             }
@@ -220,13 +219,7 @@ pub async fn set_limits(
     ApiJson(req): ApiJson<LimitsRequest>,
 ) -> Result<Json<QuotaMetrics>, AppError> {
     validate_tenant_id(&req.tenant_id)?;
-    let invalid = |msg: String| {
-        AppError::new(
-            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-            msg,
-        )
-    };
+    let invalid = |msg: String| AppError::new(ErrorCode::InvalidBody, msg);
     let bandwidth_limit_bytes = match (req.bandwidth_limit_bytes, req.bandwidth_limit_gb) {
         (Some(_), Some(_)) => {
             return Err(invalid(
@@ -297,8 +290,8 @@ pub async fn reset(
 }
 
 fn unknown(tenant_id: &str) -> AppError {
-    AppError::not_found(
-        "tenant_not_found",
+    AppError::new(
+        ErrorCode::TenantNotFound,
         format!(
             "no tenant {tenant_id:?} is tracked; it appears with its first increment or limits"
         ),

@@ -12,7 +12,7 @@ use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
 
-use super::error::AppError;
+use super::error::{AppError, ErrorCode};
 use crate::domain::calendar::rfc3339;
 use crate::quotas::Quotas;
 
@@ -51,8 +51,7 @@ pub async fn ready(State(quotas): State<Arc<Quotas>>) -> Result<Json<serde_json:
     match quotas.ready().await {
         Ok(()) => Ok(Json(serde_json::json!({"status": "ready", "store": "ok"}))),
         Err(why) => Err(AppError::new(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "store_unavailable",
+            ErrorCode::StoreUnavailable,
             format!("not ready: {why}"),
         )),
     }

@@ -15,10 +15,9 @@ pub mod v1;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
 
-pub use error::AppError;
+pub use error::{AppError, ErrorCode};
 
 use crate::quotas::Quotas;
 
@@ -64,13 +63,15 @@ pub fn app(quotas: Arc<Quotas>) -> Router {
 }
 
 async fn not_found() -> AppError {
-    AppError::not_found("not_found", "no such route; see the README for the API")
+    AppError::new(
+        ErrorCode::NotFound,
+        "no such route; see the README for the API",
+    )
 }
 
 async fn method_not_allowed() -> AppError {
     AppError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         "this route does not accept that method",
     )
 }

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
 use super::MAX_BATCH_BODY_BYTES;
-use super::error::AppError;
+use super::error::{AppError, ErrorCode};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::flat::ACTOR;
 use super::json_writer::{JsonAnswer, JsonWriter, WriteJson, key};
@@ -186,7 +186,7 @@ impl WriteJson for BatchAnswer<'_> {
 // === handlers ===
 
 fn check_id(id: &str) -> Result<(), AppError> {
-    validate_node_id(id).map_err(|e| AppError::bad_request("invalid_id", e.to_string()))
+    validate_node_id(id).map_err(|e| AppError::new(ErrorCode::InvalidId, e.to_string()))
 }
 
 fn node_spec(
@@ -197,7 +197,7 @@ fn node_spec(
     name: Option<String>,
     description: Option<String>,
 ) -> Result<NodeSpec, AppError> {
-    let invalid = |m: String| AppError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", m);
+    let invalid = |m: String| AppError::new(ErrorCode::InvalidBody, m);
     if let Some(p) = &parent {
         validate_id("parent", p, crate::domain::tenant_id::MAX_NODE_ID_LEN)
             .map_err(|e| invalid(e.to_string()))?;
@@ -282,8 +282,8 @@ pub async fn list(
 ) -> Result<Json<Page<NodeBody>>, AppError> {
     let limit = page.limit.unwrap_or(100);
     if limit == 0 || limit > MAX_PAGE {
-        return Err(AppError::bad_request(
-            "invalid_query",
+        return Err(AppError::new(
+            ErrorCode::InvalidQuery,
             format!("limit must be 1-{MAX_PAGE}"),
         ));
     }
@@ -320,8 +320,7 @@ pub async fn allocate(
 fn usage_pairs(usage: &BTreeMap<String, u64>) -> Result<SmallVec<[(&str, u64); 4]>, AppError> {
     if usage.is_empty() {
         return Err(AppError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
+            ErrorCode::InvalidBody,
             "usage must name at least one resource",
         ));
     }
@@ -330,8 +329,7 @@ fn usage_pairs(usage: &BTreeMap<String, u64>) -> Result<SmallVec<[(&str, u64); 4
         .map(|(r, &n)| {
             if n > MAX_COUNT {
                 Err(AppError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_body",
+                    ErrorCode::InvalidBody,
                     format!("usage.{r} is {n}; the maximum is {MAX_COUNT}"),
                 ))
             } else {
@@ -446,20 +444,13 @@ pub async fn claim(
         &body.resource_id,
         crate::domain::tenant_id::MAX_NODE_ID_LEN,
     )
-    .map_err(|e| {
-        AppError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-            e.to_string(),
-        )
-    })?;
+    .map_err(|e| AppError::new(ErrorCode::InvalidBody, e.to_string()))?;
     if body.amount > MAX_COUNT
         || body.reason.trim().is_empty()
         || body.reason.chars().count() > 1024
     {
         return Err(AppError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
+            ErrorCode::InvalidBody,
             "amount must be at most 2^63-1 and reason 1-1024 characters",
         ));
     }
@@ -519,8 +510,7 @@ pub async fn set_state(
         "suspended" => NodeState::Suspended,
         other => {
             return Err(AppError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_body",
+                ErrorCode::InvalidBody,
                 format!("state {other:?} is not active or suspended"),
             ));
         }
@@ -578,8 +568,8 @@ pub async fn audit(
     check_id(&id)?;
     let limit = page.limit.unwrap_or(50);
     if limit == 0 || limit as usize > MAX_PAGE {
-        return Err(AppError::bad_request(
-            "invalid_query",
+        return Err(AppError::new(
+            ErrorCode::InvalidQuery,
             format!("limit must be 1-{MAX_PAGE}"),
         ));
     }
@@ -602,8 +592,7 @@ pub async fn batch(
 ) -> Result<Response, AppError> {
     if body.items.is_empty() || body.items.len() > MAX_BATCH_ITEMS {
         return Err(AppError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
+            ErrorCode::InvalidBody,
             format!("items must hold 1-{MAX_BATCH_ITEMS} entries"),
         ));
     }
