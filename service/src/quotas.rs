@@ -27,10 +27,9 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::counters::{CounterStore, NodeView, ReserveFailure, UsageError};
+use crate::domain::limit_change::{LimitChangeError, plan_limit_change};
 use crate::domain::node::{Limit, Node, NodeState, Refusal, ReserveError, Shortage};
-use crate::domain::resource::{
-    BANDWIDTH, MESSAGES, ResourceName, builtin_window, resource_name, validate_resource_name,
-};
+use crate::domain::resource::{BANDWIDTH, MESSAGES, builtin_window, validate_resource_name};
 use crate::domain::tenant::{Limits, TenantView, Usage};
 use crate::domain::window::{Period, Window};
 use crate::flush::{FlushHealth, FlushReport, Flusher};
@@ -126,6 +125,19 @@ impl From<UsageError> for QuotaError {
                 kind: Conflict::StrictNode,
                 message: format!("quota node {id:?} counts in the database"),
             },
+        }
+    }
+}
+
+impl From<LimitChangeError> for QuotaError {
+    fn from(e: LimitChangeError) -> Self {
+        let kind = match e {
+            LimitChangeError::WindowInUse { .. } => Conflict::WindowInUse,
+            LimitChangeError::ResourceInUse { .. } => Conflict::ResourceInUse,
+        };
+        QuotaError::Conflict {
+            kind,
+            message: e.to_string(),
         }
     }
 }
@@ -1176,95 +1188,6 @@ impl Quotas {
     pub fn snapshot(&self, since: u64) -> (u64, Vec<NodeView>) {
         self.counters.changed_since(since)
     }
-}
-
-/// What a change of a node's limits asks of its parent (see
-/// [`plan_limit_change`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LimitChange {
-    /// Reserved from the parent first: growth of a limit, or a new one.
-    pub grow: Vec<(String, Limit)>,
-    /// What the node holds past its old `max` already, per resource: that
-    /// part of a growth needs no new room in the parent.
-    pub held: Vec<(ResourceName, u64)>,
-    /// Released to the parent after the change: what a limit shrank by,
-    /// or a removed limit's `max`.
-    pub shrink: Vec<(String, u64)>,
-}
-
-/// Plans a change of `old`'s limits to `limits`, refusing what would lose
-/// track of usage: a window cannot change while the resource has usage in
-/// the node's subtree this period or children reserve it (that usage
-/// belongs to the old window's period), and a limit cannot be removed
-/// while children reserve it or the node holds claims of it (`claimed`).
-pub fn plan_limit_change(
-    old: &Node,
-    limits: &[(String, Limit)],
-    claimed: &[String],
-    now: i64,
-    auto_reset: bool,
-) -> Result<LimitChange, QuotaError> {
-    let held = |name: &str| old.share_of(name, now, auto_reset).map_or(0, |s| s.over);
-    let window_in_use = |name: &str, from: Window, to: Window| QuotaError::Conflict {
-        kind: Conflict::WindowInUse,
-        message: format!(
-            "the window of {name:?} cannot change from {from} to {to} while it is used this period or allocated to children (its usage belongs to the {from} period)"
-        ),
-    };
-    let mut plan = LimitChange::default();
-    for (name, limit) in limits {
-        match old.resources.iter().position(|r| *r.name == **name) {
-            Some(i) => {
-                let r = &old.resources[i];
-                if r.window() != limit.window {
-                    if r.allocated > 0 || old.subtree_used(i, now, auto_reset) > 0 {
-                        return Err(window_in_use(name, r.window(), limit.window));
-                    }
-                    plan.shrink.push((name.clone(), r.max));
-                    plan.grow.push((name.clone(), *limit));
-                } else if limit.max > r.max {
-                    plan.grow.push((
-                        name.clone(),
-                        Limit {
-                            max: limit.max - r.max,
-                            window: limit.window,
-                        },
-                    ));
-                } else if limit.max < r.max {
-                    plan.shrink.push((name.clone(), r.max - limit.max));
-                }
-            }
-            None => {
-                if let Some(g) = old.removed().iter().find(|g| *g.name == **name)
-                    && g.window() != limit.window
-                    && held(name) > 0
-                {
-                    return Err(window_in_use(name, g.window(), limit.window));
-                }
-                plan.grow.push((name.clone(), *limit));
-            }
-        }
-        let h = held(name);
-        if h > 0 {
-            plan.held.push((resource_name(name), h));
-        }
-    }
-    for r in &old.resources {
-        if limits.iter().any(|(n, _)| *n == *r.name) {
-            continue;
-        }
-        if r.allocated > 0 || claimed.iter().any(|c| *c == *r.name) {
-            return Err(QuotaError::Conflict {
-                kind: Conflict::ResourceInUse,
-                message: format!(
-                    "resource {:?} cannot be removed: children reserve it or it has claims",
-                    r.name
-                ),
-            });
-        }
-        plan.shrink.push((r.name.to_string(), r.max));
-    }
-    Ok(plan)
 }
 
 /// The spec that reproduces a node.

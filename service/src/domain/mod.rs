@@ -7,9 +7,11 @@
 //! - [`tenant_id`]: which tenant and node ids are accepted.
 //! - [`resource`]: resource names and the built-in resources.
 //! - [`node`]: a quota node and the hierarchy arithmetic.
+//! - [`limit_change`]: what a change of a node's limits asks of its parent.
 
 pub mod calendar;
 pub mod counter;
+pub mod limit_change;
 pub mod node;
 pub mod resource;
 pub mod stamp;
