@@ -1,0 +1,129 @@
+//! Grants, the audit trail, and snapshots of what changed.
+
+use super::*;
+
+impl Quotas {
+    /// Stores a grant (enforced by the access-control layer).
+    pub async fn grant(
+        &self,
+        actor: &str,
+        id: &str,
+        subject: &str,
+        role: &str,
+    ) -> Result<bool, QuotaError> {
+        validate_grant(subject, role)?;
+        let _serialised = self.flusher.write_lock().await;
+        self.counters
+            .node(id)
+            .filter(|n| n.state != NodeState::Deleted)
+            .ok_or_else(|| QuotaError::NotFound(id.to_owned()))?;
+        let exists = self
+            .db
+            .grants(id)
+            .await?
+            .iter()
+            .any(|g| g.subject == subject && g.role == role);
+        if exists {
+            return Ok(false);
+        }
+        let ops = [
+            WriteOp::InsertGrant {
+                node_id: id.to_owned(),
+                subject: subject.to_owned(),
+                role: role.to_owned(),
+                created_at: self.now(),
+            },
+            self.audit(
+                actor,
+                "grant",
+                id,
+                None,
+                Some(json!({"subject": subject, "role": role})),
+            ),
+        ];
+        self.write(&ops).await?;
+        Ok(true)
+    }
+
+    /// Removes a grant.
+    pub async fn revoke(
+        &self,
+        actor: &str,
+        id: &str,
+        subject: &str,
+        role: &str,
+    ) -> Result<(), QuotaError> {
+        validate_grant(subject, role)?;
+        let _serialised = self.flusher.write_lock().await;
+        if !self.counters.contains(id) {
+            return Err(QuotaError::NotFound(id.to_owned()));
+        }
+        let exists = self
+            .db
+            .grants(id)
+            .await?
+            .iter()
+            .any(|g| g.subject == subject && g.role == role);
+        if !exists {
+            return Err(QuotaError::Conflict {
+                kind: Conflict::GrantNotFound,
+                message: format!("{id:?} has no grant of role {role:?} to {subject:?}"),
+            });
+        }
+        let ops = [
+            WriteOp::DeleteGrant {
+                node_id: id.to_owned(),
+                subject: subject.to_owned(),
+                role: role.to_owned(),
+            },
+            self.audit(
+                actor,
+                "revoke",
+                id,
+                Some(json!({"subject": subject, "role": role})),
+                None,
+            ),
+        ];
+        self.write(&ops).await?;
+        Ok(())
+    }
+
+    pub async fn grants(&self, id: &str) -> Result<Vec<GrantRow>, QuotaError> {
+        if !self.counters.contains(id) {
+            return Err(QuotaError::NotFound(id.to_owned()));
+        }
+        Ok(self.db.grants(id).await?)
+    }
+
+    /// The audit trail of a node, newest first.
+    pub async fn audit_log(
+        &self,
+        id: &str,
+        limit: u32,
+        before: Option<i64>,
+    ) -> Result<Vec<AuditEntry>, QuotaError> {
+        if !self.counters.contains(id) {
+            return Err(QuotaError::NotFound(id.to_owned()));
+        }
+        Ok(self.db.audit_page(id, limit, before).await?)
+    }
+
+    /// Nodes changed since version `since`, and the version to ask from next.
+    pub fn snapshot(&self, since: u64) -> (u64, Vec<NodeView>) {
+        self.counters.changed_since(since)
+    }
+}
+
+pub(super) fn validate_grant(subject: &str, role: &str) -> Result<(), QuotaError> {
+    if subject.is_empty() || subject.len() > 512 || subject.chars().any(char::is_control) {
+        return Err(QuotaError::Invalid(
+            "subject must be 1-512 printable characters".into(),
+        ));
+    }
+    if !ROLES.contains(&role) {
+        return Err(QuotaError::Invalid(format!(
+            "role {role:?} is unknown; expected reader, reporter or admin"
+        )));
+    }
+    Ok(())
+}
