@@ -1,0 +1,82 @@
+//! Grants, the audit trail and the snapshot the operator polls.
+
+use super::*;
+
+pub async fn grant(
+    State(q): State<Arc<Quotas>>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<GrantBody>,
+) -> Result<Response, AppError> {
+    check_id(&id)?;
+    let created = q.grant(ACTOR, &id, &body.subject, &body.role).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let out = serde_json::json!({"id": id, "subject": body.subject, "role": body.role, "created": created});
+    Ok((status, Json(out)).into_response())
+}
+
+pub async fn revoke(
+    State(q): State<Arc<Quotas>>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<GrantBody>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    check_id(&id)?;
+    q.revoke(ACTOR, &id, &body.subject, &body.role).await?;
+    Ok(Json(
+        serde_json::json!({"id": id, "subject": body.subject, "role": body.role, "revoked": true}),
+    ))
+}
+
+pub async fn grants(
+    State(q): State<Arc<Quotas>>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    check_id(&id)?;
+    let rows = q.grants(&id).await?;
+    let items: Vec<_> = rows
+        .into_iter()
+        .map(|g| serde_json::json!({"subject": g.subject, "role": g.role, "created_at": rfc3339(g.created_at)}))
+        .collect();
+    Ok(Json(serde_json::json!({"id": id, "items": items})))
+}
+
+pub async fn audit(
+    State(q): State<Arc<Quotas>>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(page): ApiQuery<AuditQuery>,
+) -> Result<Json<Page<AuditBody>>, AppError> {
+    check_id(&id)?;
+    let limit = page.limit.unwrap_or(50);
+    if limit == 0 || limit as usize > MAX_PAGE {
+        return Err(AppError::new(
+            ErrorCode::InvalidQuery,
+            format!("limit must be 1-{MAX_PAGE}"),
+        ));
+    }
+    let rows = q.audit_log(&id, limit + 1, page.after).await?;
+    let more = rows.len() > limit as usize;
+    let items: Vec<AuditBody> = rows
+        .into_iter()
+        .take(limit as usize)
+        .map(AuditBody::from)
+        .collect();
+    let next_after = more
+        .then(|| items.last().map(|a| serde_json::Value::from(a.id)))
+        .flatten();
+    Ok(Json(Page { items, next_after }))
+}
+
+pub async fn snapshot(
+    State(q): State<Arc<Quotas>>,
+    ApiQuery(s): ApiQuery<SnapshotQuery>,
+) -> Json<SnapshotBody> {
+    let (version, nodes) = q.snapshot(s.since);
+    Json(SnapshotBody {
+        instance_id: q.instance_id().to_owned(),
+        version,
+        nodes: nodes.iter().map(NodeBody::from).collect(),
+    })
+}

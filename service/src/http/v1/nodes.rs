@@ -1,0 +1,150 @@
+//! Node handlers: create or update (`PUT`), read, list, delete, allocate a
+//! child, set the state.
+
+use super::*;
+
+pub(super) fn node_spec(
+    parent: Option<String>,
+    limits: BTreeMap<String, LimitBody>,
+    state: Option<String>,
+    strict: Option<bool>,
+    name: Option<String>,
+    description: Option<String>,
+) -> Result<NodeSpec, AppError> {
+    let invalid = |m: String| AppError::new(ErrorCode::InvalidBody, m);
+    if let Some(p) = &parent {
+        validate_id("parent", p, crate::domain::tenant_id::MAX_NODE_ID_LEN)
+            .map_err(|e| invalid(e.to_string()))?;
+    }
+    let state = match state.as_deref() {
+        None => None,
+        Some("active") => Some(NodeState::Active),
+        Some("suspended") => Some(NodeState::Suspended),
+        Some(other) => {
+            return Err(invalid(format!(
+                "state {other:?} is not active or suspended"
+            )));
+        }
+    };
+    for (field, v) in [("name", &name), ("description", &description)] {
+        if v.as_ref().is_some_and(|s| s.chars().count() > 1024) {
+            return Err(invalid(format!("{field} is longer than 1024 characters")));
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (resource, l) in limits {
+        let window = match l.window.as_deref() {
+            None => None,
+            Some(w) => Some(
+                w.parse::<Window>()
+                    .map_err(|e| invalid(format!("limits.{resource}.window: {e}")))?,
+            ),
+        };
+        if l.max > MAX_COUNT {
+            return Err(invalid(format!(
+                "limits.{resource}.max is {}; the maximum is {MAX_COUNT}",
+                l.max
+            )));
+        }
+        out.insert(resource, LimitSpec { max: l.max, window });
+    }
+    Ok(NodeSpec {
+        parent,
+        limits: out,
+        state,
+        strict,
+        name,
+        description,
+    })
+}
+
+pub async fn put(
+    State(q): State<Arc<Quotas>>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<PutBody>,
+) -> Result<Response, AppError> {
+    check_id(&id)?;
+    let spec = node_spec(
+        body.parent,
+        body.limits.0,
+        body.state,
+        body.strict,
+        body.name,
+        body.description,
+    )?;
+    let (view, created) = q.put(ACTOR, &id, spec).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(NodeBody::from(&view))).into_response())
+}
+
+pub async fn get(
+    State(q): State<Arc<Quotas>>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<NodeBody>, AppError> {
+    check_id(&id)?;
+    let view = q.node(&id).ok_or(QuotaError::NotFound(id))?;
+    Ok(Json(NodeBody::from(&view)))
+}
+
+pub async fn list(
+    State(q): State<Arc<Quotas>>,
+    ApiQuery(page): ApiQuery<PageQuery>,
+) -> Result<Json<Page<NodeBody>>, AppError> {
+    let limit = page.limit.unwrap_or(100);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(AppError::new(
+            ErrorCode::InvalidQuery,
+            format!("limit must be 1-{MAX_PAGE}"),
+        ));
+    }
+    let (items, next) = q.list_nodes(limit, page.after.as_deref());
+    Ok(Json(Page {
+        items: items.iter().map(NodeBody::from).collect(),
+        next_after: next.map(serde_json::Value::String),
+    }))
+}
+
+pub async fn delete(
+    State(q): State<Arc<Quotas>>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<NodeBody>, AppError> {
+    check_id(&id)?;
+    let view = q.delete(ACTOR, &id).await?;
+    Ok(Json(NodeBody::from(&view)))
+}
+
+pub async fn allocate(
+    State(q): State<Arc<Quotas>>,
+    ApiPath(parent): ApiPath<String>,
+    ApiJson(body): ApiJson<AllocateBody>,
+) -> Result<Response, AppError> {
+    check_id(&parent)?;
+    check_id(&body.id)?;
+    let spec = node_spec(None, body.limits.0, None, None, body.name, body.description)?;
+    let view = q.allocate(ACTOR, &parent, &body.id, spec).await?;
+    Ok((StatusCode::CREATED, Json(NodeBody::from(&view))).into_response())
+}
+
+pub async fn set_state(
+    State(q): State<Arc<Quotas>>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<StateBody>,
+) -> Result<Json<NodeBody>, AppError> {
+    check_id(&id)?;
+    let state = match body.state.as_str() {
+        "active" => NodeState::Active,
+        "suspended" => NodeState::Suspended,
+        other => {
+            return Err(AppError::new(
+                ErrorCode::InvalidBody,
+                format!("state {other:?} is not active or suspended"),
+            ));
+        }
+    };
+    let view = q.set_state(ACTOR, &id, state).await?;
+    Ok(Json(NodeBody::from(&view)))
+}
