@@ -6,32 +6,50 @@
 //!                          └────────── status (usage, conditions) ◀──────┘ snapshot poll
 //! ```
 //!
-//! - [`crd`]: the two custom resources and their generated CRDs.
-//! - [`tenant`], [`allocation`]: the reconcilers (routing to `finalizer()`).
-//! - [`index`]: allocations by parent, kept from the watch.
-//! - [`triggers`]: which watched changes wake which reconciles.
-//! - [`sync`]: the usage sync (snapshot poll → status).
-//! - [`status`]: status, conditions and Events as pure functions.
-//! - [`context`]: shared clients and caches; the status writer.
-//! - [`controller`]: wiring; [`leader`]: Lease election; [`config`]: environment;
-//!   [`health`]: the liveness endpoint.
-//! - [`quantity`], [`selector`], [`ids`]: small pure helpers.
+//! Imports run one way:
+//!
+//! ```text
+//!   controller ──▶ tenant, allocation, sync ──▶ index, triggers, service_node
+//!        │                    │                          │
+//!        └───▶ context ──▶ status (compute, events, writer) ──▶ quota_object, crd
+//! ```
+//!
+//! - [`crd`]: the two custom resources and their generated CRDs (public:
+//!   the types users build objects with).
+//! - `tenant`, `allocation`: the reconcilers (routing to `finalizer()`).
+//! - `sync`: the usage sync (snapshot poll → status).
+//! - `index`: allocations by parent, kept from the watch; `triggers`: which
+//!   watched changes wake which reconciles.
+//! - `status`: status, conditions and Events as pure functions, and the
+//!   one writer of status (`status/writer.rs`).
+//! - `context`: shared clients, stores and the wake-up of waiting
+//!   allocations.
+//! - `quota_object`: what both kinds share; `service_node`: the body a
+//!   spec is pushed as, and its grants.
+//! - `controller`: wiring ([`run`]); `leader`: Lease election ([`Elector`]);
+//!   `config`: environment ([`Config`]); [`health`]: the liveness endpoint.
+//! - `quantity`, `selector`, `ids`: small pure helpers.
 
-pub mod allocation;
-pub mod config;
-pub mod context;
-pub mod controller;
+mod allocation;
+mod config;
+mod context;
+mod controller;
 pub mod crd;
-pub mod error;
+mod error;
 pub mod health;
-pub mod ids;
-pub mod index;
-pub mod leader;
-pub mod quantity;
-pub mod quota_object;
-pub mod selector;
-pub mod service_node;
-pub mod status;
-pub mod sync;
-pub mod tenant;
-pub mod triggers;
+mod ids;
+mod index;
+mod leader;
+mod quantity;
+mod quota_object;
+mod selector;
+mod service_node;
+mod status;
+mod sync;
+mod tenant;
+mod triggers;
+
+pub use config::Config;
+pub use controller::run;
+pub use error::Error;
+pub use leader::Elector;

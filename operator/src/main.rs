@@ -1,12 +1,11 @@
 //! The `quota-operator` binary: configuration, logging, leader election,
-//! then [`quota_operator::controller::run`] until SIGTERM/SIGINT.
+//! then [`quota_operator::run`] until SIGTERM/SIGINT.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use quota_operator::config::Config;
-use quota_operator::controller;
-use quota_operator::leader::Elector;
+use quota_operator::Config;
+use quota_operator::Elector;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -95,7 +94,7 @@ async fn run(config: Config) -> Result<(), String> {
         }
     };
     tokio::select! {
-        r = controller::run(&config, client, stop) => r.map_err(|e| e.to_string())?,
+        r = quota_operator::run(&config, client, stop) => r.map_err(|e| e.to_string())?,
         () = deadline => return Err(format!("did not stop within {SHUTDOWN_DEADLINE:?} of the signal")),
     }
     if lost.is_cancelled() {

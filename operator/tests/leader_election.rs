@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use quota_operator::leader::Elector;
+use quota_operator::Elector;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

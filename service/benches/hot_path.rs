@@ -12,12 +12,12 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use quota_service::clock::ManualClock;
-use quota_service::counters::{CounterStore, flat_node};
+use quota_service::ManualClock;
 use quota_service::domain::counter::Counter;
 use quota_service::domain::node::{Limit, Node};
 use quota_service::domain::tenant::{Limits, Usage};
 use quota_service::domain::window::Window;
+use quota_service::storage::{CounterStore, flat_node};
 
 const NOON: i64 = 1_795_348_800; // 2026-11-22T12:00:00Z
 const BIG: u64 = 1 << 60;
@@ -99,8 +99,8 @@ fn store(c: &mut Criterion) {
 /// `deny_unknown_fields` and `UniqueMap` are in both).
 fn bodies(c: &mut Criterion) {
     use quota_api::v1::BatchBody;
-    use quota_service::http::flat::UsageRequest;
-    use quota_service::http::strict_json;
+    use quota_service::bodies::UsageRequest;
+    use quota_service::bodies::strict_json;
     let mut g = c.benchmark_group("body");
     let increment = br#"{"tenant_id":"acme-000042","message_count":1,"bytes_sent":2048}"#;
     g.bench_function("increment/serde_json", |b| {

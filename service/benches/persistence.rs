@@ -15,11 +15,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use quota_service::Config;
 use quota_service::Quotas;
-use quota_service::clock::SystemClock;
-use quota_service::config::Config;
+use quota_service::SystemClock;
 use quota_service::domain::tenant::Usage;
-use quota_service::quotas::{LimitSpec, NodeSpec};
+use quota_service::{LimitSpec, NodeSpec};
 
 const STRICT_CALLS: u32 = 2_000;
 

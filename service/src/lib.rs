@@ -13,20 +13,52 @@
 //!            └────────────────────────────────────────────────────────┘
 //! ```
 //!
-//! Where to look: [`http`] for the routes, [`counters`] for the in-memory
-//! store, [`flush`] and [`persistence`] for durability, [`domain`] for the
-//! rules (pure code), [`server`] for startup and graceful shutdown.
+//! Where to look (imports run one way: `http -> quotas -> counters -> rows
+//! <- persistence`, and everything may use `domain`):
+//!
+//! | module | holds |
+//! |---|---|
+//! | `http/` | the routes: `flat.rs`, `v1/`, errors (`error.rs`), strict bodies |
+//! | `quotas/` | the operations, independent of HTTP ([`Quotas`]) |
+//! | `counters/` | the in-memory store (DashMap), the request path |
+//! | `rows/` | the rows the counters and the database exchange |
+//! | `flush.rs`, `persistence/` | durability: flushes, write-through, load |
+//! | [`domain`] | the rules, pure code: windows, counters, the hierarchy |
+//! | `server.rs` | startup and graceful shutdown ([`run`]) |
+//!
+//! The wire types and a typed client are the `quota-api` crate.
 
-pub mod clock;
-pub mod config;
-pub mod counters;
+mod clock;
+mod config;
+mod counters;
 pub mod domain;
-pub mod flush;
-pub mod http;
-pub mod persistence;
-pub mod quotas;
-pub mod rows;
-pub mod server;
+mod flush;
+mod http;
+mod persistence;
+mod quotas;
+mod rows;
+mod server;
 
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
+pub use config::{Config, ConfigError, LogFormat};
+pub use counters::NodeView;
 pub use http::app;
-pub use quotas::Quotas;
+pub use quotas::{ClaimSpec, LimitSpec, NodeSpec, QuotaError, Quotas};
+pub use server::{run, shutdown_signal};
+
+/// The storage layer's own interface: the database [`storage::Store`], the
+/// in-memory [`storage::CounterStore`] and the rows they exchange. Public
+/// for the storage's integration tests (a real SQLite file, a real
+/// PostgreSQL server) and its benchmarks; the service itself reaches them
+/// through [`Quotas`].
+pub mod storage {
+    pub use crate::counters::{CounterStore, Loading, flat_node};
+    pub use crate::persistence::{Backend, FlushOutcome, Location, SentBatch, Store, StoreError};
+    pub use crate::rows::{DirtyBatch, LoadedNode, NodeSink, UsageDelta, UsageDeltas};
+}
+
+/// Request-body parsing, measured on its own by the hot-path benchmarks.
+pub mod bodies {
+    pub use crate::http::UsageRequest;
+    pub use crate::http::strict_json;
+}

@@ -1,12 +1,11 @@
 //! The `quota-service` binary: configuration from the environment, logging,
-//! then [`quota_service::server::run`] until SIGTERM or SIGINT.
+//! then [`quota_service::run`] until SIGTERM or SIGINT.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use quota_service::clock::SystemClock;
-use quota_service::config::{Config, LogFormat};
-use quota_service::server;
+use quota_service::SystemClock;
+use quota_service::{Config, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -29,10 +28,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(server::run(
+    match runtime.block_on(quota_service::run(
         config,
         Arc::new(SystemClock),
-        server::shutdown_signal(),
+        quota_service::shutdown_signal(),
     )) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -214,7 +214,7 @@ async fn edits_racing_consumes_keep_every_total_exact() {
     use std::sync::atomic::{AtomicU64, Ordering};
 
     use quota_service::domain::node::NodeState;
-    use quota_service::quotas::{LimitSpec, NodeSpec};
+    use quota_service::{LimitSpec, NodeSpec};
 
     const CONSUMERS: u64 = 64;
     const PER_CONSUMER: u64 = 400;
@@ -294,7 +294,7 @@ async fn edits_racing_consumes_keep_every_total_exact() {
 
     let total = admitted.load(Ordering::SeqCst);
     assert!(total > 0);
-    let check = |q: &quota_service::quotas::Quotas, when: &str| {
+    let check = |q: &quota_service::Quotas, when: &str| {
         let root = q.node("r").unwrap();
         let m = root.resource("messages").unwrap();
         assert_eq!(
@@ -302,7 +302,7 @@ async fn edits_racing_consumes_keep_every_total_exact() {
             "{when}: every admitted unit once in r's subtree"
         );
         // Rolled-up usage equals the walk of each subtree.
-        fn walk(q: &quota_service::quotas::Quotas, id: &str) -> u64 {
+        fn walk(q: &quota_service::Quotas, id: &str) -> u64 {
             let v = q.node(id).unwrap();
             let own = v.resource("messages").map_or(0, |r| r.used);
             own + v.children.iter().map(|c| walk(q, c)).sum::<u64>()

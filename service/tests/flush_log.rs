@@ -7,8 +7,8 @@ mod common;
 use quota_service::domain::counter::RowId;
 use quota_service::domain::resource::ResourceName;
 use quota_service::domain::window::{Period, Window};
-use quota_service::persistence::SentBatch;
-use quota_service::rows::{DirtyBatch, UsageDelta, UsageDeltas};
+use quota_service::storage::SentBatch;
+use quota_service::storage::{DirtyBatch, UsageDelta, UsageDeltas};
 
 const NOW: i64 = 1_795_348_800; // 2026-11-22T12:00:00Z
 
@@ -185,10 +185,10 @@ async fn a_flush_in_chunks_adds_every_row_exactly_once() {
 
 /// Writes `deltas` as flush `seq` of replica-a, nothing unconfirmed.
 async fn flush_deltas(
-    store: &quota_service::persistence::Store,
+    store: &quota_service::storage::Store,
     seq: u64,
     deltas: Vec<UsageDelta<'_>>,
-) -> quota_service::persistence::FlushOutcome {
+) -> quota_service::storage::FlushOutcome {
     let sent = SentBatch {
         seq,
         batch: DirtyBatch {
@@ -269,7 +269,7 @@ async fn a_wrong_row_id_is_caught_and_the_rows_written_by_key() {
         .collect();
     let id = |node: &str, period| ids.get(&(node.to_owned(), period)).copied();
     assert_eq!(ids.len(), if sqlite { 3 } else { 0 });
-    let relearned = |out: &quota_service::persistence::FlushOutcome, node: &str| {
+    let relearned = |out: &quota_service::storage::FlushOutcome, node: &str| {
         out.learned
             .iter()
             .find(|(n, _, p, _)| *n == node && *p == today)
@@ -319,7 +319,7 @@ async fn learned_row_ids_are_the_stored_rows_ids() {
     let today = Window::Day.period_at(NOW);
     let nodes: Vec<String> = (0..10).map(|i| format!("node-{i}")).collect();
     let deltas = |ids| ones(ids, &messages, today);
-    let check = |out: quota_service::persistence::FlushOutcome, expected: usize| {
+    let check = |out: quota_service::storage::FlushOutcome, expected: usize| {
         let store = &store;
         async move {
             if common::store_kind() != common::StoreKind::Sqlite {

@@ -11,7 +11,7 @@ use axum::http::{Method, StatusCode};
 use common::{TestApp, open_store};
 use serde_json::json;
 
-fn described(mut nodes: Vec<quota_service::rows::LoadedNode>) -> Vec<String> {
+fn described(mut nodes: Vec<quota_service::storage::LoadedNode>) -> Vec<String> {
     nodes.sort_by(|a, b| a.id.cmp(&b.id));
     nodes
         .iter()
@@ -92,8 +92,8 @@ async fn a_load_in_small_pages_reads_what_one_page_reads() {
 #[derive(Default)]
 struct Pages(Vec<Vec<String>>);
 
-impl quota_service::rows::NodeSink for Pages {
-    fn take(&mut self, page: Vec<quota_service::rows::LoadedNode>) {
+impl quota_service::storage::NodeSink for Pages {
+    fn take(&mut self, page: Vec<quota_service::storage::LoadedNode>) {
         self.0.push(page.into_iter().map(|n| n.id).collect());
     }
 }

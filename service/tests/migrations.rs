@@ -8,8 +8,8 @@ mod common;
 use std::sync::Arc;
 
 use common::{config, noon_nov22};
+use quota_service::ManualClock;
 use quota_service::Quotas;
-use quota_service::clock::ManualClock;
 use sqlx::sqlite::SqliteConnectOptions;
 
 #[tokio::test]

@@ -39,10 +39,10 @@ use std::sync::Arc;
 use common::TestApp;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use quota_service::counters::NodeView;
+use quota_service::NodeView;
 use quota_service::domain::node::NodeState;
 use quota_service::domain::window::{Period, Window};
-use quota_service::quotas::{ClaimSpec, LimitSpec, NodeSpec, Quotas};
+use quota_service::{ClaimSpec, LimitSpec, NodeSpec, Quotas};
 
 const NODES: usize = 5;
 /// Resources by index: a built-in (day), one whose window a root chooses,

@@ -35,7 +35,7 @@ use quota_api::v1::NodeBody;
 use crate::crd::QuotaStatus;
 use crate::quota_object::Kind;
 
-pub use compute::{compute, summary};
+pub use compute::compute;
 pub use events::events;
 pub use writer::{StatusWriter, now};
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use quota_operator::config::Config;
+use quota_operator::Config;
 use tokio_util::sync::CancellationToken;
 
 /// The operator's two CRDs, by their `plural.group` names.
@@ -143,7 +143,7 @@ impl Env {
         let stop = CancellationToken::new();
         let op_stop = stop.clone();
         let operator = tokio::spawn(async move {
-            if let Err(e) = quota_operator::controller::run(&config, client, op_stop).await {
+            if let Err(e) = quota_operator::run(&config, client, op_stop).await {
                 panic!("operator failed: {e}");
             }
         });

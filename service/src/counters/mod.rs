@@ -72,7 +72,7 @@ mod usage;
 mod tests;
 
 pub use load::Loading;
-pub use reads::{NodeView, ResourceView};
+pub use reads::NodeView;
 pub use usage::{flat_node, flat_view};
 
 /// One node in the store.

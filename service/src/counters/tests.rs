@@ -1,5 +1,6 @@
 //! The store's behaviour end to end: loads, rollups, flushes, syncs.
 
+use super::reads::ResourceView;
 use super::*;
 use crate::clock::ManualClock;
 use crate::domain::counter::RowId;

@@ -2,7 +2,7 @@
 //! bandwidth against two limits.
 //!
 //! A flat tenant is a root node with the built-in resources `messages`
-//! (window day) and `bandwidth` (window month); see [`crate::counters`].
+//! (window day) and `bandwidth` (window month); see the counter store (`counters`).
 //!
 //! `exceeded` means the limit is reached: no further unit fits. A limit of 0
 //! therefore allows nothing (the old tracker read 0 as "unlimited"; here an

@@ -178,7 +178,7 @@ impl From<Conflict> for ErrorCode {
             Conflict::HasChildren => ErrorCode::HasChildren,
             Conflict::WindowInUse => ErrorCode::WindowInUse,
             Conflict::ResourceInUse => ErrorCode::ResourceInUse,
-            Conflict::ClaimConflict => ErrorCode::ClaimConflict,
+            Conflict::ClaimIdTaken => ErrorCode::ClaimConflict,
             Conflict::ClaimNotFound => ErrorCode::ClaimNotFound,
             Conflict::GrantNotFound => ErrorCode::GrantNotFound,
             Conflict::StrictNode => ErrorCode::StrictNode,

@@ -5,12 +5,12 @@
 
 mod error;
 mod extract;
-pub mod flat;
+mod flat;
 mod health;
 mod json_writer;
 mod metrics;
 pub mod strict_json;
-pub mod v1;
+mod v1;
 
 use std::sync::Arc;
 
@@ -18,6 +18,7 @@ use axum::Router;
 use axum::routing::{delete, get, post, put};
 
 pub use error::{AppError, ErrorCode};
+pub use flat::UsageRequest;
 
 use crate::quotas::Quotas;
 

@@ -11,7 +11,7 @@
 //! - unknown fields are refused (`#[serde(deny_unknown_fields)]` on every
 //!   body);
 //! - a key may appear once: serde refuses a struct's duplicate fields, and
-//!   maps are [`UniqueMap`]s (in the API crate, which both sides use).
+//!   maps are `quota_api::UniqueMap`s (in the API crate, which both sides use).
 //!
 //! ```text
 //!   bytes ─▶ serde_json::Deserializer ─▶ Strict (objects for structs, no null) ─▶ body type

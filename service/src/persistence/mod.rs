@@ -41,8 +41,7 @@ use sqlx::any::{AnyArguments, AnyConnectOptions, AnyPoolOptions};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Any, AnyPool, Arguments, ConnectOptions, Encode, Executor, Type};
 
-pub use flush::{FlushOutcome, SentBatch, StrictAdd, StrictRefusal};
-pub use load::Changes;
+pub use flush::{FlushOutcome, SentBatch, StrictAdd};
 pub use write::{AuditEntry, AuditRecord, GrantRow, WriteOp};
 
 use crate::domain::counter::MAX_COUNT;

@@ -22,7 +22,7 @@ impl Quotas {
                 return Ok((existing, false));
             }
             return Err(QuotaError::Conflict {
-                kind: Conflict::ClaimConflict,
+                kind: Conflict::ClaimIdTaken,
                 message: format!(
                     "resource_id {:?} already claims {} of {:?}; release it before claiming something else under that id",
                     spec.resource_id, existing.amount, existing.resource

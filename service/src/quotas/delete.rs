@@ -36,7 +36,7 @@ impl Quotas {
             let parent_claims = self.counters.claims(p).unwrap_or_default();
             if let Some(rid) = claims.keys().find(|rid| parent_claims.contains_key(*rid)) {
                 return Err(QuotaError::Conflict {
-                    kind: Conflict::ClaimConflict,
+                    kind: Conflict::ClaimIdTaken,
                     message: format!(
                         "claim {rid:?} would move to the parent {p:?}, which holds a claim with the same resource_id; release one first"
                     ),

@@ -114,7 +114,7 @@ pub enum Conflict {
     HasChildren,
     WindowInUse,
     ResourceInUse,
-    ClaimConflict,
+    ClaimIdTaken,
     ClaimNotFound,
     GrantNotFound,
     StrictNode,
