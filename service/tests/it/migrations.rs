@@ -3,7 +3,7 @@
 //! usage carry over, `quota_limits` keeps answering as before.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -5,7 +5,7 @@
 //! a valid body of every route and breaks it at a random place.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use axum::http::{Method, StatusCode};
 use common::{TestApp, assert_error};

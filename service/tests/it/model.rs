@@ -31,7 +31,7 @@
 //! suite's store (SQLite, or PostgreSQL with `EDGE_QUOTA_TEST_STORE`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! test, through the real router and a real SQLite file; history rows stay.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use common::{TestApp, at};
 use serde_json::{Value, json};

@@ -6,7 +6,7 @@
 //! about), whatever `EDGE_QUOTA_TEST_STORE` says.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -1,7 +1,7 @@
 //! The hierarchical `/api/v1` API on the real router and a real SQLite file.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use axum::http::{Method, StatusCode};
 use common::{TestApp, assert_error, break_audit_inserts, repair_audit_inserts};

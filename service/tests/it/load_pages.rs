@@ -5,7 +5,7 @@
 //! once, on the suite's real store.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use axum::http::{Method, StatusCode};
 use common::{TestApp, open_store};

@@ -3,7 +3,7 @@
 //! after the final flush, in the database.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //!   what was acknowledged since the last flush.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

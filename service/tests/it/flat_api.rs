@@ -2,7 +2,7 @@
 //! every endpoint, and every error case with proof that it changed nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};

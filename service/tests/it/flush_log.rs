@@ -2,7 +2,7 @@
 //! sent again after an unknown outcome is written at most once.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use quota_service::domain::counter::RowId;
 use quota_service::domain::resource::ResourceName;
