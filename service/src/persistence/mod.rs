@@ -31,6 +31,7 @@
 mod flush;
 mod key_order;
 mod load;
+mod row_json;
 mod write;
 
 use std::path::{Path, PathBuf};
