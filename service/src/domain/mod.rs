@@ -1,5 +1,6 @@
 //! The domain core: pure rules with no HTTP, SQL or Kubernetes in them.
 //!
+//! - [`access`]: roles, grants and who may do what on a node.
 //! - [`calendar`]: UTC calendar arithmetic on Unix seconds.
 //! - [`window`]: windows (`minute` .. `month`, `none`) and their periods.
 //! - [`counter`]: one usage counter, its rollover and overflow rules.
@@ -9,6 +10,7 @@
 //! - [`node`]: a quota node and the hierarchy arithmetic.
 //! - [`limit_change`]: what a change of a node's limits asks of its parent.
 
+pub mod access;
 pub mod calendar;
 pub mod counter;
 pub mod limit_change;
