@@ -120,10 +120,13 @@ pub(super) fn validate_grant(subject: &str, role: &str) -> Result<(), QuotaError
             "subject must be 1-512 printable characters".into(),
         ));
     }
-    if !ROLES.contains(&role) {
-        return Err(QuotaError::Invalid(format!(
-            "role {role:?} is unknown; expected reader, reporter or admin"
-        )));
+    match Role::parse(role) {
+        // Stored under its own name only (`read` is stored as `reporter`).
+        Ok(r) if r.as_str() == role => Ok(()),
+        Ok(r) => Err(QuotaError::Invalid(format!(
+            "role {role:?} is stored as {:?}; name it so",
+            r.as_str()
+        ))),
+        Err(e) => Err(QuotaError::Invalid(e.to_string())),
     }
-    Ok(())
 }

@@ -41,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::counters::{CounterStore, NodeView, ReserveFailure, UsageError};
+use crate::domain::access::Role;
 use crate::domain::limit_change::{LimitChangeError, plan_limit_change};
 use crate::domain::node::{Limit, Node, NodeState, Refusal, ReserveError, Shortage};
 use crate::domain::resource::{BANDWIDTH, MESSAGES, builtin_window, validate_resource_name};
@@ -101,9 +102,6 @@ pub struct ClaimSpec {
     pub amount: u64,
     pub reason: String,
 }
-
-/// Roles a grant can give.
-pub const ROLES: [&str; 3] = ["reader", "reporter", "admin"];
 
 /// Which state a request conflicts with (the API answers `409` with the
 /// matching code).

@@ -1,6 +1,7 @@
 //! Upgrading a database written by an older version: the flat-only one
-//! (migration 0001), and one with rowid limits (up to 0003): limits and
-//! usage carry over, `quota_limits` keeps answering as before.
+//! (migration 0001), one with rowid limits (up to 0003), one whose grants
+//! could not give `owner` (up to 0004): limits, usage and grants carry over,
+//! `quota_limits` keeps answering as before.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::common;
@@ -171,4 +172,48 @@ async fn limits_move_to_a_table_clustered_by_node_without_losing_any() {
             .execute(pool)
             .await;
     assert!(duplicate.is_err(), "one row per (node, resource)");
+}
+
+#[tokio::test]
+async fn grants_carry_over_and_may_give_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = database_before(
+        &dir,
+        "0004",
+        &[
+            "INSERT INTO quota_nodes (id, parent_id, state, created_at, updated_at) VALUES ('org', NULL, 'active', '2026-11-01T00:00:00Z', '2026-11-01T00:00:00Z')",
+            "INSERT INTO quota_grants VALUES ('org', 'system:serviceaccount:a:web', 'reporter', '2026-11-01T00:00:00Z')",
+            "INSERT INTO quota_grants VALUES ('org', 'group:ops', 'admin', '2026-11-01T00:00:00Z')",
+        ],
+    )
+    .await;
+
+    let quotas = open(&dir, &db_path).await;
+    let grants: Vec<(String, String)> = quotas
+        .grants("org")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|g| (g.subject, g.role))
+        .collect();
+    assert_eq!(
+        grants,
+        vec![
+            ("group:ops".to_owned(), "admin".to_owned()),
+            (
+                "system:serviceaccount:a:web".to_owned(),
+                "reporter".to_owned()
+            ),
+        ]
+    );
+    assert!(quotas.grant("test", "org", "root", "owner").await.unwrap());
+    let pool = quotas.database().pool();
+    let unknown = sqlx::query("INSERT INTO quota_grants VALUES ('org', 'x', 'superuser', 't')")
+        .execute(pool)
+        .await;
+    assert!(unknown.is_err(), "the CHECK still refuses unknown roles");
+    let duplicate = sqlx::query("INSERT INTO quota_grants VALUES ('org', 'root', 'owner', 't')")
+        .execute(pool)
+        .await;
+    assert!(duplicate.is_err(), "one row per (node, subject, role)");
 }

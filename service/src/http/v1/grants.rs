@@ -1,6 +1,15 @@
 //! Grants, the audit trail and the snapshot the operator polls.
 
 use super::*;
+use crate::domain::access::Role;
+
+/// The grant's role by its stored name: the older model's `read` is a
+/// `reporter`.
+fn role_of(body: &GrantBody) -> Result<&'static str, AppError> {
+    Role::parse(&body.role)
+        .map(Role::as_str)
+        .map_err(|e| AppError::new(ErrorCode::InvalidBody, e.to_string()))
+}
 
 pub async fn grant(
     State(q): State<Arc<Quotas>>,
@@ -8,13 +17,15 @@ pub async fn grant(
     ApiJson(body): ApiJson<GrantBody>,
 ) -> Result<Response, AppError> {
     check_id(&id)?;
-    let created = q.grant(ACTOR, &id, &body.subject, &body.role).await?;
+    let role = role_of(&body)?;
+    let created = q.grant(ACTOR, &id, &body.subject, role).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    let out = serde_json::json!({"id": id, "subject": body.subject, "role": body.role, "created": created});
+    let out =
+        serde_json::json!({"id": id, "subject": body.subject, "role": role, "created": created});
     Ok((status, Json(out)).into_response())
 }
 
@@ -24,9 +35,10 @@ pub async fn revoke(
     ApiJson(body): ApiJson<GrantBody>,
 ) -> Result<Json<serde_json::Value>, AppError> {
     check_id(&id)?;
-    q.revoke(ACTOR, &id, &body.subject, &body.role).await?;
+    let role = role_of(&body)?;
+    q.revoke(ACTOR, &id, &body.subject, role).await?;
     Ok(Json(
-        serde_json::json!({"id": id, "subject": body.subject, "role": body.role, "revoked": true}),
+        serde_json::json!({"id": id, "subject": body.subject, "role": role, "revoked": true}),
     ))
 }
 

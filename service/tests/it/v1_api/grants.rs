@@ -33,10 +33,38 @@ async fn grants_and_the_audit_trail() {
     let (s, v) = app
         .post(
             "/api/v1/quotas/team-a/permissions/grant",
-            json!({"subject": "x", "role": "owner"}),
+            json!({"subject": "x", "role": "superuser"}),
         )
         .await;
     assert_error(&(s, v), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+    // The older model's names: `owner` as it is, `read` stored as `reporter`
+    // (on team-b: team-a's audit trail is read below).
+    for (asked, stored) in [("owner", "owner"), ("read", "reporter")] {
+        let (s, v) = app
+            .post(
+                "/api/v1/quotas/team-b/permissions/grant",
+                json!({"subject": "legacy", "role": asked}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        assert_eq!(v["role"], stored, "{v}");
+        let (_, list) = app.get("/api/v1/quotas/team-b/permissions").await;
+        assert!(
+            list["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|g| g["subject"] == "legacy" && g["role"] == stored),
+            "{list}"
+        );
+        let (s, v) = app
+            .post(
+                "/api/v1/quotas/team-b/permissions/revoke",
+                json!({"subject": "legacy", "role": asked}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
 
     // Newest first: revoke, grant, allocate; paged.
     let (s, page) = app.get("/api/v1/quotas/team-a/audit?limit=2").await;
