@@ -241,11 +241,14 @@ pub enum ParentKind {
 #[serde(rename_all = "camelCase")]
 pub struct AccessGrant {
     /// A Kubernetes user or ServiceAccount, e.g.
-    /// `system:serviceaccount:team-a:mqtt-bridge`.
+    /// `system:serviceaccount:team-a:mqtt-bridge`, or a group as
+    /// `group:<name>` (e.g. `group:system:serviceaccounts:team-a`).
     #[schemars(length(min = 1, max = 512))]
     pub subject: String,
-    /// `reader` (get, check), `reporter` (increment, consume, check) or
-    /// `admin` (limits, allocate, state, reset, grant).
+    /// `reader` (read the quota and its usage), `reporter` (+ increment,
+    /// consume, check, claims), `admin` (+ create and change the quotas
+    /// below, their grants, the audit trail) or `owner` (+ this quota's own
+    /// limits, state and grants).
     pub role: Role,
 }
 
@@ -256,6 +259,7 @@ pub enum Role {
     Reader,
     Reporter,
     Admin,
+    Owner,
 }
 
 /// What the operator observed; written with server-side apply.

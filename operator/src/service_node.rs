@@ -59,6 +59,7 @@ pub async fn sync_access(
         Role::Reader => "reader",
         Role::Reporter => "reporter",
         Role::Admin => "admin",
+        Role::Owner => "owner",
     };
     let want: BTreeSet<(String, String)> = access
         .iter()

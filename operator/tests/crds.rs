@@ -44,7 +44,7 @@ async fn the_api_server_enforces_what_one_object_can_check() {
     // Valid objects are accepted; quantities, windows and defaults work.
     let good = tq(
         &name,
-        r#"{"limits":{"messages":{"max":100},"bandwidth":{"max":"100Gi"},"storage":{"max":"10Gi","window":"none"},"requests":{"max":"2k","window":"minute"}},"nearLimitPercent":90}"#,
+        r#"{"limits":{"messages":{"max":100},"bandwidth":{"max":"100Gi"},"storage":{"max":"10Gi","window":"none"},"requests":{"max":"2k","window":"minute"}},"nearLimitPercent":90,"access":[{"subject":"group:platform","role":"owner"},{"subject":"system:serviceaccount:a:web","role":"reporter"}]}"#,
     );
     let (ok, out) = c.kubectl_stdin(&["apply", "-f", "-"], &good);
     assert!(ok, "{out}");
@@ -106,7 +106,7 @@ async fn the_api_server_enforces_what_one_object_can_check() {
         (r#"{"limits":{}, "tenantId": "a b"}"#, "tenantId must be"),
         (r#"{"limits":{}, "state": "Paused"}"#, "Unsupported value"),
         (
-            r#"{"limits":{}, "access": [{"subject": "x", "role": "owner"}]}"#,
+            r#"{"limits":{}, "access": [{"subject": "x", "role": "superuser"}]}"#,
             "Unsupported value",
         ),
         (r#"{}"#, "limits: Required value"),
