@@ -141,18 +141,16 @@ pub fn allows<'a>(who: &Identity, action: Action, path: &[&'a [Grant<'a>]]) -> b
     let Some((own, above)) = path.split_last() else {
         return false;
     };
-    let on_or_above = path.iter().filter_map(|g| who.role_in(g.iter())).max();
-    let needed = match action {
-        Action::Read => Role::Reader,
-        Action::Report => Role::Reporter,
-        Action::Audit | Action::CreateChild => Role::Admin,
+    let best =
+        |levels: &[&'a [Grant<'a>]]| levels.iter().filter_map(|g| who.role_in(g.iter())).max();
+    match action {
+        Action::Read => best(path) >= Some(Role::Reader),
+        Action::Report => best(path) >= Some(Role::Reporter),
+        Action::Audit | Action::CreateChild => best(path) >= Some(Role::Admin),
         Action::Change => {
-            let above = above.iter().filter_map(|g| who.role_in(g.iter())).max();
-            let own = who.role_in(own.iter());
-            return above >= Some(Role::Admin) || own >= Some(Role::Owner);
+            best(above) >= Some(Role::Admin) || who.role_in(own.iter()) >= Some(Role::Owner)
         }
-    };
-    on_or_above >= Some(needed)
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use common::{config, noon_nov22};
 use quota_service::ManualClock;
 use quota_service::Quotas;
+use quota_service::domain::access::Role;
 use sqlx::sqlite::SqliteConnectOptions;
 
 #[tokio::test]
@@ -206,7 +207,12 @@ async fn grants_carry_over_and_may_give_owner() {
             ),
         ]
     );
-    assert!(quotas.grant("test", "org", "root", "owner").await.unwrap());
+    assert!(
+        quotas
+            .grant("test", "org", "root", Role::Owner)
+            .await
+            .unwrap()
+    );
     let pool = quotas.database().pool();
     let unknown = sqlx::query("INSERT INTO quota_grants VALUES ('org', 'x', 'superuser', 't')")
         .execute(pool)

@@ -3,12 +3,9 @@
 use super::*;
 use crate::domain::access::Role;
 
-/// The grant's role by its stored name: the older model's `read` is a
-/// `reporter`.
-fn role_of(body: &GrantBody) -> Result<&'static str, AppError> {
-    Role::parse(&body.role)
-        .map(Role::as_str)
-        .map_err(|e| AppError::new(ErrorCode::InvalidBody, e.to_string()))
+/// The grant's role: the older model's `read` is a `reporter`.
+fn role_of(body: &GrantBody) -> Result<Role, AppError> {
+    Role::parse(&body.role).map_err(|e| AppError::new(ErrorCode::InvalidBody, e.to_string()))
 }
 
 pub async fn grant(
@@ -24,8 +21,7 @@ pub async fn grant(
     } else {
         StatusCode::OK
     };
-    let out =
-        serde_json::json!({"id": id, "subject": body.subject, "role": role, "created": created});
+    let out = serde_json::json!({"id": id, "subject": body.subject, "role": role.as_str(), "created": created});
     Ok((status, Json(out)).into_response())
 }
 
@@ -38,7 +34,7 @@ pub async fn revoke(
     let role = role_of(&body)?;
     q.revoke(ACTOR, &id, &body.subject, role).await?;
     Ok(Json(
-        serde_json::json!({"id": id, "subject": body.subject, "role": role, "revoked": true}),
+        serde_json::json!({"id": id, "subject": body.subject, "role": role.as_str(), "revoked": true}),
     ))
 }
 
