@@ -33,7 +33,7 @@ impl Quotas {
         let now = self.now();
         // 1. Take the capacity.
         self.counters
-            .try_update(id, |n, now| n.claim(&spec.resource, spec.amount, now))
+            .try_update(id, |n, _| n.claim(&spec.resource, spec.amount, now))
             .ok_or_else(|| QuotaError::NotFound(id.to_owned()))??;
         let claim = Claim {
             resource: spec.resource.clone(),
@@ -75,13 +75,15 @@ impl Quotas {
             kind: Conflict::ClaimNotFound,
             message: format!("{id:?} holds no claim {resource_id:?} (claims of a deleted node move to its parent)"),
         })?;
+        let now = self.now();
         let ops = [
-            WriteOp::Touch { node_id: id.to_owned(), at: self.now() },
+            WriteOp::Touch { node_id: id.to_owned(), at: now },
             WriteOp::DeleteClaim { node_id: id.to_owned(), resource_id: resource_id.to_owned() },
             self.audit(actor, "release", id, Some(json!({"resource_id": resource_id, "resource": claim.resource, "amount": claim.amount, "reason": claim.reason})), None),
         ];
         self.write(&ops).await?;
-        self.counters.update(id, |n, claims, now| {
+        // At the time the row was touched with: memory and the database agree.
+        self.counters.update(id, |n, claims, _| {
             claims.remove(resource_id);
             n.release(&claim.resource, claim.amount, now);
         });

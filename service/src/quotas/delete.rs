@@ -134,7 +134,9 @@ impl Quotas {
                 .iter()
                 .map(|r| (r.name.to_string(), r.max))
                 .collect();
-            self.counters.update(p, |n, parent_claims, now| {
+            // `last_updated` is the time the rows above were written with,
+            // so memory and the database agree (after a restart too).
+            self.counters.update(p, |n, parent_claims, _| {
                 for (resource, max) in &limits {
                     n.unreserve(resource, *max);
                 }
@@ -148,12 +150,12 @@ impl Quotas {
                 n.last_updated = Some(now);
             });
             self.counters.mark_dirty(p);
-            self.counters.update(id, |n, c, now| {
+            self.counters.update(id, |n, c, _| {
                 // The claims moved to the parent, the usage was charged to
                 // it: nothing is left here.
                 c.clear();
                 n.clear_usage();
-                n.last_updated = Some(now);
+                n.last_updated = deleted.last_updated;
             });
         }
         self.counters

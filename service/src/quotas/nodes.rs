@@ -263,7 +263,7 @@ impl Quotas {
             n.strict = new.strict;
             n.set_name(new.name().map(str::to_owned));
             n.set_description(new.description().map(str::to_owned));
-            n.last_updated = Some(now);
+            n.last_updated = new.last_updated;
             ended
         });
         self.counters.retire(id, ended.unwrap_or_default());
@@ -304,9 +304,9 @@ impl Quotas {
             Some(json!({"state": state.as_str()})),
         ));
         self.write(&ops).await?;
-        self.counters.update(id, |n, _, now| {
+        self.counters.update(id, |n, _, _| {
             n.state = state;
-            n.last_updated = Some(now);
+            n.last_updated = new.last_updated;
         });
         self.counters
             .view(id)
