@@ -57,6 +57,9 @@ pub struct AllocateBody {
     /// A new node has only these limits (none when left out).
     #[serde(default)]
     pub limits: UniqueMap<LimitBody>,
+    /// Subjects (or `group:<name>`) made admins of the new node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub admin_user_ids: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -35,6 +35,44 @@ pub struct Config {
     pub log_format: LogFormat,
     /// `DATABASE_URL`: where state is persisted.
     pub database: DatabaseUrl,
+    /// `AUTH_*`: how callers authenticate, and who is an admin of every node.
+    pub auth: AuthConfig,
+}
+
+/// The access-control settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// `AUTH_MODE`: `none`, `static` or `kubernetes`.
+    pub mode: AuthMode,
+    /// `AUTH_TOKENS_FILE`: the static tokens (required by `static`).
+    pub tokens_file: Option<PathBuf>,
+    /// `AUTH_AUDIENCE`: the audience a ServiceAccount token must be minted
+    /// for (`kubernetes`).
+    pub audience: String,
+    /// `AUTH_ADMINS`: subjects and `group:NAME` entries that own every node
+    /// (comma-separated).
+    pub admins: Vec<String>,
+}
+
+/// How bearer tokens are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// No checks: every caller is an admin (local development only).
+    None,
+    /// Tokens listed in `AUTH_TOKENS_FILE`.
+    Static,
+    /// ServiceAccount tokens, checked with the TokenReview API.
+    Kubernetes,
+}
+
+impl AuthMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMode::None => "none",
+            AuthMode::Static => "static",
+            AuthMode::Kubernetes => "kubernetes",
+        }
+    }
 }
 
 /// Log output format.
@@ -150,6 +188,8 @@ impl Config {
             Some(url) => parse_database_url(&url)?,
         };
 
+        let auth = parse_auth(host, &get)?;
+
         Ok(Config {
             host,
             port,
@@ -161,8 +201,63 @@ impl Config {
             log_level,
             log_format,
             database,
+            auth,
         })
     }
+}
+
+/// `AUTH_MODE` defaults to `none` only on a loopback address: a service
+/// that others can reach never starts open by omission.
+fn parse_auth(host: IpAddr, get: &impl Fn(&'static str) -> Option<String>) -> Result<AuthConfig, ConfigError> {
+    let mode = match get("AUTH_MODE").as_deref().map(str::trim) {
+        None if host.is_loopback() => AuthMode::None,
+        None => {
+            return Err(err(
+                "AUTH_MODE",
+                "",
+                &format!(
+                    "required when QUOTA_HOST ({host}) is not a loopback address: \
+                     set AUTH_MODE=kubernetes (ServiceAccount tokens) or static \
+                     (AUTH_TOKENS_FILE), or none to let every caller in"
+                ),
+            ));
+        }
+        Some("none") => AuthMode::None,
+        Some("static") => AuthMode::Static,
+        Some("kubernetes") => AuthMode::Kubernetes,
+        Some(other) => return Err(err("AUTH_MODE", other, "expected none, static or kubernetes")),
+    };
+    let tokens_file = get("AUTH_TOKENS_FILE").map(PathBuf::from);
+    if mode == AuthMode::Static && tokens_file.is_none() {
+        return Err(err(
+            "AUTH_TOKENS_FILE",
+            "",
+            "required with AUTH_MODE=static: a YAML list of {token, subject, groups}",
+        ));
+    }
+    let audience = get("AUTH_AUDIENCE").unwrap_or_else(|| "edge-quota".into());
+    let audience = audience.trim().to_owned();
+    if audience.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(err("AUTH_AUDIENCE", &audience, "expected one audience name without spaces"));
+    }
+    let raw_admins = get("AUTH_ADMINS").unwrap_or_default();
+    let mut admins = Vec::new();
+    for entry in raw_admins.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        if entry == "group:" || entry.chars().any(char::is_control) {
+            return Err(err(
+                "AUTH_ADMINS",
+                &raw_admins,
+                "expected comma-separated subjects or group:NAME entries",
+            ));
+        }
+        admins.push(entry.to_owned());
+    }
+    Ok(AuthConfig {
+        mode,
+        tokens_file,
+        audience,
+        admins,
+    })
 }
 
 fn err(var: &'static str, value: &str, reason: &str) -> ConfigError {
@@ -236,6 +331,46 @@ mod tests {
             c.database,
             DatabaseUrl::Sqlite("data/quota/quotas.db".into())
         );
+        assert_eq!(c.auth.mode, AuthMode::None);
+        assert_eq!(c.auth.audience, "edge-quota");
+        assert!(c.auth.admins.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn a_public_address_needs_an_auth_mode() -> Result<(), ConfigError> {
+        let Err(e) = with(&[("QUOTA_HOST", "0.0.0.0")]) else {
+            panic!("started open on 0.0.0.0 without AUTH_MODE");
+        };
+        assert_eq!(e.var, "AUTH_MODE");
+        assert!(e.to_string().contains("AUTH_MODE"), "{e}");
+        // Said explicitly, none is accepted (the binary warns).
+        let c = with(&[("QUOTA_HOST", "0.0.0.0"), ("AUTH_MODE", "none")])?;
+        assert_eq!(c.auth.mode, AuthMode::None);
+        // Loopback in either family defaults to none.
+        assert_eq!(with(&[("QUOTA_HOST", "::1")])?.auth.mode, AuthMode::None);
+        Ok(())
+    }
+
+    #[test]
+    fn auth_settings() -> Result<(), ConfigError> {
+        let c = with(&[
+            ("QUOTA_HOST", "10.0.0.5"),
+            ("AUTH_MODE", "kubernetes"),
+            ("AUTH_AUDIENCE", "quota.example"),
+            (
+                "AUTH_ADMINS",
+                "system:serviceaccount:edge-quota:operator, group:quota-admins,",
+            ),
+        ])?;
+        assert_eq!(c.auth.mode, AuthMode::Kubernetes);
+        assert_eq!(c.auth.audience, "quota.example");
+        assert_eq!(
+            c.auth.admins,
+            ["system:serviceaccount:edge-quota:operator", "group:quota-admins"]
+        );
+        let c = with(&[("AUTH_MODE", "static"), ("AUTH_TOKENS_FILE", "/etc/q/tokens.yaml")])?;
+        assert_eq!(c.auth.tokens_file, Some(PathBuf::from("/etc/q/tokens.yaml")));
         Ok(())
     }
 
@@ -243,6 +378,7 @@ mod tests {
     fn reads_every_variable() -> Result<(), ConfigError> {
         let c = with(&[
             ("QUOTA_HOST", "0.0.0.0"),
+            ("AUTH_MODE", "none"),
             ("QUOTA_PORT", "9000"),
             ("QUOTA_DATA_DIR", "/var/lib/q"),
             ("PERSISTENCE_INTERVAL_SECS", "5"),
@@ -264,6 +400,14 @@ mod tests {
             DatabaseUrl::Sqlite("/var/lib/q/quotas.db".into())
         );
         Ok(())
+    }
+
+    #[test]
+    fn static_mode_needs_its_tokens_file() {
+        let Err(e) = with(&[("AUTH_MODE", "static")]) else {
+            panic!("static mode without a tokens file");
+        };
+        assert_eq!(e.var, "AUTH_TOKENS_FILE");
     }
 
     #[test]
@@ -328,6 +472,9 @@ mod tests {
             ("DATABASE_URL", "mysql://x"),
             ("DATABASE_URL", "sqlite::memory:"),
             ("DATABASE_URL", "sqlite://"),
+            ("AUTH_MODE", "oauth"),
+            ("AUTH_AUDIENCE", "a b"),
+            ("AUTH_ADMINS", "root,group:"),
         ] {
             match with(&[(var, value)]) {
                 Err(e) => {

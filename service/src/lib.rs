@@ -28,6 +28,7 @@
 //!
 //! The wire types and a typed client are the `quota-api` crate.
 
+mod auth;
 mod clock;
 mod config;
 mod counters;
@@ -39,12 +40,17 @@ mod quotas;
 mod rows;
 mod server;
 
+pub use auth::{
+    Admins, AuthError, AuthStats, Authenticator, CacheLimits, Review, ReviewError, Reviewer,
+    StaticTokens, TokenReviewer, TokensFileError,
+};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use config::{Config, ConfigError, LogFormat};
+pub use config::{AuthConfig, AuthMode};
 pub use counters::NodeView;
-pub use http::app;
+pub use http::{AppState, app};
 pub use quotas::{ClaimSpec, LimitSpec, NodeSpec, QuotaError, Quotas};
-pub use server::{run, shutdown_signal};
+pub use server::{ServerError, run, shutdown_signal};
 
 /// The storage layer's own interface: the database [`storage::Store`], the
 /// in-memory [`storage::CounterStore`] and the rows they exchange. Public

@@ -37,7 +37,11 @@ fn main() -> ExitCode {
         Err(e) => {
             tracing::error!(error = %e, "quota-service stopped with an error");
             eprintln!("quota-service: {e}");
-            ExitCode::FAILURE
+            match e {
+                // A setting that cannot be used, like a bad variable.
+                quota_service::ServerError::Auth(_) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -2,10 +2,10 @@
 //! without losing anything.
 //!
 //! ```text
-//!  open db ─▶ load tenants ─▶ bind ─▶ serve ─┬─ every interval: flush
-//!                                            └─ SIGTERM/SIGINT: stop accepting,
-//!                                               drain in-flight requests,
-//!                                               final flush, close db, exit
+//!  authenticator ─▶ open db ─▶ load tenants ─▶ bind ─▶ serve ─┬─ every interval: flush
+//!                                                             └─ SIGTERM/SIGINT: stop accepting,
+//!                                                                drain in-flight requests,
+//!                                                                final flush, close db, exit
 //! ```
 
 use std::future::Future;
@@ -17,8 +17,9 @@ use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::Authenticator;
 use crate::clock::SharedClock;
-use crate::config::Config;
+use crate::config::{AuthMode, Config};
 use crate::persistence::StoreError;
 use crate::quotas::Quotas;
 
@@ -28,6 +29,9 @@ const FINAL_FLUSH_ATTEMPTS: u32 = 5;
 /// Why the service stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    /// The access-control settings cannot be used (a bad tokens file).
+    #[error("cannot set up authentication: {0}")]
+    Auth(String),
     #[error("cannot open the store: {0}")]
     Store(#[source] StoreError),
     #[error("cannot listen on {addr} (QUOTA_HOST/QUOTA_PORT): {source}")]
@@ -50,6 +54,23 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let started = Instant::now();
+    let stop_background = CancellationToken::new();
+    let auth = Authenticator::from_config(&config.auth, clock.clone(), stop_background.clone())
+        .await
+        .map_err(ServerError::Auth)?;
+    if auth.mode() == AuthMode::None && !config.host.is_loopback() {
+        tracing::warn!(
+            host = %config.host,
+            "AUTH_MODE=none on an address others can reach: every caller may change every quota; \
+             set AUTH_MODE=kubernetes or static"
+        );
+    } else {
+        tracing::info!(
+            mode = auth.mode().as_str(),
+            admins = config.auth.admins.len(),
+            "authentication"
+        );
+    }
     let quotas = Arc::new(
         Quotas::open(&config, clock)
             .await
@@ -81,7 +102,7 @@ pub async fn run(
     let stop_flusher = CancellationToken::new();
     let flusher = quotas.spawn_flusher(config.persistence_interval, stop_flusher.clone());
 
-    axum::serve(listener, crate::http::app(quotas.clone()))
+    axum::serve(listener, crate::http::app(quotas.clone(), auth))
         .with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("shutdown requested: draining requests");
@@ -90,6 +111,7 @@ pub async fn run(
         .map_err(ServerError::Serve)?;
 
     stop_flusher.cancel();
+    stop_background.cancel();
     if let Err(e) = flusher.await {
         tracing::warn!(error = %e, "flusher task ended abnormally");
     }

@@ -132,7 +132,7 @@ impl CounterStore {
     }
 
     /// Takes nodes another replica created or changed (read back from a
-    /// shared database): their rows, limits, state and claims replace what
+    /// shared database): their rows, limits, state, claims and grants replace what
     /// memory holds, usage not flushed yet stays, and the reservations and
     /// children lists of their old and new parents follow. Called under the
     /// write lock, so no local structure change runs meanwhile.
@@ -144,11 +144,11 @@ impl CounterStore {
             let old = self.nodes.get(id).map(|e| reservation(&e.node));
             let new = reservation(&loaded.node);
             if self.contains(id) {
-                let (node, claims) = (loaded.node, loaded.claims);
+                let (node, claims, grants) = (loaded.node, loaded.claims, loaded.grants);
                 self.with_entry(id, |e, now| {
                     let mut retired = e.node.roll(now, self.auto_reset);
                     retired.extend(merge_synced(&mut e.node, node));
-                    e.claims = boxed_claims(claims);
+                    e.extras = extras(claims, grants);
                     self.retire_locked(e, id, retired, now);
                     e.version = self.next_version();
                 });
@@ -159,7 +159,7 @@ impl CounterStore {
                     id.into(),
                     Box::new(Entry {
                         node: loaded.node,
-                        claims: boxed_claims(loaded.claims),
+                        extras: extras(loaded.claims, loaded.grants),
                         dirty: false,
                         unsaved: false,
                         version: self.next_version(),

@@ -60,7 +60,7 @@ impl Loading {
                 n.id.into_boxed_str(),
                 Box::new(Entry {
                     node: n.node,
-                    claims: boxed_claims(n.claims),
+                    extras: extras(n.claims, n.grants),
                     dirty: false,
                     unsaved: false,
                     version: self.version,

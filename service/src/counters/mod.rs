@@ -41,6 +41,7 @@
 //! | `usage.rs` | consume and increment (the request path), the flat tenants |
 //! | `flush.rs` | dirty batches, learned rows, stored totals, synced nodes |
 //! | `structure.rs` | insert, update, reserve, release, stop and charge, retire |
+//! | `access.rs` | the grants each node holds, the roles along a path |
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -58,10 +59,11 @@ use crate::domain::resource::{BANDWIDTH, MESSAGES, ResourceName};
 use crate::domain::tenant::{Limits, QuotaView, TenantView, Usage};
 use crate::domain::window::{Period, Window};
 use crate::rows::{
-    Claim, DirtyBatch, LoadedNode, NewTenantRow, NodeSink, StoredRows, StoredTotal, UsageDelta,
-    UsageDeltas,
+    Claim, DirtyBatch, LoadedNode, NewTenantRow, NodeGrant, NodeSink, StoredRows, StoredTotal,
+    UsageDelta, UsageDeltas,
 };
 
+mod access;
 mod flush;
 mod load;
 mod reads;
@@ -79,9 +81,9 @@ pub use usage::{flat_node, flat_view};
 #[derive(Debug)]
 struct Entry {
     node: Node,
-    /// Capacity claims by resource id; `None` while there are none (most
+    /// Capacity claims and grants; `None` while there are neither (most
     /// nodes: an empty map inline took 24 bytes of every tenant).
-    claims: Option<BoxedClaims>,
+    extras: Option<Box<Extras>>,
     /// Some counter has usage not handed to a flush yet.
     dirty: bool,
     /// The node row does not exist in the database yet (a flat tenant
@@ -144,17 +146,46 @@ fn accepts_usage(id: &str, state: NodeState) -> Result<(), UsageError> {
     }
 }
 
-/// Boxed on purpose: a pointer (8 bytes, null while there are none) instead
-/// of an empty map inline (24) in each of a million entries.
-#[allow(clippy::box_collection)]
-type BoxedClaims = Box<BTreeMap<String, Claim>>;
-
-fn boxed_claims(claims: BTreeMap<String, Claim>) -> Option<BoxedClaims> {
-    (!claims.is_empty()).then(|| Box::new(claims))
+/// What few nodes have, boxed behind one pointer (8 bytes, null while
+/// there is nothing) instead of inline in each of a million entries.
+#[derive(Debug, Default)]
+struct Extras {
+    /// Capacity claims by resource id.
+    claims: BTreeMap<String, Claim>,
+    /// Grants on the node, for access checks.
+    grants: Vec<NodeGrant>,
 }
 
-fn claim_count(claims: &Option<BoxedClaims>) -> usize {
-    claims.as_ref().map_or(0, |c| c.len())
+fn extras(claims: BTreeMap<String, Claim>, grants: Vec<NodeGrant>) -> Option<Box<Extras>> {
+    (!claims.is_empty() || !grants.is_empty()).then(|| Box::new(Extras { claims, grants }))
+}
+
+// === impl Entry ===
+
+impl Entry {
+    fn claim_count(&self) -> usize {
+        self.extras.as_ref().map_or(0, |x| x.claims.len())
+    }
+
+    fn grants(&self) -> &[NodeGrant] {
+        self.extras.as_ref().map_or(&[], |x| x.grants.as_slice())
+    }
+
+    /// The extras, created empty when missing; [`Entry::tidy`] drops them
+    /// again when they end up empty.
+    fn extras_mut(&mut self) -> &mut Extras {
+        self.extras.get_or_insert_with(Box::default)
+    }
+
+    fn tidy(&mut self) {
+        if self
+            .extras
+            .as_ref()
+            .is_some_and(|x| x.claims.is_empty() && x.grants.is_empty())
+        {
+            self.extras = None;
+        }
+    }
 }
 
 /// Why a usage call was refused or failed.

@@ -133,7 +133,7 @@ impl CounterStore {
     pub fn claims(&self, id: &str) -> Option<BTreeMap<String, Claim>> {
         self.nodes
             .get(id)
-            .map(|e| e.claims.as_deref().cloned().unwrap_or_default())
+            .map(|e| e.extras.as_ref().map(|x| x.claims.clone()).unwrap_or_default())
     }
 
     /// Every id, sorted (for paging).
@@ -184,7 +184,7 @@ impl CounterStore {
             description: node.description().map(str::to_owned),
             resources,
             children: node.children().iter().map(|c| c.to_string()).collect(),
-            claims: claim_count(&e.claims),
+            claims: e.claim_count(),
             created_at: node.created_at,
             last_updated: node.last_updated,
             version: e.version,

@@ -15,7 +15,7 @@ impl CounterStore {
             dashmap::Entry::Vacant(v) => {
                 v.insert(Box::new(Entry {
                     node,
-                    claims: None,
+                    extras: None,
                     dirty: false,
                     unsaved: false,
                     version: self.next_version(),
@@ -32,12 +32,10 @@ impl CounterStore {
         f: impl FnOnce(&mut Node, &mut BTreeMap<String, Claim>, i64) -> T,
     ) -> Option<T> {
         self.with_entry(id, |e, now| {
-            let Entry { node, claims, .. } = e;
-            let map = claims.get_or_insert_with(Box::default);
-            let out = f(node, map, now);
-            if map.is_empty() {
-                *claims = None;
-            }
+            let Entry { node, extras, .. } = e;
+            let x = extras.get_or_insert_with(Box::default);
+            let out = f(node, &mut x.claims, now);
+            e.tidy();
             e.version = self.next_version();
             out
         })

@@ -96,6 +96,7 @@ fn loaded(id: &str, n: Node) -> LoadedNode {
         id: id.into(),
         node: n,
         claims: BTreeMap::new(),
+        grants: Vec::new(),
     }
 }
 

@@ -146,7 +146,7 @@ impl CounterStore {
                 lock(&self.changed).note(tenant_id);
                 Box::new(Entry {
                     node: flat_node(self.default_limits, now),
-                    claims: None,
+                    extras: None,
                     dirty: false,
                     unsaved: true,
                     version: 0,

@@ -110,6 +110,31 @@ impl fmt::Display for Role {
     }
 }
 
+// === impl Action ===
+
+impl Action {
+    /// The action in an error message: "may not {verb} quota node X".
+    pub fn verb(self) -> &'static str {
+        match self {
+            Action::Read => "read",
+            Action::Report => "report usage on",
+            Action::Audit => "read the audit trail of",
+            Action::CreateChild => "create children of",
+            Action::Change => "change",
+        }
+    }
+
+    /// What the action needs, in an error message.
+    pub fn needs(self) -> &'static str {
+        match self {
+            Action::Read => "reader",
+            Action::Report => "reporter",
+            Action::Audit | Action::CreateChild => "admin",
+            Action::Change => "owner on it, or admin above it",
+        }
+    }
+}
+
 // === impl Identity ===
 
 impl Identity {
@@ -138,18 +163,23 @@ pub fn allows<'a>(who: &Identity, action: Action, path: &[&'a [Grant<'a>]]) -> b
     if who.admin {
         return true;
     }
-    let Some((own, above)) = path.split_last() else {
+    let roles: Vec<Option<Role>> = path.iter().map(|g| who.role_in(g.iter())).collect();
+    allows_roles(action, &roles)
+}
+
+/// The same decision from the roles a (non-admin) identity holds on each
+/// node of the path, root first (`None` where no grant names it): what the
+/// counter store hands over, so that no grant is copied per call.
+pub fn allows_roles(action: Action, roles: &[Option<Role>]) -> bool {
+    let Some((own, above)) = roles.split_last() else {
         return false;
     };
-    let best =
-        |levels: &[&'a [Grant<'a>]]| levels.iter().filter_map(|g| who.role_in(g.iter())).max();
+    let best = |levels: &[Option<Role>]| levels.iter().copied().max().flatten();
     match action {
-        Action::Read => best(path) >= Some(Role::Reader),
-        Action::Report => best(path) >= Some(Role::Reporter),
-        Action::Audit | Action::CreateChild => best(path) >= Some(Role::Admin),
-        Action::Change => {
-            best(above) >= Some(Role::Admin) || who.role_in(own.iter()) >= Some(Role::Owner)
-        }
+        Action::Read => best(roles) >= Some(Role::Reader),
+        Action::Report => best(roles) >= Some(Role::Reporter),
+        Action::Audit | Action::CreateChild => best(roles) >= Some(Role::Admin),
+        Action::Change => best(above) >= Some(Role::Admin) || *own >= Some(Role::Owner),
     }
 }
 

@@ -8,10 +8,11 @@
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::auth::AuthError;
 use crate::domain::node::Refusal;
 use crate::domain::tenant_id::TenantIdError;
 use crate::persistence::StoreError;
@@ -60,6 +61,10 @@ error_codes! {
     InvalidQuery => "invalid_query", BAD_REQUEST;
     InvalidId => "invalid_id", BAD_REQUEST;
     InvalidTenantId => "invalid_tenant_id", BAD_REQUEST;
+    /// No valid bearer token (with `WWW-Authenticate: Bearer`).
+    Unauthenticated => "unauthenticated", UNAUTHORIZED;
+    /// Authenticated, but no grant allows the call.
+    Forbidden => "forbidden", FORBIDDEN;
     NodeSuspended => "node_suspended", FORBIDDEN;
     NotFound => "not_found", NOT_FOUND;
     NodeNotFound => "node_not_found", NOT_FOUND;
@@ -90,6 +95,8 @@ error_codes! {
     QuotaExhausted => "quota_exhausted", TOO_MANY_REQUESTS;
     Overcommitted => "overcommitted", TOO_MANY_REQUESTS;
     StoreUnavailable => "store_unavailable", SERVICE_UNAVAILABLE;
+    /// The token could not be checked (the API server is unreachable).
+    AuthUnavailable => "auth_unavailable", SERVICE_UNAVAILABLE;
 }
 
 impl From<Conflict> for ErrorCode {
@@ -167,7 +174,23 @@ impl IntoResponse for AppError {
                 details: self.details.as_ref(),
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut resp = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"edge-quota\""),
+            );
+        }
+        resp
+    }
+}
+
+impl From<AuthError> for AppError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Unauthenticated(m) => AppError::new(ErrorCode::Unauthenticated, m),
+            AuthError::Unavailable(m) => AppError::new(ErrorCode::AuthUnavailable, m),
+        }
     }
 }
 
@@ -207,6 +230,7 @@ impl From<QuotaError> for AppError {
         let message = e.to_string();
         match e {
             QuotaError::NotFound(_) => AppError::new(ErrorCode::NodeNotFound, message),
+            QuotaError::Forbidden(_) => AppError::new(ErrorCode::Forbidden, message),
             QuotaError::Invalid(_) => AppError::new(ErrorCode::InvalidBody, message),
             QuotaError::ParentNotFound(_) => AppError::new(ErrorCode::ParentNotFound, message),
             QuotaError::DoesNotFit { shortages, .. } => {

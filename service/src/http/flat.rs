@@ -9,6 +9,11 @@
 //! | `GET /api/quota` | every tracked tenant, sorted by id |
 //! | `POST /api/quota/{tenant_id}/reset` | zeroes the current periods (written through), 404 when unknown |
 //!
+//! A `tenant_id` names a root node: `increment` and `check` need `reporter`
+//! on it, `limits` and `reset` need `owner`, reads need `reader`; `GET
+//! /api/quota` lists only what the caller may read. Usage for an unknown
+//! tenant creates it only for the admins of every node (`AUTH_ADMINS`).
+//!
 //! Response fields keep the flat tracker's names (`message_count`,
 //! `bytes_sent`, `message_limit`, `bandwidth_limit_bytes`, `period`) and add
 //! the remaining amounts, both period keys, reset times and exceeded flags.
@@ -19,18 +24,17 @@ use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
+use super::caller::Caller;
 use super::error::{AppError, ErrorCode};
 use super::extract::{ApiJson, ApiPath};
 use super::json_writer::{JsonAnswer, JsonWriter, WriteJson, key};
 use crate::domain::calendar::rfc3339_stamp;
+use crate::domain::access::Action;
 use crate::domain::counter::{GIB, MAX_COUNT, gib_to_bytes};
 use crate::domain::stamp::Stamp;
 use crate::domain::tenant::{TenantView, Usage};
 use crate::domain::tenant_id::validate_tenant_id;
 use crate::quotas::{LimitsUpdate, Quotas};
-
-/// Who the audit log names until callers authenticate (access control).
-pub const ACTOR: &str = "anonymous";
 
 /// Body of `increment` and `check` (read strictly: see `strict_json`).
 #[derive(Debug, Deserialize)]
@@ -191,22 +195,38 @@ impl UsageRequest {
     }
 }
 
+/// Reporting usage needs `reporter` on the tenant; creating the tenant by
+/// its first use needs an admin of every node.
+fn may_report(caller: &Caller, quotas: &Quotas, tenant_id: &str) -> Result<(), AppError> {
+    if caller.identity().admin {
+        return Ok(());
+    }
+    if quotas.contains(tenant_id) {
+        return caller.may(quotas, Action::Report, tenant_id);
+    }
+    caller.must_be_admin(quotas, &format!("create tenant {tenant_id:?} by reporting usage"))
+}
+
 pub async fn increment(
+    caller: Caller,
     State(quotas): State<Arc<Quotas>>,
     ApiJson(req): ApiJson<UsageRequest>,
 ) -> Result<JsonAnswer<QuotaMetrics>, AppError> {
     validate_tenant_id(&req.tenant_id)?;
     let usage = req.usage()?;
+    may_report(&caller, &quotas, &req.tenant_id)?;
     let view = quotas.increment(&req.tenant_id, usage).await?;
     Ok(JsonAnswer(QuotaMetrics::new(req.tenant_id, &view)))
 }
 
 pub async fn check(
+    caller: Caller,
     State(quotas): State<Arc<Quotas>>,
     ApiJson(req): ApiJson<UsageRequest>,
 ) -> Result<JsonAnswer<CheckResponse>, AppError> {
     validate_tenant_id(&req.tenant_id)?;
     let usage = req.usage()?;
+    may_report(&caller, &quotas, &req.tenant_id)?;
     let view = quotas.check(&req.tenant_id);
     Ok(JsonAnswer(CheckResponse {
         allowed: view.allows(usage),
@@ -215,6 +235,7 @@ pub async fn check(
 }
 
 pub async fn set_limits(
+    caller: Caller,
     State(quotas): State<Arc<Quotas>>,
     ApiJson(req): ApiJson<LimitsRequest>,
 ) -> Result<Json<QuotaMetrics>, AppError> {
@@ -254,36 +275,48 @@ pub async fn set_limits(
             )));
         }
     }
-    let view = quotas.set_limits(ACTOR, &req.tenant_id, update).await?;
+    if quotas.contains(&req.tenant_id) {
+        caller.may(&quotas, Action::Change, &req.tenant_id)?;
+    } else {
+        caller.must_be_admin(&quotas, &format!("create tenant {:?}", req.tenant_id))?;
+    }
+    let view = quotas
+        .set_limits(caller.subject(), &req.tenant_id, update)
+        .await?;
     Ok(Json(QuotaMetrics::new(req.tenant_id, &view)))
 }
 
 pub async fn get_tenant(
+    caller: Caller,
     State(quotas): State<Arc<Quotas>>,
     ApiPath(tenant_id): ApiPath<String>,
 ) -> Result<Json<QuotaMetrics>, AppError> {
     validate_tenant_id(&tenant_id)?;
+    caller.may(&quotas, Action::Read, &tenant_id)?;
     let view = quotas.get(&tenant_id).ok_or_else(|| unknown(&tenant_id))?;
     Ok(Json(QuotaMetrics::new(tenant_id, &view)))
 }
 
-pub async fn list(State(quotas): State<Arc<Quotas>>) -> Json<Vec<QuotaMetrics>> {
+pub async fn list(caller: Caller, State(quotas): State<Arc<Quotas>>) -> Json<Vec<QuotaMetrics>> {
     Json(
         quotas
             .list()
             .into_iter()
+            .filter(|(id, _)| quotas.may(caller.identity(), Action::Read, id))
             .map(|(id, v)| QuotaMetrics::new(id, &v))
             .collect(),
     )
 }
 
 pub async fn reset(
+    caller: Caller,
     State(quotas): State<Arc<Quotas>>,
     ApiPath(tenant_id): ApiPath<String>,
 ) -> Result<Json<QuotaMetrics>, AppError> {
     validate_tenant_id(&tenant_id)?;
+    caller.may(&quotas, Action::Change, &tenant_id)?;
     let view = quotas
-        .reset(ACTOR, &tenant_id)
+        .reset(caller.subject(), &tenant_id)
         .await?
         .ok_or_else(|| unknown(&tenant_id))?;
     Ok(Json(QuotaMetrics::new(tenant_id, &view)))

@@ -12,13 +12,20 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 
+use crate::auth::{AuthStats, Authenticator};
 use crate::quotas::Quotas;
 
 /// The content type Prometheus expects for the text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-pub async fn metrics(State(quotas): State<Arc<Quotas>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, CONTENT_TYPE)], render(&quotas))
+pub async fn metrics(
+    State(quotas): State<Arc<Quotas>>,
+    State(auth): State<Arc<Authenticator>>,
+) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, CONTENT_TYPE)],
+        render(&quotas, auth.stats()),
+    )
 }
 
 /// One sample of a metric without labels.
@@ -29,7 +36,7 @@ struct Sample {
     value: f64,
 }
 
-fn render(quotas: &Quotas) -> String {
+fn render(quotas: &Quotas, auth: AuthStats) -> String {
     let health = quotas.flush_health();
     let stats = quotas.flush_stats();
     let samples = [
@@ -87,8 +94,32 @@ fn render(quotas: &Quotas) -> String {
             help: "Unix time of the last successful write to the database (0: none yet).",
             value: health.last_flush_at.unwrap_or(0) as f64,
         },
+        Sample {
+            name: "edge_quota_auth_refused_total",
+            kind: "counter",
+            help: "Calls refused by authentication (401 unauthenticated, 503 auth_unavailable).",
+            value: auth.refused as f64,
+        },
+        Sample {
+            name: "edge_quota_auth_token_reviews_total",
+            kind: "counter",
+            help: "TokenReviews sent to the Kubernetes API (AUTH_MODE=kubernetes).",
+            value: auth.token_reviews as f64,
+        },
+        Sample {
+            name: "edge_quota_auth_cached_identities",
+            kind: "gauge",
+            help: "Token review results held in the cache (AUTH_MODE=kubernetes).",
+            value: auth.cached as f64,
+        },
+        Sample {
+            name: "edge_quota_auth_static_tokens",
+            kind: "gauge",
+            help: "Tokens known from AUTH_TOKENS_FILE (AUTH_MODE=static).",
+            value: auth.static_tokens as f64,
+        },
     ];
-    let mut out = String::with_capacity(2048);
+    let mut out = String::with_capacity(4096);
     let _ = writeln!(
         out,
         "# HELP edge_quota_build_info The running version.\n# TYPE edge_quota_build_info gauge\nedge_quota_build_info{{version=\"{}\"}} 1",

@@ -2,7 +2,13 @@
 //!
 //! [`app`] builds the whole router from the shared state; the binary serves
 //! it and the tests drive it directly (`tower::ServiceExt::oneshot`).
+//!
+//! Every `/api` handler takes a [`caller::Caller`] first (authentication:
+//! `401` before the body is read) and asks `Quotas::authorize` before it
+//! reads or changes a node (`403`). `/health`, `/ready` and `/metrics`
+//! are open.
 
+mod caller;
 mod error;
 mod extract;
 mod flat;
@@ -15,11 +21,13 @@ mod v1;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::FromRef;
 use axum::routing::{delete, get, post, put};
 
 pub use error::{AppError, ErrorCode};
 pub use flat::UsageRequest;
 
+use crate::auth::Authenticator;
 use crate::quotas::Quotas;
 
 /// Largest accepted request body (enforced by `extract::ApiJson`).
@@ -27,8 +35,27 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Largest accepted batch body (`POST /api/v1/usage/batch`).
 pub const MAX_BATCH_BODY_BYTES: usize = 1024 * 1024;
 
+/// What every handler may reach: the operations and the authenticator.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub quotas: Arc<Quotas>,
+    pub auth: Arc<Authenticator>,
+}
+
+impl FromRef<AppState> for Arc<Quotas> {
+    fn from_ref(s: &AppState) -> Self {
+        s.quotas.clone()
+    }
+}
+
+impl FromRef<AppState> for Arc<Authenticator> {
+    fn from_ref(s: &AppState) -> Self {
+        s.auth.clone()
+    }
+}
+
 /// The quota service's router.
-pub fn app(quotas: Arc<Quotas>) -> Router {
+pub fn app(quotas: Arc<Quotas>, auth: Arc<Authenticator>) -> Router {
     Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
@@ -60,7 +87,7 @@ pub fn app(quotas: Arc<Quotas>) -> Router {
         .route("/api/v1/snapshot", get(v1::snapshot))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(quotas)
+        .with_state(AppState { quotas, auth })
 }
 
 async fn not_found() -> AppError {

@@ -1,7 +1,8 @@
 //! Reading state: everything at startup, or what changed since a version
 //! (how a replica refreshes its view of what other replicas wrote).
 //!
-//! Both read in one transaction, so the nodes, limits, usage and claims they
+//! Both read in one transaction, so the nodes, limits, usage, claims and
+//! grants they
 //! return, and the version they report, are one consistent snapshot: every
 //! later change carries a higher version.
 
@@ -18,7 +19,8 @@ use crate::domain::calendar::parse_rfc3339;
 use crate::domain::counter::{Counter, RowId};
 use crate::domain::node::{Limit, Node, NodeState, Resource};
 use crate::domain::window::{Period, Window};
-use crate::rows::{Claim, LoadedNode, NodeSink, StoredTotal};
+use crate::domain::access::Role;
+use crate::rows::{Claim, LoadedNode, NodeGrant, NodeSink, StoredTotal};
 
 /// What changed since a version.
 #[derive(Debug, Clone, Default)]
@@ -96,6 +98,13 @@ struct ClaimRow<'a>(
     String,
     String,
     i64,
+    String,
+    #[serde(borrow)] Cow<'a, str>,
+);
+
+#[derive(Deserialize)]
+struct GrantRow<'a>(
+    #[serde(borrow)] Cow<'a, str>,
     String,
     #[serde(borrow)] Cow<'a, str>,
 );
@@ -278,11 +287,17 @@ impl Store {
             .push(" FROM quota_claims");
         in_page(&mut q, "node_id");
         let claims = fetch_text(tx, q).await?;
+        let mut q = Sql::new(self.backend, "SELECT ");
+        q.push(&self.json_agg("node_id, subject, role"))
+            .push(" FROM quota_grants");
+        in_page(&mut q, "node_id");
+        let grants = fetch_text(tx, q).await?;
         Ok(Some(PageText {
             nodes,
             limits,
             usage,
             claims,
+            grants,
             last,
         }))
     }
@@ -324,6 +339,7 @@ struct PageText {
     limits: String,
     usage: String,
     claims: String,
+    grants: String,
     /// The page's last node id.
     last: String,
 }
@@ -373,6 +389,7 @@ fn build_page(text: PageText, now: i64) -> Result<Vec<LoadedNode>, StoreError> {
             id: id.as_ref().to_owned(),
             node,
             claims: BTreeMap::new(),
+            grants: Vec::new(),
         });
         ids.push(id);
     }
@@ -426,6 +443,18 @@ fn build_page(text: PageText, now: i64) -> Result<Vec<LoadedNode>, StoreError> {
                 created_at: parse_rfc3339(&created_at).unwrap_or(now),
             },
         );
+    }
+
+    for GrantRow(node_id, subject, role) in parse_page::<GrantRow<'_>>("quota_grants", &text.grants)? {
+        let Some(n) = index.get(node_id.as_ref()).and_then(|&i| nodes.get_mut(i)) else {
+            continue;
+        };
+        let role = Role::parse(&role)
+            .map_err(|e| corrupt("quota_grants", format!("{e} (a grant on {node_id})")))?;
+        n.grants.push(NodeGrant {
+            subject: subject.into(),
+            role,
+        });
     }
     Ok(nodes)
 }

@@ -226,13 +226,13 @@ impl WriteOp {
             WriteOp::ReplaceLimits { node_id, .. }
             | WriteOp::InsertClaim { node_id, .. }
             | WriteOp::DeleteClaim { node_id, .. }
+            | WriteOp::InsertGrant { node_id, .. }
+            | WriteOp::DeleteGrant { node_id, .. }
             | WriteOp::Touch { node_id, .. } => vec![node_id],
             WriteOp::MoveClaims { from, to } => vec![from, to],
-            // Grants and audit rows are read from the database, not memory;
-            // usage rows carry their own version.
-            WriteOp::InsertGrant { .. }
-            | WriteOp::DeleteGrant { .. }
-            | WriteOp::Usage(_)
+            // Audit rows are read from the database, not memory; usage rows
+            // carry their own version.
+            WriteOp::Usage(_)
             | WriteOp::AddUsage(_)
             | WriteOp::MoveUsage { .. }
             | WriteOp::Audit(_) => vec![],

@@ -3,7 +3,7 @@
 use super::*;
 
 impl Quotas {
-    /// Stores a grant (enforced by the access-control layer).
+    /// Stores a grant, and mirrors it in memory for the access checks.
     pub async fn grant(
         &self,
         actor: &str,
@@ -12,17 +12,30 @@ impl Quotas {
         role: Role,
     ) -> Result<bool, QuotaError> {
         validate_subject(subject)?;
-        let role = role.as_str();
         let _serialised = self.flusher.write_lock().await;
         self.counters
             .node(id)
             .filter(|n| n.state != NodeState::Deleted)
             .ok_or_else(|| QuotaError::NotFound(id.to_owned()))?;
-        let exists = self.has_grant(id, subject, role).await?;
-        if exists {
+        if self.counters.has_grant(id, subject, role) {
             return Ok(false);
         }
-        let ops = [
+        let ops = self.grant_ops(actor, id, subject, role);
+        self.write(&ops).await?;
+        self.counters.add_grant(id, subject, role);
+        Ok(true)
+    }
+
+    /// The rows a grant writes: the grant and its audit record.
+    pub(super) fn grant_ops(
+        &self,
+        actor: &str,
+        id: &str,
+        subject: &str,
+        role: Role,
+    ) -> [WriteOp; 2] {
+        let role = role.as_str();
+        [
             WriteOp::InsertGrant {
                 node_id: id.to_owned(),
                 subject: subject.to_owned(),
@@ -36,9 +49,7 @@ impl Quotas {
                 None,
                 Some(json!({"subject": subject, "role": role})),
             ),
-        ];
-        self.write(&ops).await?;
-        Ok(true)
+        ]
     }
 
     /// Removes a grant.
@@ -50,33 +61,33 @@ impl Quotas {
         role: Role,
     ) -> Result<(), QuotaError> {
         validate_subject(subject)?;
-        let role = role.as_str();
         let _serialised = self.flusher.write_lock().await;
         if !self.counters.contains(id) {
             return Err(QuotaError::NotFound(id.to_owned()));
         }
-        let exists = self.has_grant(id, subject, role).await?;
-        if !exists {
+        let stored_role = role.as_str();
+        if !self.counters.has_grant(id, subject, role) {
             return Err(QuotaError::Conflict {
                 kind: Conflict::GrantNotFound,
-                message: format!("{id:?} has no grant of role {role:?} to {subject:?}"),
+                message: format!("{id:?} has no grant of role {stored_role:?} to {subject:?}"),
             });
         }
         let ops = [
             WriteOp::DeleteGrant {
                 node_id: id.to_owned(),
                 subject: subject.to_owned(),
-                role: role.to_owned(),
+                role: stored_role.to_owned(),
             },
             self.audit(
                 actor,
                 "revoke",
                 id,
-                Some(json!({"subject": subject, "role": role})),
+                Some(json!({"subject": subject, "role": stored_role})),
                 None,
             ),
         ];
         self.write(&ops).await?;
+        self.counters.remove_grant(id, subject, role);
         Ok(())
     }
 
@@ -98,14 +109,6 @@ impl Quotas {
             return Err(QuotaError::NotFound(id.to_owned()));
         }
         Ok(self.db.audit_page(id, limit, before).await?)
-    }
-
-    /// Whether `id` holds the grant of `role` to `subject`.
-    async fn has_grant(&self, id: &str, subject: &str, role: &str) -> Result<bool, QuotaError> {
-        let grants = self.db.grants(id).await?;
-        Ok(grants
-            .iter()
-            .any(|g| g.subject == subject && g.role == role))
     }
 
     /// Nodes changed since version `since`, and the version to ask from next.

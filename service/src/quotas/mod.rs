@@ -27,6 +27,7 @@
 //! | `delete.rs` | delete: usage and claims move to the parent |
 //! | `claims.rs` | capacity claims and releases |
 //! | `grants.rs` | grants, the audit trail, snapshots |
+//! | `access.rs` | the access check: may this caller do this on this node |
 //! | `spec.rs`, `ops.rs` | a spec resolved into limits; the rows a change writes |
 //!
 //! The pure planning of a limit change is `domain::limit_change`.
@@ -53,6 +54,7 @@ use crate::persistence::{
 };
 use crate::rows::{Claim, UsageRow};
 
+mod access;
 mod claims;
 mod delete;
 mod flat;
@@ -92,6 +94,9 @@ pub struct NodeSpec {
     pub strict: Option<bool>,
     pub name: Option<String>,
     pub description: Option<String>,
+    /// Subjects made admins of a node when it is created (allocate's
+    /// `admin_user_ids`); an update leaves grants as they are.
+    pub admins: Vec<String>,
 }
 
 /// A capacity claim request.
@@ -124,6 +129,9 @@ pub enum Conflict {
 pub enum QuotaError {
     #[error("no quota node {0:?}")]
     NotFound(String),
+    /// The caller may not do this (nothing changed).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     Invalid(String),
     #[error("parent {0:?} does not exist")]

@@ -7,21 +7,33 @@ impl Quotas {
         self.counters.view(id)
     }
 
-    /// Nodes sorted by id, at most `limit` of them with ids after `after`.
-    pub fn list_nodes(&self, limit: usize, after: Option<&str>) -> (Vec<NodeView>, Option<String>) {
+    /// Whether node (or flat tenant) `id` exists, in any state.
+    pub fn contains(&self, id: &str) -> bool {
+        self.counters.contains(id)
+    }
+
+    /// Nodes sorted by id, at most `limit` of those `visible` with ids after
+    /// `after`, and the id to continue after when more follow.
+    pub fn list_nodes(
+        &self,
+        limit: usize,
+        after: Option<&str>,
+        visible: impl Fn(&str) -> bool,
+    ) -> (Vec<NodeView>, Option<String>) {
         let ids = self.counters.ids();
         let start = match after {
             Some(a) => ids.partition_point(|id| id.as_str() <= a),
             None => 0,
         };
-        let page: Vec<NodeView> = ids[start..]
+        let mut page: Vec<NodeView> = ids[start..]
             .iter()
-            .take(limit)
+            .filter(|id| visible(id))
             .filter_map(|id| self.counters.view(id))
+            .take(limit + 1)
             .collect();
-        let next = (start + limit < ids.len())
-            .then(|| page.last().map(|v| v.id.clone()))
-            .flatten();
+        let more = page.len() > limit;
+        page.truncate(limit);
+        let next = more.then(|| page.last().map(|v| v.id.clone())).flatten();
         (page, next)
     }
 
@@ -143,9 +155,15 @@ impl Quotas {
         if let Some(p) = &spec.parent {
             self.counters.reserve(p, &limits)?;
         }
-        // 2. Write it.
+        // 2. Write it, with the grants it is created with.
+        for subject in &spec.admins {
+            grants::validate_subject(subject)?;
+        }
         let mut ops = node_ops(id, &node, now);
         ops.push(self.audit(actor, action, id, None, Some(node_json(&node))));
+        for subject in &spec.admins {
+            ops.extend(self.grant_ops(actor, id, subject, Role::Admin));
+        }
         if let Err(e) = self.write(&ops).await {
             if let Some(p) = &spec.parent {
                 self.counters.unreserve(p, &amounts(&limits));
@@ -176,6 +194,9 @@ impl Quotas {
         }
         if let Some(p) = &spec.parent {
             self.counters.update(p, |n, _, _| n.add_child(id));
+        }
+        for subject in &spec.admins {
+            self.counters.add_grant(id, subject, Role::Admin);
         }
         Ok(())
     }

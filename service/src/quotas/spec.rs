@@ -23,6 +23,7 @@ pub(super) fn spec_of(n: &Node) -> NodeSpec {
         strict: Some(n.strict),
         name: n.name().map(str::to_owned),
         description: n.description().map(str::to_owned),
+        admins: Vec::new(),
     }
 }
 

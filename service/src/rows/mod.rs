@@ -8,8 +8,8 @@
 //!
 //! - [`batch`]: what a flush takes from the counters (new tenants, usage
 //!   deltas, the rows counters already know).
-//! - [`stored`]: what a load or a sync reads back (nodes with their claims,
-//!   stored totals), and the absolute rows a reset writes.
+//! - [`stored`]: what a load or a sync reads back (nodes with their claims and
+//!   grants, stored totals), and the absolute rows a reset writes.
 
 mod batch;
 mod stored;
@@ -17,4 +17,4 @@ mod stored;
 #[cfg(test)]
 pub(crate) use batch::messages_delta;
 pub use batch::{DirtyBatch, NewTenantRow, StoredRows, UsageDelta, UsageDeltas};
-pub use stored::{Claim, LoadedNode, NodeSink, StoredTotal, UsageRow};
+pub use stored::{Claim, LoadedNode, NodeGrant, NodeSink, StoredTotal, UsageRow};

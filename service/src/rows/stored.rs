@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::domain::access::Role;
 use crate::domain::node::Node;
 use crate::domain::resource::ResourceName;
 use crate::domain::window::Period;
@@ -26,12 +27,22 @@ pub struct UsageRow {
     pub last_updated: i64,
 }
 
+/// A grant on a node as memory keeps it, for the access check of every
+/// call (the grant API reads the stored rows, with their times).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeGrant {
+    /// A user or ServiceAccount name, or `group:<name>`.
+    pub subject: Box<str>,
+    pub role: Role,
+}
+
 /// A node loaded from the database at startup.
 #[derive(Debug, Clone)]
 pub struct LoadedNode {
     pub id: String,
     pub node: Node,
     pub claims: BTreeMap<String, Claim>,
+    pub grants: Vec<NodeGrant>,
 }
 
 /// The stored total of one usage row.

@@ -374,7 +374,7 @@ async fn metrics_follow_tenants_and_flushes() {
     let app = TestApp::new().await;
     let scrape = || async {
         let req = Request::get("/metrics").body(Body::empty()).unwrap();
-        let resp = quota_service::app(app.quotas.clone())
+        let resp = quota_service::app(app.quotas.clone(), quota_service::Authenticator::none())
             .oneshot(req)
             .await
             .unwrap();

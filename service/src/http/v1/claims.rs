@@ -4,6 +4,7 @@ use super::usage::refusal_response;
 use super::*;
 
 pub async fn claim(
+    caller: Caller,
     State(q): State<Arc<Quotas>>,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<ClaimBody>,
@@ -30,7 +31,8 @@ pub async fn claim(
         amount: body.amount,
         reason: body.reason,
     };
-    match q.claim(ACTOR, &id, spec).await {
+    caller.may(&q, Action::Report, &id)?;
+    match q.claim(caller.subject(), &id, spec).await {
         Ok((c, created)) => {
             let status = if created {
                 StatusCode::CREATED
@@ -66,10 +68,12 @@ pub(super) fn claim_response(
 }
 
 pub async fn release(
+    caller: Caller,
     State(q): State<Arc<Quotas>>,
     ApiPath((id, resource_id)): ApiPath<(String, String)>,
 ) -> Result<Json<ClaimResponse>, AppError> {
     check_id(&id)?;
-    let c = q.release(ACTOR, &id, &resource_id).await?;
+    caller.may(&q, Action::Report, &id)?;
+    let c = q.release(caller.subject(), &id, &resource_id).await?;
     Ok(Json(claim_response(&id, &resource_id, c, false)))
 }

@@ -9,13 +9,15 @@ fn role_of(body: &GrantBody) -> Result<Role, AppError> {
 }
 
 pub async fn grant(
+    caller: Caller,
     State(q): State<Arc<Quotas>>,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<GrantBody>,
 ) -> Result<Response, AppError> {
     check_id(&id)?;
     let role = role_of(&body)?;
-    let created = q.grant(ACTOR, &id, &body.subject, role).await?;
+    caller.may(&q, Action::Change, &id)?;
+    let created = q.grant(caller.subject(), &id, &body.subject, role).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -26,23 +28,27 @@ pub async fn grant(
 }
 
 pub async fn revoke(
+    caller: Caller,
     State(q): State<Arc<Quotas>>,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<GrantBody>,
 ) -> Result<Json<serde_json::Value>, AppError> {
     check_id(&id)?;
     let role = role_of(&body)?;
-    q.revoke(ACTOR, &id, &body.subject, role).await?;
+    caller.may(&q, Action::Change, &id)?;
+    q.revoke(caller.subject(), &id, &body.subject, role).await?;
     Ok(Json(
         serde_json::json!({"id": id, "subject": body.subject, "role": role.as_str(), "revoked": true}),
     ))
 }
 
 pub async fn grants(
+    caller: Caller,
     State(q): State<Arc<Quotas>>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<serde_json::Value>, AppError> {
     check_id(&id)?;
+    caller.may(&q, Action::Read, &id)?;
     let rows = q.grants(&id).await?;
     let items: Vec<_> = rows
         .into_iter()
@@ -52,11 +58,13 @@ pub async fn grants(
 }
 
 pub async fn audit(
+    caller: Caller,
     State(q): State<Arc<Quotas>>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(page): ApiQuery<AuditQuery>,
 ) -> Result<Json<Page<AuditBody>>, AppError> {
     check_id(&id)?;
+    caller.may(&q, Action::Audit, &id)?;
     let limit = page.limit.unwrap_or(50);
     if limit == 0 || limit as usize > MAX_PAGE {
         return Err(AppError::new(
@@ -77,7 +85,10 @@ pub async fn audit(
     Ok(Json(Page { items, next_after }))
 }
 
+/// The nodes changed since a version, of those the caller administers
+/// (the operator is an admin of every node).
 pub async fn snapshot(
+    caller: Caller,
     State(q): State<Arc<Quotas>>,
     ApiQuery(s): ApiQuery<SnapshotQuery>,
 ) -> Json<SnapshotBody> {
@@ -85,6 +96,10 @@ pub async fn snapshot(
     Json(SnapshotBody {
         instance_id: q.instance_id().to_owned(),
         version,
-        nodes: nodes.iter().map(NodeBody::from).collect(),
+        nodes: nodes
+            .iter()
+            .filter(|n| q.may(caller.identity(), Action::Audit, &n.id))
+            .map(NodeBody::from)
+            .collect(),
     })
 }

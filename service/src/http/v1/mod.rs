@@ -15,6 +15,13 @@
 //! | `GET /api/v1/quotas/{id}/audit?limit=&after=` | the audit trail, newest first, paged |
 //! | `POST /api/v1/usage/batch` | many increments (or consumes) in one request, answered in order |
 //! | `GET /api/v1/snapshot?since=N` | nodes changed since version N, and the new version |
+//!
+//! What each route needs of the caller (`domain::access`): reads and
+//! grants' listing `reader`; consume, claims and batch items `reporter`;
+//! allocate and the audit trail `admin`; PUT, delete, state, grant and
+//! revoke a change of the node (`owner` on it or `admin` above); a new
+//! node by PUT `admin` on its parent (a root: `AUTH_ADMINS`); the
+//! snapshot returns only nodes the caller administers.
 
 mod claims;
 mod grants;
@@ -37,9 +44,9 @@ use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
 use super::MAX_BATCH_BODY_BYTES;
+use super::caller::Caller;
 use super::error::{AppError, ErrorCode};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
-use super::flat::ACTOR;
 use super::json_writer::{JsonAnswer, JsonWriter, WriteJson, key};
 use quota_api::v1::{
     AllocateBody, AuditBody, BatchBody, BatchMode, ClaimBody, ClaimResponse, GrantBody, LimitBody,
@@ -47,6 +54,7 @@ use quota_api::v1::{
 };
 
 use crate::counters::NodeView;
+use crate::domain::access::Action;
 use crate::domain::calendar::rfc3339;
 use crate::domain::counter::MAX_COUNT;
 use crate::domain::node::{NodeState, Refusal};

@@ -55,10 +55,12 @@ pub(super) fn node_spec(
         strict,
         name,
         description,
+        admins: Vec::new(),
     })
 }
 
 pub async fn put(
+    caller: Caller,
     State(q): State<Arc<Quotas>>,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<PutBody>,
@@ -72,7 +74,12 @@ pub async fn put(
         body.name,
         body.description,
     )?;
-    let (view, created) = q.put(ACTOR, &id, spec).await?;
+    match (q.contains(&id), spec.parent.as_deref()) {
+        (true, _) => caller.may(&q, Action::Change, &id)?,
+        (false, Some(parent)) => caller.may(&q, Action::CreateChild, parent)?,
+        (false, None) => caller.must_be_admin(&q, &format!("create the root node {id:?}"))?,
+    }
+    let (view, created) = q.put(caller.subject(), &id, spec).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -82,15 +89,18 @@ pub async fn put(
 }
 
 pub async fn get(
+    caller: Caller,
     State(q): State<Arc<Quotas>>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<NodeBody>, AppError> {
     check_id(&id)?;
+    caller.may(&q, Action::Read, &id)?;
     let view = q.node(&id).ok_or(QuotaError::NotFound(id))?;
     Ok(Json(NodeBody::from(&view)))
 }
 
 pub async fn list(
+    caller: Caller,
     State(q): State<Arc<Quotas>>,
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<Json<Page<NodeBody>>, AppError> {
@@ -101,7 +111,9 @@ pub async fn list(
             format!("limit must be 1-{MAX_PAGE}"),
         ));
     }
-    let (items, next) = q.list_nodes(limit, page.after.as_deref());
+    let (items, next) = q.list_nodes(limit, page.after.as_deref(), |id| {
+        q.may(caller.identity(), Action::Read, id)
+    });
     Ok(Json(Page {
         items: items.iter().map(NodeBody::from).collect(),
         next_after: next.map(serde_json::Value::String),
@@ -109,27 +121,33 @@ pub async fn list(
 }
 
 pub async fn delete(
+    caller: Caller,
     State(q): State<Arc<Quotas>>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<NodeBody>, AppError> {
     check_id(&id)?;
-    let view = q.delete(ACTOR, &id).await?;
+    caller.may(&q, Action::Change, &id)?;
+    let view = q.delete(caller.subject(), &id).await?;
     Ok(Json(NodeBody::from(&view)))
 }
 
 pub async fn allocate(
+    caller: Caller,
     State(q): State<Arc<Quotas>>,
     ApiPath(parent): ApiPath<String>,
     ApiJson(body): ApiJson<AllocateBody>,
 ) -> Result<Response, AppError> {
     check_id(&parent)?;
     check_id(&body.id)?;
-    let spec = node_spec(None, body.limits.0, None, None, body.name, body.description)?;
-    let view = q.allocate(ACTOR, &parent, &body.id, spec).await?;
+    let mut spec = node_spec(None, body.limits.0, None, None, body.name, body.description)?;
+    spec.admins = body.admin_user_ids;
+    caller.may(&q, Action::CreateChild, &parent)?;
+    let view = q.allocate(caller.subject(), &parent, &body.id, spec).await?;
     Ok((StatusCode::CREATED, Json(NodeBody::from(&view))).into_response())
 }
 
 pub async fn set_state(
+    caller: Caller,
     State(q): State<Arc<Quotas>>,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<StateBody>,
@@ -145,6 +163,7 @@ pub async fn set_state(
             ));
         }
     };
-    let view = q.set_state(ACTOR, &id, state).await?;
+    caller.may(&q, Action::Change, &id)?;
+    let view = q.set_state(caller.subject(), &id, state).await?;
     Ok(Json(NodeBody::from(&view)))
 }

@@ -30,12 +30,14 @@ pub(super) fn usage_pairs(
 }
 
 pub async fn consume(
+    caller: Caller,
     State(q): State<Arc<Quotas>>,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<UsageBody>,
 ) -> Result<Response, AppError> {
     check_id(&id)?;
     let usage = usage_pairs(&body.usage)?;
+    caller.may(&q, Action::Report, &id)?;
     let outcome = q.consume(&id, &usage).await;
     drop(usage);
     match outcome {
@@ -124,6 +126,7 @@ pub(super) fn refusal_response(id: &str, r: Refusal) -> Response {
 }
 
 pub async fn batch(
+    caller: Caller,
     State(q): State<Arc<Quotas>>,
     ApiJson(body): ApiJson<BatchBody, MAX_BATCH_BODY_BYTES>,
 ) -> Result<Response, AppError> {
@@ -136,7 +139,10 @@ pub async fn batch(
     let mut counted = 0usize;
     let mut results: Vec<BatchResult<'_>> = Vec::with_capacity(body.items.len());
     for item in &body.items {
-        let outcome = match check_id(&item.id).and_then(|()| usage_pairs(&item.usage)) {
+        let outcome = match check_id(&item.id)
+            .and_then(|()| usage_pairs(&item.usage))
+            .and_then(|usage| caller.may(&q, Action::Report, &item.id).map(|()| usage))
+        {
             Err(e) => Err((e, None)),
             Ok(usage) => {
                 let r = match body.mode {

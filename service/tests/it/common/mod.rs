@@ -18,7 +18,7 @@ use quota_service::Config;
 use quota_service::ManualClock;
 use quota_service::domain::calendar::{SECS_PER_DAY, days_from_civil};
 use quota_service::storage::{Backend, Location, Store};
-use quota_service::{Quotas, app};
+use quota_service::{Authenticator, Quotas, app};
 use serde_json::Value;
 use tempfile::TempDir;
 use tower::ServiceExt;
@@ -219,7 +219,16 @@ pub async fn call(
 }
 
 pub async fn send(quotas: &Arc<Quotas>, req: Request<Body>) -> (StatusCode, Value) {
-    let resp = app(quotas.clone())
+    send_to(quotas, &Authenticator::none(), req).await
+}
+
+/// One request through the real router with this authenticator.
+pub async fn send_to(
+    quotas: &Arc<Quotas>,
+    auth: &Arc<Authenticator>,
+    req: Request<Body>,
+) -> (StatusCode, Value) {
+    let resp = app(quotas.clone(), auth.clone())
         .oneshot(req)
         .await
         .expect("router is infallible");

@@ -1,0 +1,47 @@
+//! The access check every call makes before it changes or reads anything.
+//!
+//! The decision is `domain::access`; this reads the grants along the
+//! node's path from the counter store (in memory, a read lock per level).
+//! A node that does not exist is forbidden to everyone but the admins of
+//! every node, like one without a grant: a caller learns nothing about
+//! nodes it may not see, not even whether they exist.
+
+use super::*;
+use crate::domain::access::{Action, Identity, allows_roles};
+
+impl Quotas {
+    /// Whether `who` may do `action` on node `id`.
+    pub fn may(&self, who: &Identity, action: Action, id: &str) -> bool {
+        who.admin
+            || self
+                .counters
+                .roles_along(id, who)
+                .is_some_and(|roles| allows_roles(action, &roles))
+    }
+
+    /// `Ok` when `who` may do `action` on node `id`, else
+    /// [`QuotaError::Forbidden`] naming what was refused.
+    pub fn authorize(&self, who: &Identity, action: Action, id: &str) -> Result<(), QuotaError> {
+        if self.may(who, action, id) {
+            return Ok(());
+        }
+        Err(QuotaError::Forbidden(format!(
+            "{:?} may not {} quota node {id:?}: no grant on it or above gives {}",
+            who.subject,
+            action.verb(),
+            action.needs()
+        )))
+    }
+
+    /// `Ok` only for the admins of every node (`AUTH_ADMINS`): creating a
+    /// root, or a flat tenant by its first use.
+    pub fn authorize_admin(&self, who: &Identity, what: &str) -> Result<(), QuotaError> {
+        if who.admin {
+            return Ok(());
+        }
+        Err(QuotaError::Forbidden(format!(
+            "{:?} may not {what}: only the subjects in AUTH_ADMINS may",
+            who.subject
+        )))
+    }
+}
