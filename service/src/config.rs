@@ -208,7 +208,10 @@ impl Config {
 
 /// `AUTH_MODE` defaults to `none` only on a loopback address: a service
 /// that others can reach never starts open by omission.
-fn parse_auth(host: IpAddr, get: &impl Fn(&'static str) -> Option<String>) -> Result<AuthConfig, ConfigError> {
+fn parse_auth(
+    host: IpAddr,
+    get: &impl Fn(&'static str) -> Option<String>,
+) -> Result<AuthConfig, ConfigError> {
     let mode = match get("AUTH_MODE").as_deref().map(str::trim) {
         None if host.is_loopback() => AuthMode::None,
         None => {
@@ -225,7 +228,13 @@ fn parse_auth(host: IpAddr, get: &impl Fn(&'static str) -> Option<String>) -> Re
         Some("none") => AuthMode::None,
         Some("static") => AuthMode::Static,
         Some("kubernetes") => AuthMode::Kubernetes,
-        Some(other) => return Err(err("AUTH_MODE", other, "expected none, static or kubernetes")),
+        Some(other) => {
+            return Err(err(
+                "AUTH_MODE",
+                other,
+                "expected none, static or kubernetes",
+            ));
+        }
     };
     let tokens_file = get("AUTH_TOKENS_FILE").map(PathBuf::from);
     if mode == AuthMode::Static && tokens_file.is_none() {
@@ -237,12 +246,23 @@ fn parse_auth(host: IpAddr, get: &impl Fn(&'static str) -> Option<String>) -> Re
     }
     let audience = get("AUTH_AUDIENCE").unwrap_or_else(|| "edge-quota".into());
     let audience = audience.trim().to_owned();
-    if audience.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(err("AUTH_AUDIENCE", &audience, "expected one audience name without spaces"));
+    if audience
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(err(
+            "AUTH_AUDIENCE",
+            &audience,
+            "expected one audience name without spaces",
+        ));
     }
     let raw_admins = get("AUTH_ADMINS").unwrap_or_default();
     let mut admins = Vec::new();
-    for entry in raw_admins.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+    for entry in raw_admins
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+    {
         if entry == "group:" || entry.chars().any(char::is_control) {
             return Err(err(
                 "AUTH_ADMINS",
@@ -367,10 +387,19 @@ mod tests {
         assert_eq!(c.auth.audience, "quota.example");
         assert_eq!(
             c.auth.admins,
-            ["system:serviceaccount:edge-quota:operator", "group:quota-admins"]
+            [
+                "system:serviceaccount:edge-quota:operator",
+                "group:quota-admins"
+            ]
         );
-        let c = with(&[("AUTH_MODE", "static"), ("AUTH_TOKENS_FILE", "/etc/q/tokens.yaml")])?;
-        assert_eq!(c.auth.tokens_file, Some(PathBuf::from("/etc/q/tokens.yaml")));
+        let c = with(&[
+            ("AUTH_MODE", "static"),
+            ("AUTH_TOKENS_FILE", "/etc/q/tokens.yaml"),
+        ])?;
+        assert_eq!(
+            c.auth.tokens_file,
+            Some(PathBuf::from("/etc/q/tokens.yaml"))
+        );
         Ok(())
     }
 

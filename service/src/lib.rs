@@ -45,8 +45,8 @@ pub use auth::{
     StaticTokens, TokenReviewer, TokensFileError,
 };
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
-pub use config::{Config, ConfigError, LogFormat};
 pub use config::{AuthConfig, AuthMode};
+pub use config::{Config, ConfigError, LogFormat};
 pub use counters::NodeView;
 pub use http::{AppState, app};
 pub use quotas::{ClaimSpec, LimitSpec, NodeSpec, QuotaError, Quotas};

@@ -283,7 +283,11 @@ mod tests {
         }
     }
 
-    fn cache(reviewer: Arc<Scripted>, clock: Arc<ManualClock>, limits: CacheLimits) -> IdentityCache {
+    fn cache(
+        reviewer: Arc<Scripted>,
+        clock: Arc<ManualClock>,
+        limits: CacheLimits,
+    ) -> IdentityCache {
         IdentityCache::new(
             reviewer,
             Arc::new(Admins::new(vec!["system:serviceaccount:team-a:op".into()])),
@@ -332,7 +336,11 @@ mod tests {
         assert_eq!(reviewer.calls.load(Ordering::SeqCst), 1);
         clock.advance(1);
         let _ = c.identity(&token).await;
-        assert_eq!(reviewer.calls.load(Ordering::SeqCst), 2, "reviewed again at exp");
+        assert_eq!(
+            reviewer.calls.load(Ordering::SeqCst),
+            2,
+            "reviewed again at exp"
+        );
         assert_eq!(expires_in("not-a-jwt", 0), None);
         assert_eq!(expires_in("a.!!!.c", 0), None);
     }

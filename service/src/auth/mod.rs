@@ -253,9 +253,7 @@ impl Authenticator {
 /// The token of an `Authorization: Bearer <token>` header.
 fn bearer(header: Option<&HeaderValue>) -> Result<&str, AuthError> {
     let missing = || {
-        AuthError::Unauthenticated(
-            "this call needs an Authorization: Bearer <token> header".into(),
-        )
+        AuthError::Unauthenticated("this call needs an Authorization: Bearer <token> header".into())
     };
     let value = header.ok_or_else(missing)?;
     let value = value.to_str().map_err(|_| {
@@ -311,8 +309,7 @@ mod tests {
         // Names are compared whole: another namespace's operator is not it.
         let other = admins.identity("system:serviceaccount:other:operator".into(), vec![]);
         assert!(!other.admin);
-        let group_named_like_a_user =
-            admins.identity("group:quota-admins".into(), vec![]);
+        let group_named_like_a_user = admins.identity("group:quota-admins".into(), vec![]);
         assert!(!group_named_like_a_user.admin);
     }
 

@@ -17,7 +17,10 @@ use kube::api::{Api, PostParams};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Review {
     /// The token is valid for our audience and names this user.
-    Authenticated { subject: String, groups: Vec<String> },
+    Authenticated {
+        subject: String,
+        groups: Vec<String>,
+    },
     /// The token is not valid here (why, for the log and the answer).
     Refused(String),
 }
@@ -104,7 +107,9 @@ fn judge(answer: TokenReview, audience: &str) -> Review {
     };
     if status.authenticated != Some(true) {
         let why = status.error.unwrap_or_else(|| "not authenticated".into());
-        return Review::Refused(format!("the token is not valid for audience {audience:?}: {why}"));
+        return Review::Refused(format!(
+            "the token is not valid for audience {audience:?}: {why}"
+        ));
     }
     if !status
         .audiences

@@ -184,12 +184,17 @@ fn parse(
             )));
         }
         if e.token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(at("the token must not contain spaces or control characters"));
+            return Err(at(
+                "the token must not contain spaces or control characters",
+            ));
         }
         if e.subject.is_empty() || e.subject.starts_with("group:") {
             return Err(at("the subject must be a name (groups go in groups)"));
         }
-        if e.groups.iter().any(|g| g.is_empty() || g.starts_with("group:")) {
+        if e.groups
+            .iter()
+            .any(|g| g.is_empty() || g.starts_with("group:"))
+        {
             return Err(at("a group must be a bare name (no group: prefix)"));
         }
         let identity = Arc::new(admins.identity(e.subject.clone(), e.groups.clone()));
@@ -236,7 +241,11 @@ mod tests {
             matches!(&who, Some(w) if w.subject == "ci-reporter" && w.groups == ["team-a"] && !w.admin)
         );
         assert!(matches!(tokens.identity(&digest("root-token-0123456789abc")), Some(w) if w.admin));
-        assert!(tokens.identity(&digest("reporter-token-012345678")).is_none());
+        assert!(
+            tokens
+                .identity(&digest("reporter-token-012345678"))
+                .is_none()
+        );
         Ok(())
     }
 
@@ -248,7 +257,10 @@ mod tests {
         for (text, reason) in [
             ("token: x", "expected a list"),
             ("- token: short\n  subject: a\n", "at least 16"),
-            ("- token: 0123456789abcdefgh\n  subject: group:a\n", "subject"),
+            (
+                "- token: 0123456789abcdefgh\n  subject: group:a\n",
+                "subject",
+            ),
             (
                 "- token: 0123456789abcdefgh\n  subject: a\n  groups: ['']\n",
                 "group",
@@ -270,8 +282,8 @@ mod tests {
     }
 
     #[test]
-    fn a_changed_file_is_taken_and_a_broken_one_keeps_the_last_good()
-    -> Result<(), TokensFileError> {
+    fn a_changed_file_is_taken_and_a_broken_one_keeps_the_last_good() -> Result<(), TokensFileError>
+    {
         let dir = tempfile::tempdir().map_err(|source| TokensFileError::Read {
             path: "tempdir".into(),
             source,
@@ -279,14 +291,29 @@ mod tests {
         let tokens = load(&dir, GOOD)?;
         assert!(!tokens.reload()?, "unchanged content is not a change");
 
-        write(&dir, "- token: rotated-token-0123456789\n  subject: ci-reporter\n");
+        write(
+            &dir,
+            "- token: rotated-token-0123456789\n  subject: ci-reporter\n",
+        );
         assert!(tokens.reload()?);
-        assert!(tokens.identity(&digest("reporter-token-0123456789")).is_none());
-        assert!(tokens.identity(&digest("rotated-token-0123456789")).is_some());
+        assert!(
+            tokens
+                .identity(&digest("reporter-token-0123456789"))
+                .is_none()
+        );
+        assert!(
+            tokens
+                .identity(&digest("rotated-token-0123456789"))
+                .is_some()
+        );
 
         write(&dir, "- token: [broken\n");
         assert!(tokens.reload().is_err());
-        assert!(tokens.identity(&digest("rotated-token-0123456789")).is_some());
+        assert!(
+            tokens
+                .identity(&digest("rotated-token-0123456789"))
+                .is_some()
+        );
         // Reported once: the same bad content is no news.
         assert!(!tokens.reload()?);
 

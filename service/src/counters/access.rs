@@ -21,7 +21,10 @@ impl CounterStore {
             return false;
         };
         let grants = &mut e.extras_mut().grants;
-        if !grants.iter().any(|g| &*g.subject == subject && g.role == role) {
+        if !grants
+            .iter()
+            .any(|g| &*g.subject == subject && g.role == role)
+        {
             grants.push(NodeGrant {
                 subject: subject.into(),
                 role,

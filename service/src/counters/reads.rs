@@ -131,9 +131,12 @@ impl CounterStore {
     }
 
     pub fn claims(&self, id: &str) -> Option<BTreeMap<String, Claim>> {
-        self.nodes
-            .get(id)
-            .map(|e| e.extras.as_ref().map(|x| x.claims.clone()).unwrap_or_default())
+        self.nodes.get(id).map(|e| {
+            e.extras
+                .as_ref()
+                .map(|x| x.claims.clone())
+                .unwrap_or_default()
+        })
     }
 
     /// Every id, sorted (for paging).

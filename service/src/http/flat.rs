@@ -28,8 +28,8 @@ use super::caller::Caller;
 use super::error::{AppError, ErrorCode};
 use super::extract::{ApiJson, ApiPath};
 use super::json_writer::{JsonAnswer, JsonWriter, WriteJson, key};
-use crate::domain::calendar::rfc3339_stamp;
 use crate::domain::access::Action;
+use crate::domain::calendar::rfc3339_stamp;
 use crate::domain::counter::{GIB, MAX_COUNT, gib_to_bytes};
 use crate::domain::stamp::Stamp;
 use crate::domain::tenant::{TenantView, Usage};
@@ -204,7 +204,10 @@ fn may_report(caller: &Caller, quotas: &Quotas, tenant_id: &str) -> Result<(), A
     if quotas.contains(tenant_id) {
         return caller.may(quotas, Action::Report, tenant_id);
     }
-    caller.must_be_admin(quotas, &format!("create tenant {tenant_id:?} by reporting usage"))
+    caller.must_be_admin(
+        quotas,
+        &format!("create tenant {tenant_id:?} by reporting usage"),
+    )
 }
 
 pub async fn increment(

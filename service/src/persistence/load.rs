@@ -15,11 +15,11 @@ use serde::Deserialize;
 use sqlx::AssertSqlSafe;
 
 use super::{Backend, Sql, Store, StoreError, corrupt, resource_of, to_count};
+use crate::domain::access::Role;
 use crate::domain::calendar::parse_rfc3339;
 use crate::domain::counter::{Counter, RowId};
 use crate::domain::node::{Limit, Node, NodeState, Resource};
 use crate::domain::window::{Period, Window};
-use crate::domain::access::Role;
 use crate::rows::{Claim, LoadedNode, NodeGrant, NodeSink, StoredTotal};
 
 /// What changed since a version.
@@ -445,7 +445,9 @@ fn build_page(text: PageText, now: i64) -> Result<Vec<LoadedNode>, StoreError> {
         );
     }
 
-    for GrantRow(node_id, subject, role) in parse_page::<GrantRow<'_>>("quota_grants", &text.grants)? {
+    for GrantRow(node_id, subject, role) in
+        parse_page::<GrantRow<'_>>("quota_grants", &text.grants)?
+    {
         let Some(n) = index.get(node_id.as_ref()).and_then(|&i| nodes.get_mut(i)) else {
             continue;
         };

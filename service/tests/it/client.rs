@@ -33,7 +33,16 @@ async fn the_client_speaks_the_v1_api() {
     let app_state = TestApp::new().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(axum::serve(listener, app(app_state.quotas.clone(), quota_service::Authenticator::none())).into_future());
+    let server = tokio::spawn(
+        axum::serve(
+            listener,
+            app(
+                app_state.quotas.clone(),
+                quota_service::Authenticator::none(),
+            ),
+        )
+        .into_future(),
+    );
     let c = Client::new(&base).unwrap();
 
     let (org, created) = c.put_node("org", &put(None, 100)).await.unwrap();

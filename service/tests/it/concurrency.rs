@@ -22,7 +22,13 @@ async fn concurrent_increments_are_exact_in_memory_and_in_the_database() {
     let quotas = app_state.quotas.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(axum::serve(listener, app(quotas.clone(), quota_service::Authenticator::none())).into_future());
+    let server = tokio::spawn(
+        axum::serve(
+            listener,
+            app(quotas.clone(), quota_service::Authenticator::none()),
+        )
+        .into_future(),
+    );
 
     // Flush every second while the load runs, to race flushes with increments.
     let stop = CancellationToken::new();
@@ -115,7 +121,13 @@ async fn concurrent_consumers_never_pass_max() {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(axum::serve(listener, app(quotas.clone(), quota_service::Authenticator::none())).into_future());
+    let server = tokio::spawn(
+        axum::serve(
+            listener,
+            app(quotas.clone(), quota_service::Authenticator::none()),
+        )
+        .into_future(),
+    );
     let client = reqwest::Client::new();
     let url = format!("http://{addr}/api/v1/quotas/team/consume");
     let mut tasks = Vec::new();

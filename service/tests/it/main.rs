@@ -11,6 +11,7 @@
 
 mod common;
 
+mod access;
 mod client;
 mod concurrency;
 mod durability;

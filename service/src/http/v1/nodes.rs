@@ -142,7 +142,9 @@ pub async fn allocate(
     let mut spec = node_spec(None, body.limits.0, None, None, body.name, body.description)?;
     spec.admins = body.admin_user_ids;
     caller.may(&q, Action::CreateChild, &parent)?;
-    let view = q.allocate(caller.subject(), &parent, &body.id, spec).await?;
+    let view = q
+        .allocate(caller.subject(), &parent, &body.id, spec)
+        .await?;
     Ok((StatusCode::CREATED, Json(NodeBody::from(&view))).into_response())
 }
 

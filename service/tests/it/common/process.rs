@@ -62,7 +62,7 @@ impl ServiceProcess {
     async fn wait_healthy(&mut self, port: u16) -> bool {
         let deadline = Instant::now() + Duration::from_secs(30);
         let client = reqwest::Client::new();
-        let listening = format!("127.0.0.1:{port}");
+        let listening = format!(":{port}");
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
                 let log = self.log_text();
