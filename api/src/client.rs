@@ -6,6 +6,8 @@
 //! [`ClientError::Api`] (a 4xx with the service's error code, e.g.
 //! `does_not_fit` with the shortages in `details`).
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -44,6 +46,20 @@ impl ClientError {
 pub struct Client {
     http: reqwest::Client,
     base: String,
+    credentials: Credentials,
+}
+
+/// How the client names itself to the service.
+#[derive(Debug, Clone, Default)]
+enum Credentials {
+    /// No `Authorization` header (a service with `AUTH_MODE=none`).
+    #[default]
+    None,
+    /// A fixed bearer token (static mode).
+    Token(Arc<str>),
+    /// A bearer token read from this file before every call: a projected
+    /// ServiceAccount token, which the kubelet replaces before it expires.
+    TokenFile(Arc<PathBuf>),
 }
 
 impl Client {
@@ -57,7 +73,21 @@ impl Client {
         Ok(Client {
             http,
             base: base_url.trim_end_matches('/').to_owned(),
+            credentials: Credentials::None,
         })
+    }
+
+    /// Sends `Authorization: Bearer <token>` with every call.
+    pub fn with_token(mut self, token: &str) -> Self {
+        self.credentials = Credentials::Token(token.trim().into());
+        self
+    }
+
+    /// Sends the token in `path` with every call, read again each time (a
+    /// rotated projected token is used as soon as the kubelet writes it).
+    pub fn with_token_file(mut self, path: PathBuf) -> Self {
+        self.credentials = Credentials::TokenFile(Arc::new(path));
+        self
     }
 
     pub fn base_url(&self) -> &str {
@@ -160,6 +190,20 @@ impl Client {
 
     /// Sends a request; any non-2xx answer becomes an error.
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {
+        let req = match &self.credentials {
+            Credentials::None => req,
+            Credentials::Token(t) => req.bearer_auth(t),
+            Credentials::TokenFile(path) => {
+                // A few hundred bytes from a tmpfs: not worth a thread hop.
+                let token = std::fs::read_to_string(path.as_ref()).map_err(|e| {
+                    ClientError::Unavailable(format!(
+                        "cannot read the token file {}: {e}",
+                        path.display()
+                    ))
+                })?;
+                req.bearer_auth(token.trim())
+            }
+        };
         let resp = req
             .send()
             .await

@@ -30,7 +30,7 @@ use quota_api::ClientError;
 
 use crate::context::Context;
 use crate::crd::FINALIZER;
-use crate::crd::{QuotaAllocation, TenantQuota};
+use crate::crd::{AccessGrant, NamespaceAccess, QuotaAllocation, Role, TenantQuota};
 use crate::error::{Error, Result};
 use crate::index::{ParentKey, children_of, own_key, parent_key};
 use crate::quota_object::QuotaObject;
@@ -428,7 +428,7 @@ async fn apply(qa: &QuotaAllocation, ctx: &Context) -> Result<Action> {
     // own children, may fit now.
     ctx.capacity_may_have_freed(parent.key.clone());
     ctx.capacity_may_have_freed(own_key(qa));
-    service_node::sync_access(&ctx.service, &id, &qa.spec.access).await?;
+    service_node::sync_access(&ctx.service, &id, &effective_access(qa)).await?;
     let bound = binding == Binding::Bound;
     tracing::debug!(allocation = %qa.name_any(), ?binding, "pushed");
     ctx.status
@@ -545,4 +545,23 @@ mod tests {
             assert_eq!(holds_back(Some(own)), None, "{own:?}");
         }
     }
+}
+
+/// `spec.access` and the grant of the allocation's own namespace
+/// (`spec.namespaceAccess`, reporter by default): its ServiceAccounts use
+/// the allocation with their own tokens.
+pub fn effective_access(qa: &QuotaAllocation) -> Vec<AccessGrant> {
+    let mut access = qa.spec.access.clone();
+    let role = match qa.spec.namespace_access {
+        NamespaceAccess::Reporter => Some(Role::Reporter),
+        NamespaceAccess::Reader => Some(Role::Reader),
+        NamespaceAccess::None => None,
+    };
+    if let (Some(role), Some(ns)) = (role, qa.namespace()) {
+        access.push(AccessGrant {
+            subject: format!("group:system:serviceaccounts:{ns}"),
+            role,
+        });
+    }
+    access
 }

@@ -8,6 +8,10 @@ use std::time::Duration;
 pub struct Config {
     /// `QUOTA_SERVICE_URL`: the quota service (default: the sidecar).
     pub service_url: String,
+    /// `QUOTA_SERVICE_TOKEN_FILE`: a bearer token for the service, read
+    /// before every call (a projected ServiceAccount token with the
+    /// service's audience); unset: no token (a service without auth).
+    pub service_token_file: Option<std::path::PathBuf>,
     /// `SYNC_INTERVAL_SECS`: how often usage is pulled into status (default 5).
     pub sync_interval: Duration,
     /// `LOG_LEVEL` (default info; `RUST_LOG` overrides).
@@ -86,6 +90,7 @@ impl Config {
             .unwrap_or_else(|| format!("quota-operator-{}", std::process::id()));
         Ok(Config {
             service_url,
+            service_token_file: get("QUOTA_SERVICE_TOKEN_FILE").map(std::path::PathBuf::from),
             sync_interval: Duration::from_secs(sync),
             log_level: get("LOG_LEVEL").unwrap_or_else(|| "info".into()),
             leader_election,

@@ -38,7 +38,10 @@ pub async fn run(
     client: kube::Client,
     stop: CancellationToken,
 ) -> Result<(), Error> {
-    let service = ServiceClient::new(&config.service_url)?;
+    let mut service = ServiceClient::new(&config.service_url)?;
+    if let Some(path) = &config.service_token_file {
+        service = service.with_token_file(path.clone());
+    }
     let tenants: Api<TenantQuota> = Api::all(client.clone());
     let allocations: Api<QuotaAllocation> = Api::all(client.clone());
     if let Err(e) = tenants.list(&ListParams::default().limit(1)).await {

@@ -151,6 +151,25 @@ pub struct QuotaAllocationSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("maxItems" = 64))]
     pub access: Vec<AccessGrant>,
+
+    /// What the ServiceAccounts of this allocation's namespace may do with
+    /// it, with their own tokens: `reporter` (default: a workload here
+    /// reports usage and reads it, nothing else), `reader`, or `none`
+    /// (only the grants in `access`).
+    #[serde(default)]
+    pub namespace_access: NamespaceAccess,
+}
+
+/// The grant a QuotaAllocation gives its own namespace's ServiceAccounts.
+#[derive(
+    Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum NamespaceAccess {
+    #[default]
+    Reporter,
+    Reader,
+    None,
 }
 
 /// Limits per resource name.

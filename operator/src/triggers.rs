@@ -210,6 +210,7 @@ mod tests {
                 state: Default::default(),
                 strict: false,
                 access: Vec::new(),
+                namespace_access: Default::default(),
             },
         );
         qa.metadata.namespace = Some(ns.into());

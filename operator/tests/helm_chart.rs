@@ -529,11 +529,29 @@ async fn the_operator_reconciles_with_the_charts_service_account() {
         String::from_utf8_lossy(&whoami.stderr)
     );
 
-    // The sidecar and the operator, configured as the chart configures them.
+    // The sidecar and the operator, configured as the chart configures them:
+    // the service checks tokens with TokenReview as the chart's
+    // ServiceAccount, which is in AUTH_ADMINS; the operator calls it with a
+    // token of the service's audience, read from a file.
+    let subject = format!("system:serviceaccount:{ns}:{full}");
+    let token_file = dir.path().join("service-token");
+    let service_token = |file: &std::path::Path| {
+        let t = c.kubectl_ok(&[
+            "create", "token", &full, "-n", &ns, "--duration=1h", "--audience=edge-quota",
+        ]);
+        std::fs::write(file, t.trim()).unwrap();
+    };
+    service_token(&token_file);
     let service_port = common::free_port();
-    let _service = Killed(common::start_service(
+    let _service = Killed(common::start_service_with(
         service_port,
         &dir.path().join("data"),
+        &[
+            ("AUTH_MODE", "kubernetes"),
+            ("AUTH_AUDIENCE", "edge-quota"),
+            ("AUTH_ADMINS", &subject),
+            ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+        ],
     ));
     let health_port = common::free_port();
     let log_path = dir.path().join("operator.log");
@@ -551,6 +569,7 @@ async fn the_operator_reconciles_with_the_charts_service_account() {
             .env("POD_NAME", "chart-op-0")
             .env("HEALTH_ADDR", format!("127.0.0.1:{health_port}"))
             .env("LOG_LEVEL", "info")
+            .env("QUOTA_SERVICE_TOKEN_FILE", &token_file)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log_path).unwrap())
             .spawn()
@@ -637,11 +656,19 @@ spec:
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    // The service got the node, with the allocation under it.
+    // The service got the node, with the allocation under it; without a
+    // token nothing is shown.
+    let base = format!("http://127.0.0.1:{service_port}");
+    let op_token = std::fs::read_to_string(&token_file).unwrap();
+    let anonymous = http
+        .get(format!("{base}/api/v1/quotas/{tenant}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
     let node: Value = http
-        .get(format!(
-            "http://127.0.0.1:{service_port}/api/v1/quotas/{tenant}"
-        ))
+        .get(format!("{base}/api/v1/quotas/{tenant}"))
+        .bearer_auth(&op_token)
         .send()
         .await
         .unwrap()
@@ -649,6 +676,60 @@ spec:
         .await
         .unwrap();
     assert_eq!(node["children"].as_array().map(Vec::len), Some(1), "{node}");
+
+    // A workload of the allocation's namespace reports usage with its own
+    // token (the allocation's default grant); one of another namespace may not.
+    let allocation_node = format!("qa:{team_ns}:team");
+    let workload_token = |namespace: &str| {
+        c.kubectl_ok(&["create", "serviceaccount", "web", "-n", namespace]);
+        c.kubectl_ok(&[
+            "create", "token", "web", "-n", namespace, "--duration=1h", "--audience=edge-quota",
+        ])
+        .trim()
+        .to_owned()
+    };
+    let consume = |token: String| {
+        http.post(format!("{base}/api/v1/quotas/{allocation_node}/consume"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"usage": {"messages": 3}}))
+            .send()
+    };
+    let own = consume(workload_token(&team_ns)).await.unwrap();
+    assert_eq!(own.status(), 200, "{:?}", own.text().await);
+    let other = consume(workload_token(&ns)).await.unwrap();
+    assert_eq!(other.status(), 403);
+    // The usage reaches the allocation's status.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let used = c.kubectl_ok(&[
+            "get", "qa", "team", "-n", &team_ns, "-o",
+            "jsonpath={.status.resources.messages.used}",
+        ]);
+        if used == "3" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "status shows {used:?}; log:\n{}", log());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // A rotated token file is read at the next call: the service reviews
+    // the new token (its review count grows) and the operator keeps working.
+    let reviews = || async {
+        let metrics = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("edge_quota_auth_token_reviews_total "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(-1.0)
+    };
+    let before = reviews().await;
+    service_token(&token_file);
+    c.kubectl_ok(&["annotate", "tq", &tenant, "touched=1"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reviews().await <= before {
+        assert!(Instant::now() < deadline, "the rotated token was never sent:\n{}", log());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     // Events were written (events.k8s.io create).
     let events = c.kubectl_ok(&[
         "get",

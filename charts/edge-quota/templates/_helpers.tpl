@@ -52,7 +52,25 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* The configuration the chart refuses, with the reason. */}}
 {{- define "edge-quota.validate" -}}
+{{- if not (has .Values.auth.mode (list "kubernetes" "static" "none")) }}
+{{- fail (printf "auth.mode is %q: expected kubernetes, static or none" .Values.auth.mode) }}
+{{- end }}
+{{- if and (eq .Values.auth.mode "static") (not .Values.auth.tokensSecret) }}
+{{- fail "auth.mode=static needs auth.tokensSecret: a Secret with key tokens.yaml" }}
+{{- end }}
+{{- if lt (int .Values.auth.tokenExpirationSeconds) 600 }}
+{{- fail "auth.tokenExpirationSeconds must be at least 600 (the API server's minimum)" }}
+{{- end }}
 {{- if and (gt (int .Values.replicaCount) 1) (not .Values.database.existingSecret) }}
 {{- fail "replicaCount > 1 needs PostgreSQL: set database.existingSecret to a Secret holding DATABASE_URL (one SQLite file cannot be shared by several pods)" }}
 {{- end }}
+{{- end }}
+
+{{/*
+AUTH_ADMINS: the chart's ServiceAccount (the operator calls with its token)
+and auth.admins.
+*/}}
+{{- define "edge-quota.authAdmins" -}}
+{{- $sa := printf "system:serviceaccount:%s:%s" .Release.Namespace (include "edge-quota.serviceAccountName" .) }}
+{{- join "," (prepend .Values.auth.admins $sa) }}
 {{- end }}

@@ -96,11 +96,17 @@ pub fn free_port() -> u16 {
 }
 
 pub fn start_service(port: u16, data: &Path) -> Child {
+    start_service_with(port, data, &[])
+}
+
+/// [`start_service`] with more environment (access control, say).
+pub fn start_service_with(port: u16, data: &Path, env: &[(&str, &str)]) -> Child {
     let log = std::fs::File::create(data.with_extension(format!("{port}.log"))).unwrap();
     let mut child = Command::new(service_binary())
         .env("QUOTA_PORT", port.to_string())
         .env("QUOTA_DATA_DIR", data)
         .env("PERSISTENCE_INTERVAL_SECS", "1")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()

@@ -15,6 +15,7 @@
 //! ```
 
 mod generated;
+mod kubernetes;
 mod matrix;
 mod tokens;
 
