@@ -64,11 +64,13 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def http_json(url, body=None, timeout=10):
+def http_json(url, body=None, timeout=10, token=None):
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method="GET" if body is None else "POST")
     if data is not None:
         req.add_header("content-type", "application/json")
+    if token:
+        req.add_header("authorization", f"Bearer {token}")
     with urllib.request.urlopen(req, timeout=timeout) as r:
         return json.loads(r.read())
 
@@ -93,6 +95,10 @@ class Server:
     """A server process under test; `counted(prefix)` sums what it counted."""
 
     name = ""
+    # The bearer token of the setup and the read-backs (an admin), and the
+    # one wrk sends (a reporter of the run's nodes); None: no access control.
+    token = None
+    client_token = None
 
     def __init__(self, pinned):
         self.pinned = pinned
@@ -159,7 +165,7 @@ class Server:
         """What the server counted for the run's tenants (one per wrk thread);
         both servers answer GET /api/quota/{tenant_id} with message_count."""
         return sum(
-            http_json(self.url(f"/api/quota/{prefix}-{t}"))["message_count"]
+            http_json(self.url(f"/api/quota/{prefix}-{t}"), token=self.token)["message_count"]
             for t in range(1, threads + 1)
         )
 
@@ -178,15 +184,19 @@ class Baseline(Server):
 class QuotaService(Server):
     name = "quota-service"
 
-    def __init__(self, pinned, flush_secs=3600, database_url=None, log_json=False):
+    def __init__(self, pinned, flush_secs=3600, database_url=None, log_json=False, auth=None):
         super().__init__(pinned)
         self.flush_secs = flush_secs
         self.database_url = database_url
         self.log_json = log_json
+        self.auth = auth
 
         store = "PostgreSQL" if database_url else "SQLite"
         if flush_secs < 3600:
             self.name = f"quota-service ({store}, flush every {flush_secs} s)"
+        if auth:
+            self.name = f"quota-service (auth {auth.mode})"
+            self.token, self.client_token = auth.admin_token, auth.client_token"
 
     def command(self):
         return [os.path.join(RELEASE, "quota-service")]
@@ -203,23 +213,88 @@ class QuotaService(Server):
         )
         if self.database_url:
             env["DATABASE_URL"] = self.database_url
+        if self.auth:
+            env.update(self.auth.env(self.tmp))
         if self.log_json:
             env.update(LOG_LEVEL="info", LOG_FORMAT="json")
         return env
 
 
+# === access control ===
+
+
+class StaticAuth:
+    """AUTH_MODE=static: a tokens file with an admin (in AUTH_ADMINS) for
+    the setup and a reporter for the load."""
+
+    mode = "static"
+    admin_token = "bench-admin-token-0123456789"
+    client_token = "bench-client-token-0123456789"
+    client_subject = "bench-client"
+
+    def env(self, tmp):
+        path = os.path.join(tmp, "tokens.yaml")
+        with open(path, "w") as f:
+            f.write(
+                f"- token: {self.admin_token}\n  subject: bench-admin\n"
+                f"- token: {self.client_token}\n  subject: {self.client_subject}\n  groups: [bench]\n"
+            )
+        return {"AUTH_MODE": "static", "AUTH_TOKENS_FILE": path, "AUTH_ADMINS": "bench-admin"}
+
+
+class KubernetesAuth:
+    """AUTH_MODE=kubernetes against the test API server: ServiceAccount
+    tokens of the service's audience (TokenRequest), checked with
+    TokenReview; the cache is warm during the measured run."""
+
+    mode = "kubernetes"
+
+    def __init__(self, cluster):
+        self.cluster = cluster
+        ns = "bench-auth"
+        cluster.kubectl("create", "namespace", ns)
+        for sa in ("bench-admin", "bench-client"):
+            cluster.kubectl("create", "serviceaccount", sa, "-n", ns)
+        token = lambda sa: cluster.kubectl(
+            "create", "token", sa, "-n", ns, "--duration=1h", "--audience=edge-quota"
+        ).strip()
+        self.admin_token, self.client_token = token("bench-admin"), token("bench-client")
+        self.admin_subject = f"system:serviceaccount:{ns}:bench-admin"
+        self.client_subject = f"system:serviceaccount:{ns}:bench-client"
+
+    def env(self, tmp):
+        return {
+            "AUTH_MODE": "kubernetes",
+            "AUTH_AUDIENCE": "edge-quota",
+            "AUTH_ADMINS": self.admin_subject,
+            "KUBECONFIG": self.cluster.kubeconfig,
+        }
+
+
+def grant_reporter(server, node_id):
+    """Makes wrk's identity a reporter of `node_id` (and its subtree)."""
+    if server.client_token:
+        http_json(
+            server.url(f"/api/v1/quotas/{node_id}/permissions/grant"),
+            {"subject": server.auth.client_subject, "role": "reporter"},
+            token=server.token,
+        )
+
+
 # === scenarios ===
 
 
-def http_put(url, body):
+def http_put(url, body, token=None):
     req = urllib.request.Request(url, data=json.dumps(body).encode(), method="PUT")
     req.add_header("content-type", "application/json")
+    if token:
+        req.add_header("authorization", f"Bearer {token}")
     with urllib.request.urlopen(req, timeout=10) as r:
         return json.loads(r.read())
 
 
 def node_used(server, node_id):
-    return http_json(server.url(f"/api/v1/quotas/{node_id}"))["resources"]["messages"]["used"]
+    return http_json(server.url(f"/api/v1/quotas/{node_id}"), token=server.token)["resources"]["messages"]["used"]
 
 
 BIG = 10**15  # limits no run can reach
@@ -243,13 +318,23 @@ class Scenario:
 class Increment(Scenario):
     name, script = "increment", "increment.lua"
 
+    def setup(self, server, prefix, threads):
+        # With access control only an admin creates a tenant: the setup does
+        # (counting nothing), and wrk's identity reports to it.
+        if server.client_token:
+            for t in range(1, threads + 1):
+                tenant = f"{prefix}-{t}"
+                http_json(server.url("/api/quota/increment"), {"tenant_id": tenant, "message_count": 0}, token=server.token)
+                grant_reporter(server, tenant)
+
 
 class Check(Scenario):
     name, script, per_request = "check", "check.lua", 0
 
     def setup(self, server, prefix, threads):
         for t in range(1, threads + 1):
-            http_json(server.url("/api/quota/limits"), {"tenant_id": f"{prefix}-{t}", "message_limit": BIG})
+            http_json(server.url("/api/quota/limits"), {"tenant_id": f"{prefix}-{t}", "message_limit": BIG}, token=server.token)
+            grant_reporter(server, f"{prefix}-{t}")
 
 
 class Consume(Scenario):
@@ -258,13 +343,16 @@ class Consume(Scenario):
     def setup(self, server, prefix, threads):
         root, mid = f"{prefix}-root", f"{prefix}-mid"
         lim = {"messages": {"max": BIG, "window": "day"}}
-        http_put(server.url(f"/api/v1/quotas/{root}"), {"limits": lim})
-        http_put(server.url(f"/api/v1/quotas/{mid}"), {"parent": root, "limits": {"messages": {"max": BIG // 2}}})
+        http_put(server.url(f"/api/v1/quotas/{root}"), {"limits": lim}, token=server.token)
+        http_put(server.url(f"/api/v1/quotas/{mid}"), {"parent": root, "limits": {"messages": {"max": BIG // 2}}}, token=server.token)
         for t in range(1, threads + 1):
             http_put(
                 server.url(f"/api/v1/quotas/{prefix}-leaf-{t}"),
                 {"parent": mid, "limits": {"messages": {"max": BIG // 8}}},
+                token=server.token,
             )
+        # Granted at the root: every consume walks three levels for it.
+        grant_reporter(server, root)
 
     def counted(self, server, prefix, threads):
         return sum(node_used(server, f"{prefix}-leaf-{t}") for t in range(1, threads + 1))
@@ -279,7 +367,9 @@ class Batch(Scenario):
                 http_put(
                     server.url(f"/api/v1/quotas/{prefix}-b{t}-{i}"),
                     {"limits": {"messages": {"max": BIG, "window": "day"}}},
+                    token=server.token,
                 )
+                grant_reporter(server, f"{prefix}-b{t}-{i}")
 
     def counted(self, server, prefix, threads):
         return sum(
@@ -316,6 +406,9 @@ class Result:
     # edge_quota_flush_seconds_total over the run's seconds): a bound on
     # what the flush costs that no other tenant of the machine disturbs.
     flush_share: float = 0.0
+    # TokenReviews the service sent during the measured run (kubernetes
+    # mode): bounded by the distinct tokens, never by the requests.
+    reviews: float = 0.0
 
 
 def with_ratios(results, reference):
@@ -351,6 +444,7 @@ def medians(results):
                 p99_ratio=med("p99_ratio"),
                 cpu_ratio=med("cpu_ratio"),
                 flush_share=med("flush_share"),
+                reviews=max(x.reviews for x in runs),
                 checks=[c for x in runs for c in x.checks],
                 rounds=len(runs),
             )
@@ -380,7 +474,7 @@ def run_wrk(server, script, connections, duration, prefix):
     ]
     if server.pinned:
         cmd = ["taskset", "-c", "1"] + cmd
-    env = dict(os.environ, BENCH_TENANT_PREFIX=prefix)
+    env = dict(os.environ, BENCH_TENANT_PREFIX=prefix, BENCH_TOKEN=server.client_token or "")
     before = cpu_seconds(server.proc.pid)
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
     after = cpu_seconds(server.proc.pid)
@@ -415,8 +509,11 @@ def measure(make_server, scenario, connections, pinned, duration):
         run_wrk(server, scenario.script, connections, 1, prefix + "w")
         flushing = getattr(server, "flush_secs", 3600) < 3600
         flushed_before = metric(server, "edge_quota_flush_seconds_total") if flushing else 0.0
+        authed = getattr(server, "auth", None) is not None
+        reviews_before = metric(server, "edge_quota_auth_token_reviews_total") if authed else 0.0
         w = run_wrk(server, scenario.script, connections, duration, prefix)
         flushed = metric(server, "edge_quota_flush_seconds_total") - flushed_before if flushing else 0.0
+        reviews = metric(server, "edge_quota_auth_token_reviews_total") - reviews_before if authed else 0.0
         r = Result(server.name, scenario.name, connections, pinned)
         r.requests = w["requests"]
         r.seconds = w["seconds"]
@@ -425,6 +522,9 @@ def measure(make_server, scenario, connections, pinned, duration):
         r.p50_us, r.p99_us = w["p50_us"], w["p99_us"]
         r.cpu_us_per_req = w["cpu"] / max(w["requests"], 1) * 1e6
         r.flush_share = flushed / w["seconds"]
+        r.reviews = reviews
+        if reviews > 1:
+            r.checks.append(f"{reviews:.0f} TokenReviews for one token")
         r.counted = scenario.counted(server, prefix, threads)
         # wrk counts completed responses; requests in flight when it stops
         # may be counted by the server without wrk seeing the answer.
@@ -1073,6 +1173,29 @@ def table(results):
     return "\n".join(rows)
 
 
+def auth_table(results):
+    """Increment and consume with access control, as ratios to the same
+    scenario on the quota service without it (same connections, pinning and
+    round), and the TokenReviews sent during the measured run."""
+    plain = {
+        (r.scenario, r.connections, r.pinned, r.round): r
+        for r in results
+        if r.server == "quota-service"
+    }
+    authed = [replace(r) for r in results if "auth" in r.server]
+    rows = [
+        "| scenario | server | conns | pinned | rounds | req/s | ratio to no auth | CPU us/req | CPU ratio | p99 us | p99 ratio | TokenReviews in the run | check |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in medians(with_ratios(authed, lambda r: plain.get((r.scenario, r.connections, r.pinned, r.round)))):
+        rows.append(
+            f"| {r.scenario} | {r.server} | {r.connections} | {'yes' if r.pinned else 'no'} | {r.rounds} "
+            f"| {r.rps:,.0f} | {r.rps_ratio:.2f} | {r.cpu_us_per_req:.1f} | {r.cpu_ratio:.2f} "
+            f"| {r.p99_us:.0f} | {r.p99_ratio:.2f} | {r.reviews:.0f} | {'; '.join(r.checks) or 'exact'} |"
+        )
+    return "\n".join(rows)
+
+
 def persistence_table(results):
     """Increment with the flush running every second, as ratios to the same
     load on the quota service without flushes (same round), and the share of
@@ -1108,9 +1231,10 @@ def main():
     ap.add_argument("--connections", default="16,64,256")
     ap.add_argument(
         "--scenarios",
-        default="increment,consume,check,batch,persistence",
+        default="increment,consume,check,batch,persistence,auth",
         help="comma-separated; the baseline runs with increment; persistence = increment "
-        "with the flush every second (SQLite, PostgreSQL) at 64 connections",
+        "with the flush every second (SQLite, PostgreSQL) at 64 connections; auth = increment "
+        "and consume with access control (static, kubernetes) at 64 connections",
     )
     ap.add_argument("--scale", type=int, default=1_000_000, help="tenants of the scale runs (0: none)")
     ap.add_argument("--stores", default="sqlite,postgres", help="stores of the persistence and scale runs")
@@ -1129,6 +1253,7 @@ def main():
 
     started = time.time()
     pg = Postgres() if "postgres" in stores and ("persistence" in wanted or args.scale) else None
+    auth_cluster = None
     try:
         results = []
         plan = [
@@ -1145,14 +1270,22 @@ def main():
                 plan.append(
                     ("persistence", Increment(), lambda p: QuotaService(p, flush_secs=1, database_url=pg.new_database()))
                 )
+        if "auth" in wanted:
+            static = StaticAuth()
+            auth_cluster = Cluster()
+            kube = KubernetesAuth(auth_cluster)
+            for auth in (static, kube):
+                plan.append(("auth", Increment(), lambda p, a=auth: QuotaService(p, auth=a)))
+                plan.append(("auth", Consume(), lambda p, a=auth: QuotaService(p, auth=a)))
         persistence_conns = 64 if 64 in conns else conns[len(conns) // 2]
         for pinned in (False, True):
             for c in conns:
                 for rnd in range(args.rounds if c == 64 else 1):
                     for key, scenario, make in plan:
-                        if key not in wanted and not (key == "increment" and "persistence" in wanted):
+                        needed_by = {"increment": ("persistence", "auth"), "consume": ("auth",)}
+                        if key not in wanted and not any(k in wanted for k in needed_by.get(key, ())):
                             continue
-                        if key == "persistence" and c != persistence_conns:
+                        if key in ("persistence", "auth") and c != persistence_conns:
                             continue
                         r = measure(make, scenario, c, pinned, args.duration)
                         r.round = rnd
@@ -1172,6 +1305,8 @@ def main():
     finally:
         if pg:
             pg.down()
+        if auth_cluster:
+            auth_cluster.down()
 
     sections = [
         f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
@@ -1180,11 +1315,19 @@ def main():
         "",
         "HTTP load (wrk, ratios to the baseline server of the same run):",
         "",
-        table([r for r in results if "flush every" not in r.server]),
+        table([r for r in results if "flush every" not in r.server and "auth" not in r.server]),
         "",
     ]
     if any("flush every" in r.server for r in results):
         sections += ["Persistence cost (increment, flush every second):", "", persistence_table(results), ""]
+    if any("auth" in r.server for r in results):
+        sections += [
+            "Access control cost (ratios to the same scenario without access control, same round; "
+            "wrk sends a reporter's token, granted on the node or, for consume, on the root two levels up):",
+            "",
+            auth_table(results),
+            "",
+        ]
     if scales:
         sections += ["Scale:", "", scale_table(scales), ""]
     if operators:

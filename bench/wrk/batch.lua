@@ -10,5 +10,6 @@ function init(args)
   wrk.method = "POST"
   wrk.path = "/api/v1/usage/batch"
   wrk.headers["Content-Type"] = "application/json"
+  authorize()
   wrk.body = '{"mode":"increment","items":[' .. table.concat(items, ",") .. ']}'
 end

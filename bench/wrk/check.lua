@@ -5,5 +5,6 @@ function init(args)
   wrk.method = "POST"
   wrk.path = "/api/quota/check"
   wrk.headers["Content-Type"] = "application/json"
+  authorize()
   wrk.body = '{"tenant_id":"' .. prefix() .. '-' .. tid .. '","message_count":1}'
 end

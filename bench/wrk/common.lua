@@ -13,6 +13,14 @@ function prefix()
   return os.getenv("BENCH_TENANT_PREFIX") or "bench"
 end
 
+-- Sends BENCH_TOKEN as a bearer token when the run has access control.
+function authorize()
+  local token = os.getenv("BENCH_TOKEN")
+  if token and token ~= "" then
+    wrk.headers["Authorization"] = "Bearer " .. token
+  end
+end
+
 function done(summary, latency, requests)
   io.write(string.format("BENCH non2xx=%d\n", summary.errors.status))
 end

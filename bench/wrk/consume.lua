@@ -6,5 +6,6 @@ function init(args)
   wrk.method = "POST"
   wrk.path = "/api/v1/quotas/" .. prefix() .. "-leaf-" .. tid .. "/consume"
   wrk.headers["Content-Type"] = "application/json"
+  authorize()
   wrk.body = '{"usage":{"messages":1}}'
 end

@@ -499,6 +499,25 @@ async fn cleanup(qa: &QuotaAllocation, ctx: &Context) -> Result<Action> {
     }
 }
 
+/// `spec.access` and the grant of the allocation's own namespace
+/// (`spec.namespaceAccess`, reporter by default): its ServiceAccounts use
+/// the allocation with their own tokens.
+fn effective_access(qa: &QuotaAllocation) -> Vec<AccessGrant> {
+    let mut access = qa.spec.access.clone();
+    let role = match qa.spec.namespace_access {
+        NamespaceAccess::Reporter => Some(Role::Reporter),
+        NamespaceAccess::Reader => Some(Role::Reader),
+        NamespaceAccess::None => None,
+    };
+    if let (Some(role), Some(ns)) = (role, qa.namespace()) {
+        access.push(AccessGrant {
+            subject: format!("group:system:serviceaccounts:{ns}"),
+            role,
+        });
+    }
+    access
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -545,23 +564,37 @@ mod tests {
             assert_eq!(holds_back(Some(own)), None, "{own:?}");
         }
     }
-}
 
-/// `spec.access` and the grant of the allocation's own namespace
-/// (`spec.namespaceAccess`, reporter by default): its ServiceAccounts use
-/// the allocation with their own tokens.
-pub fn effective_access(qa: &QuotaAllocation) -> Vec<AccessGrant> {
-    let mut access = qa.spec.access.clone();
-    let role = match qa.spec.namespace_access {
-        NamespaceAccess::Reporter => Some(Role::Reporter),
-        NamespaceAccess::Reader => Some(Role::Reader),
-        NamespaceAccess::None => None,
-    };
-    if let (Some(role), Some(ns)) = (role, qa.namespace()) {
-        access.push(AccessGrant {
-            subject: format!("group:system:serviceaccounts:{ns}"),
+    use super::{AccessGrant, NamespaceAccess, Role, effective_access};
+
+    #[test]
+    fn an_allocation_s_namespace_reports_to_it_unless_told_otherwise() {
+        let mut qa: QuotaAllocation = serde_json::from_value(serde_json::json!({
+            "apiVersion": "quota.edgepolicy.io/v1alpha1",
+            "kind": "QuotaAllocation",
+            "metadata": {"name": "web", "namespace": "team-a"},
+            "spec": {
+                "parentRef": {"kind": "TenantQuota", "name": "t"},
+                "limits": {},
+                "access": [{"subject": "alice", "role": "admin"}],
+            },
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let group = |role| AccessGrant {
+            subject: "group:system:serviceaccounts:team-a".into(),
             role,
-        });
+        };
+        let alice = AccessGrant {
+            subject: "alice".into(),
+            role: Role::Admin,
+        };
+        assert_eq!(
+            effective_access(&qa),
+            [alice.clone(), group(Role::Reporter)]
+        );
+        qa.spec.namespace_access = NamespaceAccess::Reader;
+        assert_eq!(effective_access(&qa), [alice.clone(), group(Role::Reader)]);
+        qa.spec.namespace_access = NamespaceAccess::None;
+        assert_eq!(effective_access(&qa), [alice]);
     }
-    access
 }

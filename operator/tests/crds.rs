@@ -206,6 +206,15 @@ async fn the_api_server_enforces_what_one_object_can_check() {
     );
     let explain = c.kubectl_ok(&["explain", "qa.status.resources"]);
     assert!(explain.contains("subtreeUsed"), "{explain}");
+    // Access: the roles and the namespace's default grant explain themselves.
+    let explain = c.kubectl_ok(&["explain", "qa.spec.namespaceAccess"]);
+    assert!(
+        explain.contains("ServiceAccounts of this allocation's namespace")
+            && explain.contains("reporter"),
+        "{explain}"
+    );
+    let explain = c.kubectl_ok(&["explain", "qa.spec.access.role"]);
+    assert!(explain.contains("owner"), "{explain}");
     let header = c.kubectl_ok(&["get", "tq", &name]);
     assert!(
         header.starts_with("NAME")

@@ -42,6 +42,13 @@ networkPolicy:
         matchLabels: {kubernetes.io/metadata.name: monitoring}
 ";
 
+const STATIC_AUTH: &str = "\
+auth:
+  mode: static
+  tokensSecret: edge-quota-tokens
+  admins: [group:quota-admins]
+";
+
 /// Writes `values` to a file helm can read with `-f`.
 fn values_file(dir: &tempfile::TempDir, name: &str, values: &str) -> String {
     let path = dir.path().join(format!("{name}.yaml"));
@@ -144,6 +151,7 @@ fn lints_renders_and_every_object_is_accepted_by_the_api_server() {
         ("default", DEFAULT),
         ("postgres-3", POSTGRES_3),
         ("monitored", MONITORED),
+        ("static-auth", STATIC_AUTH),
     ] {
         let file = values_file(&dir, name, values);
         let lint = c.helm_ok(&["lint", "--strict", chart().to_str().unwrap(), "-f", &file]);
@@ -195,7 +203,49 @@ fn lints_renders_and_every_object_is_accepted_by_the_api_server() {
         assert_eq!(service["readinessProbe"]["httpGet"]["path"], "/health");
 
         let k = kinds(&objects);
+        let volumes = pod["volumes"].as_array().unwrap();
+        let volume = |n: &str| volumes.iter().find(|v| v["name"] == n);
+        let chart_sa = format!("system:serviceaccount:{ns}:eq-edge-quota");
         match name {
+            "static-auth" => {
+                assert_eq!(env_of(service, "AUTH_MODE").unwrap()["value"], "static");
+                assert_eq!(
+                    env_of(service, "AUTH_TOKENS_FILE").unwrap()["value"],
+                    "/etc/edge-quota/tokens/tokens.yaml"
+                );
+                assert_eq!(
+                    volume("auth-tokens").unwrap()["secret"]["secretName"],
+                    "edge-quota-tokens"
+                );
+                assert_eq!(
+                    env_of(service, "AUTH_ADMINS").unwrap()["value"],
+                    format!("{chart_sa},group:quota-admins").as_str()
+                );
+            }
+            _ => {
+                // Every other set runs the chart's default: kubernetes mode,
+                // the chart's ServiceAccount an admin, the operator calling
+                // with a projected token of the service's audience.
+                assert_eq!(env_of(service, "AUTH_MODE").unwrap()["value"], "kubernetes");
+                assert_eq!(
+                    env_of(service, "AUTH_AUDIENCE").unwrap()["value"],
+                    "edge-quota"
+                );
+                assert_eq!(
+                    env_of(service, "AUTH_ADMINS").unwrap()["value"],
+                    chart_sa.as_str()
+                );
+                assert_eq!(
+                    env_of(operator, "QUOTA_SERVICE_TOKEN_FILE").unwrap()["value"],
+                    "/var/run/secrets/edge-quota/token"
+                );
+                let projected = &volume("service-token").unwrap()["projected"]["sources"][0]["serviceAccountToken"];
+                assert_eq!(projected["audience"], "edge-quota");
+                assert_eq!(projected["expirationSeconds"], 3600);
+            }
+        }
+        match name {
+            "static-auth" => {}
             "default" => {
                 assert_eq!(deploy["spec"]["replicas"], 1);
                 assert_eq!(deploy["spec"]["strategy"]["type"], "Recreate");
@@ -249,6 +299,12 @@ fn refuses_values_it_cannot_run_with() {
         ("replicaCount: 3\n", "replicaCount > 1 needs PostgreSQL"),
         ("quotaService:\n  logFormat: xml\n", "logFormat"),
         ("replicaCount: 0\n", "replicaCount"),
+        ("auth:\n  mode: oauth\n", "/auth/mode"),
+        ("auth:\n  mode: static\n", "auth.tokensSecret"),
+        (
+            "auth:\n  tokenExpirationSeconds: 60\n",
+            "tokenExpirationSeconds",
+        ),
     ] {
         let file = values_file(&dir, "bad", values);
         let out = c
@@ -537,7 +593,13 @@ async fn the_operator_reconciles_with_the_charts_service_account() {
     let token_file = dir.path().join("service-token");
     let service_token = |file: &std::path::Path| {
         let t = c.kubectl_ok(&[
-            "create", "token", &full, "-n", &ns, "--duration=1h", "--audience=edge-quota",
+            "create",
+            "token",
+            &full,
+            "-n",
+            &ns,
+            "--duration=1h",
+            "--audience=edge-quota",
         ]);
         std::fs::write(file, t.trim()).unwrap();
     };
@@ -683,7 +745,13 @@ spec:
     let workload_token = |namespace: &str| {
         c.kubectl_ok(&["create", "serviceaccount", "web", "-n", namespace]);
         c.kubectl_ok(&[
-            "create", "token", "web", "-n", namespace, "--duration=1h", "--audience=edge-quota",
+            "create",
+            "token",
+            "web",
+            "-n",
+            namespace,
+            "--duration=1h",
+            "--audience=edge-quota",
         ])
         .trim()
         .to_owned()
@@ -702,20 +770,36 @@ spec:
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let used = c.kubectl_ok(&[
-            "get", "qa", "team", "-n", &team_ns, "-o",
+            "get",
+            "qa",
+            "team",
+            "-n",
+            &team_ns,
+            "-o",
             "jsonpath={.status.resources.messages.used}",
         ]);
         if used == "3" {
             break;
         }
-        assert!(Instant::now() < deadline, "status shows {used:?}; log:\n{}", log());
+        assert!(
+            Instant::now() < deadline,
+            "status shows {used:?}; log:\n{}",
+            log()
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 
     // A rotated token file is read at the next call: the service reviews
     // the new token (its review count grows) and the operator keeps working.
     let reviews = || async {
-        let metrics = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+        let metrics = http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         metrics
             .lines()
             .find_map(|l| l.strip_prefix("edge_quota_auth_token_reviews_total "))
@@ -727,7 +811,11 @@ spec:
     c.kubectl_ok(&["annotate", "tq", &tenant, "touched=1"]);
     let deadline = Instant::now() + Duration::from_secs(30);
     while reviews().await <= before {
-        assert!(Instant::now() < deadline, "the rotated token was never sent:\n{}", log());
+        assert!(
+            Instant::now() < deadline,
+            "the rotated token was never sent:\n{}",
+            log()
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     // Events were written (events.k8s.io create).

@@ -91,7 +91,7 @@ impl Reviewer for TokenReviewer {
                 .await
                 .map_err(|e| match &e {
                     kube::Error::Api(s) if s.code == 401 || s.code == 403 => ReviewError(format!(
-                        "the service may not create TokenReviews (grant it system:auth-delegator): {e}"
+                        "the service may not create TokenReviews (the chart's ClusterRole allows it; elsewhere bind system:auth-delegator): {e}"
                     )),
                     _ => ReviewError(format!("the Kubernetes API did not answer a TokenReview: {e}")),
                 })?;

@@ -34,7 +34,7 @@ use crate::domain::counter::{GIB, MAX_COUNT, gib_to_bytes};
 use crate::domain::stamp::Stamp;
 use crate::domain::tenant::{TenantView, Usage};
 use crate::domain::tenant_id::validate_tenant_id;
-use crate::quotas::{LimitsUpdate, Quotas};
+use crate::quotas::{Access, LimitsUpdate, Quotas};
 
 /// Body of `increment` and `check` (read strictly: see `strict_json`).
 #[derive(Debug, Deserialize)]
@@ -198,16 +198,14 @@ impl UsageRequest {
 /// Reporting usage needs `reporter` on the tenant; creating the tenant by
 /// its first use needs an admin of every node.
 fn may_report(caller: &Caller, quotas: &Quotas, tenant_id: &str) -> Result<(), AppError> {
-    if caller.identity().admin {
-        return Ok(());
+    match quotas.access(caller.identity(), Action::Report, tenant_id) {
+        Access::Allowed => Ok(()),
+        Access::Denied => caller.may(quotas, Action::Report, tenant_id),
+        Access::NoSuchNode => caller.must_be_admin(
+            quotas,
+            &format!("create tenant {tenant_id:?} by reporting usage"),
+        ),
     }
-    if quotas.contains(tenant_id) {
-        return caller.may(quotas, Action::Report, tenant_id);
-    }
-    caller.must_be_admin(
-        quotas,
-        &format!("create tenant {tenant_id:?} by reporting usage"),
-    )
 }
 
 pub async fn increment(

@@ -9,28 +9,40 @@
 use super::*;
 use crate::domain::access::{Action, Identity, allows_roles};
 
+/// What the access check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Allowed,
+    Denied,
+    /// No such node, and the caller is not an admin of every node.
+    NoSuchNode,
+}
+
 impl Quotas {
+    /// Whether `who` may do `action` on node `id`, in one walk of its path.
+    pub fn access(&self, who: &Identity, action: Action, id: &str) -> Access {
+        if who.admin {
+            return Access::Allowed;
+        }
+        match self.counters.roles_along(id, who) {
+            None => Access::NoSuchNode,
+            Some(roles) if allows_roles(action, &roles) => Access::Allowed,
+            Some(_) => Access::Denied,
+        }
+    }
+
     /// Whether `who` may do `action` on node `id`.
     pub fn may(&self, who: &Identity, action: Action, id: &str) -> bool {
-        who.admin
-            || self
-                .counters
-                .roles_along(id, who)
-                .is_some_and(|roles| allows_roles(action, &roles))
+        self.access(who, action, id) == Access::Allowed
     }
 
     /// `Ok` when `who` may do `action` on node `id`, else
     /// [`QuotaError::Forbidden`] naming what was refused.
     pub fn authorize(&self, who: &Identity, action: Action, id: &str) -> Result<(), QuotaError> {
-        if self.may(who, action, id) {
-            return Ok(());
+        match self.access(who, action, id) {
+            Access::Allowed => Ok(()),
+            Access::Denied | Access::NoSuchNode => Err(forbidden(who, action, id)),
         }
-        Err(QuotaError::Forbidden(format!(
-            "{:?} may not {} quota node {id:?}: no grant on it or above gives {}",
-            who.subject,
-            action.verb(),
-            action.needs()
-        )))
     }
 
     /// `Ok` only for the admins of every node (`AUTH_ADMINS`): creating a
@@ -44,4 +56,13 @@ impl Quotas {
             who.subject
         )))
     }
+}
+
+pub(super) fn forbidden(who: &Identity, action: Action, id: &str) -> QuotaError {
+    QuotaError::Forbidden(format!(
+        "{:?} may not {} quota node {id:?}: no grant on it or above gives {}",
+        who.subject,
+        action.verb(),
+        action.needs()
+    ))
 }

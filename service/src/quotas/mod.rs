@@ -56,6 +56,8 @@ use crate::rows::{Claim, UsageRow};
 
 mod access;
 mod claims;
+
+pub use access::Access;
 mod delete;
 mod flat;
 mod grants;

@@ -39,7 +39,9 @@ struct Proxy {
 
 impl Proxy {
     async fn start(target: String, port: u16) -> Proxy {
-        let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind the proxy");
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind the proxy");
         let port = listener.local_addr().expect("addr").port();
         let stop = CancellationToken::new();
         let cancelled = stop.clone();
@@ -70,7 +72,11 @@ impl Proxy {
 }
 
 /// A client of `server` that authenticates with `token`.
-async fn client_with_token(admin_kubeconfig: &std::path::Path, server: &str, token: &str) -> kube::Client {
+async fn client_with_token(
+    admin_kubeconfig: &std::path::Path,
+    server: &str,
+    token: &str,
+) -> kube::Client {
     let admin = Kubeconfig::read_from(admin_kubeconfig).expect("admin kubeconfig");
     let ca = admin
         .clusters
@@ -134,7 +140,13 @@ struct Env {
 }
 
 impl Env {
-    async fn call(&self, token: &str, method: Method, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+    async fn call(
+        &self,
+        token: &str,
+        method: Method,
+        uri: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut req = axum::http::Request::builder().method(method).uri(uri);
         if !token.is_empty() {
             req = req.header("authorization", format!("Bearer {token}"));
@@ -143,7 +155,9 @@ impl Env {
             req = req.header("content-type", "application/json");
         }
         let req = req
-            .body(axum::body::Body::from(body.map(|b| b.to_string()).unwrap_or_default()))
+            .body(axum::body::Body::from(
+                body.map(|b| b.to_string()).unwrap_or_default(),
+            ))
             .expect("request");
         send_to(&self.app.quotas, &self.auth, req).await
     }
@@ -155,7 +169,12 @@ async fn env() -> Env {
     let ns_a = testenv::namespace(&admin, "team-a").await;
     let ns_b = testenv::namespace(&admin, "team-b").await;
     let ns_sys = testenv::namespace(&admin, "quota-system").await;
-    for (ns, name) in [(&ns_a, "web"), (&ns_b, "web"), (&ns_sys, "operator"), (&ns_sys, "quota")] {
+    for (ns, name) in [
+        (&ns_a, "web"),
+        (&ns_b, "web"),
+        (&ns_sys, "operator"),
+        (&ns_sys, "quota"),
+    ] {
         service_account(&admin, ns, name).await;
     }
     // What the chart binds: the service may create TokenReviews.
@@ -188,11 +207,18 @@ async fn env() -> Env {
         .and_then(|c| c.cluster.as_ref())
         .and_then(|c| c.server.clone())
         .expect("server");
-    let target = server.trim_start_matches("https://").trim_end_matches('/').to_owned();
+    let target = server
+        .trim_start_matches("https://")
+        .trim_end_matches('/')
+        .to_owned();
     let proxy = Proxy::start(target, 0).await;
     let service_token = token(&admin, &ns_sys, "quota", &[]).await;
-    let reviewer_client =
-        client_with_token(&cluster.kubeconfig, &format!("https://127.0.0.1:{}", proxy.port), &service_token).await;
+    let reviewer_client = client_with_token(
+        &cluster.kubeconfig,
+        &format!("https://127.0.0.1:{}", proxy.port),
+        &service_token,
+    )
+    .await;
 
     let app = TestApp::new().await;
     let operator = format!("system:serviceaccount:{ns_sys}:operator");
@@ -217,11 +243,21 @@ async fn env() -> Env {
     let op = token(&env.admin, &ns_sys, "operator", &[AUDIENCE]).await;
     let ok = |r: (StatusCode, Value)| assert!(r.0.is_success(), "{}", r.1);
     ok(env
-        .call(&op, Method::PUT, "/api/v1/quotas/org", Some(json!({"limits": {"messages": {"max": 1000, "window": "day"}}})))
+        .call(
+            &op,
+            Method::PUT,
+            "/api/v1/quotas/org",
+            Some(json!({"limits": {"messages": {"max": 1000, "window": "day"}}})),
+        )
         .await);
     for (child, ns) in [("team-a", &env.ns_a), ("team-b", &env.ns_b)] {
         ok(env
-            .call(&op, Method::POST, "/api/v1/quotas/org/allocate", Some(json!({"id": child, "limits": {"messages": {"max": 100}}})))
+            .call(
+                &op,
+                Method::POST,
+                "/api/v1/quotas/org/allocate",
+                Some(json!({"id": child, "limits": {"messages": {"max": 100}}})),
+            )
             .await);
         ok(env
             .call(
@@ -256,7 +292,9 @@ async fn real_serviceaccount_tokens_are_isolated_by_namespace() {
     };
     let op = token(&e.admin, &e.ns_sys, "operator", &[AUDIENCE]).await;
 
-    let before = e.call(&op, Method::GET, "/api/v1/quotas?limit=100", None).await;
+    let before = e
+        .call(&op, Method::GET, "/api/v1/quotas?limit=100", None)
+        .await;
     for (who, t) in [
         ("no token", ""),
         ("the API server's audience", api_server_audience.as_str()),
@@ -266,7 +304,11 @@ async fn real_serviceaccount_tokens_are_isolated_by_namespace() {
         for (method, uri, body) in [
             (Method::POST, "/api/v1/quotas/team-a/consume", consume(1)),
             (Method::GET, "/api/v1/quotas/team-a", None),
-            (Method::POST, "/api/quota/increment", Some(json!({"tenant_id": "team-a"}))),
+            (
+                Method::POST,
+                "/api/quota/increment",
+                Some(json!({"tenant_id": "team-a"})),
+            ),
         ] {
             let (status, answer) = e.call(t, method, uri, body).await;
             assert_eq!(status, StatusCode::UNAUTHORIZED, "{who}: {uri}: {answer}");
@@ -276,48 +318,113 @@ async fn real_serviceaccount_tokens_are_isolated_by_namespace() {
 
     // team-b's workload against team-a: nothing, and nothing changes.
     for (what, method, uri, body) in [
-        ("consume", Method::POST, "/api/v1/quotas/team-a/consume", consume(1)),
+        (
+            "consume",
+            Method::POST,
+            "/api/v1/quotas/team-a/consume",
+            consume(1),
+        ),
         ("read", Method::GET, "/api/v1/quotas/team-a", None),
-        ("raise limits", Method::PUT, "/api/v1/quotas/team-a", Some(json!({"parent": "org", "limits": {"messages": {"max": 500}}}))),
+        (
+            "raise limits",
+            Method::PUT,
+            "/api/v1/quotas/team-a",
+            Some(json!({"parent": "org", "limits": {"messages": {"max": 500}}})),
+        ),
         (
             "grant itself",
             Method::POST,
             "/api/v1/quotas/team-a/permissions/grant",
-            Some(json!({"subject": format!("system:serviceaccount:{}:web", e.ns_b), "role": "owner"})),
+            Some(
+                json!({"subject": format!("system:serviceaccount:{}:web", e.ns_b), "role": "owner"}),
+            ),
         ),
-        ("flat increment", Method::POST, "/api/quota/increment", Some(json!({"tenant_id": "team-a"}))),
-        ("a new tenant", Method::POST, "/api/quota/increment", Some(json!({"tenant_id": "brand-new"}))),
+        (
+            "flat increment",
+            Method::POST,
+            "/api/quota/increment",
+            Some(json!({"tenant_id": "team-a"})),
+        ),
+        (
+            "a new tenant",
+            Method::POST,
+            "/api/quota/increment",
+            Some(json!({"tenant_id": "brand-new"})),
+        ),
     ] {
         let (status, answer) = e.call(&web_b, method, uri, body).await;
-        assert_eq!(status, StatusCode::FORBIDDEN, "team-b's web: {what}: {answer}");
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "team-b's web: {what}: {answer}"
+        );
         assert_eq!(answer["error"]["code"], "forbidden");
     }
-    let after = e.call(&op, Method::GET, "/api/v1/quotas?limit=100", None).await;
+    let after = e
+        .call(&op, Method::GET, "/api/v1/quotas?limit=100", None)
+        .await;
     assert_eq!(before, after, "refused calls changed nothing");
 
     // Its own allocation: allowed; a read of it too (reporter includes reader).
-    let (status, answer) = e.call(&web_b, Method::POST, "/api/v1/quotas/team-b/consume", consume(3)).await;
+    let (status, answer) = e
+        .call(
+            &web_b,
+            Method::POST,
+            "/api/v1/quotas/team-b/consume",
+            consume(3),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
-    let (status, answer) = e.call(&web_a, Method::POST, "/api/v1/quotas/team-a/consume", consume(2)).await;
+    let (status, answer) = e
+        .call(
+            &web_a,
+            Method::POST,
+            "/api/v1/quotas/team-a/consume",
+            consume(2),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
-    let (_, b) = e.call(&web_b, Method::GET, "/api/v1/quotas/team-b", None).await;
+    let (_, b) = e
+        .call(&web_b, Method::GET, "/api/v1/quotas/team-b", None)
+        .await;
     assert_eq!(b["resources"]["messages"]["used"], 3, "{b}");
     // But not its limits: a reporter does not change its own node.
     let (status, _) = e
-        .call(&web_b, Method::PUT, "/api/v1/quotas/team-b", Some(json!({"parent": "org", "limits": {"messages": {"max": 200}}})))
+        .call(
+            &web_b,
+            Method::PUT,
+            "/api/v1/quotas/team-b",
+            Some(json!({"parent": "org", "limits": {"messages": {"max": 200}}})),
+        )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
     // The operator's identity administers everything, and the audit trail
     // names it.
     let (status, answer) = e
-        .call(&op, Method::PUT, "/api/v1/quotas/team-b", Some(json!({"parent": "org", "limits": {"messages": {"max": 120}}})))
+        .call(
+            &op,
+            Method::PUT,
+            "/api/v1/quotas/team-b",
+            Some(json!({"parent": "org", "limits": {"messages": {"max": 120}}})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
-    let (_, audit) = e.call(&op, Method::GET, "/api/v1/quotas/team-b/audit?limit=1", None).await;
+    let (_, audit) = e
+        .call(
+            &op,
+            Method::GET,
+            "/api/v1/quotas/team-b/audit?limit=1",
+            None,
+        )
+        .await;
     assert_eq!(audit["items"][0]["actor"], e.operator.as_str(), "{audit}");
     let (_, snapshot) = e.call(&op, Method::GET, "/api/v1/snapshot", None).await;
-    assert_eq!(snapshot["nodes"].as_array().map(Vec::len), Some(3), "{snapshot}");
+    assert_eq!(
+        snapshot["nodes"].as_array().map(Vec::len),
+        Some(3),
+        "{snapshot}"
+    );
 }
 
 #[tokio::test]
@@ -327,10 +434,21 @@ async fn reviews_are_bounded_by_tokens_not_calls() {
     let reviews = |a: &Arc<Authenticator>| a.stats().token_reviews;
     let start = reviews(&e.auth);
     for _ in 0..50 {
-        let (status, _) = e.call(&web_a, Method::POST, "/api/v1/quotas/team-a/consume", consume(1)).await;
+        let (status, _) = e
+            .call(
+                &web_a,
+                Method::POST,
+                "/api/v1/quotas/team-a/consume",
+                consume(1),
+            )
+            .await;
         assert_eq!(status, StatusCode::OK);
     }
-    assert_eq!(reviews(&e.auth) - start, 1, "one review for 50 calls with one token");
+    assert_eq!(
+        reviews(&e.auth) - start,
+        1,
+        "one review for 50 calls with one token"
+    );
     // Concurrent first calls of a new token share one review.
     let fresh = token(&e.admin, &e.ns_a, "web", &[AUDIENCE]).await;
     let calls: Vec<_> = (0..10)
@@ -346,14 +464,28 @@ async fn reviews_are_bounded_by_tokens_not_calls() {
 async fn a_deleted_serviceaccount_is_refused_once_its_cache_entry_expires() {
     let e = env().await;
     let web_b = token(&e.admin, &e.ns_b, "web", &[AUDIENCE]).await;
-    let (status, _) = e.call(&web_b, Method::POST, "/api/v1/quotas/team-b/consume", consume(1)).await;
+    let (status, _) = e
+        .call(
+            &web_b,
+            Method::POST,
+            "/api/v1/quotas/team-b/consume",
+            consume(1),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     Api::<ServiceAccount>::namespaced(e.admin.clone(), &e.ns_b)
         .delete("web", &DeleteParams::default())
         .await
         .expect("delete the ServiceAccount");
     // Cached: still the identity it was (at most 60 s).
-    let (status, _) = e.call(&web_b, Method::POST, "/api/v1/quotas/team-b/consume", consume(1)).await;
+    let (status, _) = e
+        .call(
+            &web_b,
+            Method::POST,
+            "/api/v1/quotas/team-b/consume",
+            consume(1),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
     // Once our entry expires, the next review refuses it. The API server
     // keeps its own answers for 10 s (kube-apiserver's token cache), so a
@@ -362,12 +494,22 @@ async fn a_deleted_serviceaccount_is_refused_once_its_cache_entry_expires() {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         e.app.clock.advance(61);
-        let (status, answer) = e.call(&web_b, Method::POST, "/api/v1/quotas/team-b/consume", consume(1)).await;
+        let (status, answer) = e
+            .call(
+                &web_b,
+                Method::POST,
+                "/api/v1/quotas/team-b/consume",
+                consume(1),
+            )
+            .await;
         if status == StatusCode::UNAUTHORIZED {
             break;
         }
         assert_eq!(status, StatusCode::OK, "{answer}");
-        assert!(std::time::Instant::now() < deadline, "still accepted 30 s after the deletion");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still accepted 30 s after the deletion"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
@@ -377,23 +519,51 @@ async fn an_api_server_that_stops_answering_lets_nothing_through() {
     let e = env().await;
     let known = token(&e.admin, &e.ns_a, "web", &[AUDIENCE]).await;
     let unseen = token(&e.admin, &e.ns_a, "web", &[AUDIENCE]).await;
-    let (status, _) = e.call(&known, Method::POST, "/api/v1/quotas/team-a/consume", consume(1)).await;
+    let (status, _) = e
+        .call(
+            &known,
+            Method::POST,
+            "/api/v1/quotas/team-a/consume",
+            consume(1),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
 
     e.proxy.cut();
     tokio::time::sleep(Duration::from_millis(100)).await;
     // A cached identity keeps working...
-    let (status, answer) = e.call(&known, Method::POST, "/api/v1/quotas/team-a/consume", consume(1)).await;
+    let (status, answer) = e
+        .call(
+            &known,
+            Method::POST,
+            "/api/v1/quotas/team-a/consume",
+            consume(1),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     // ...a new token is 503, every time, and counts nothing.
     for _ in 0..2 {
-        let (status, answer) = e.call(&unseen, Method::POST, "/api/v1/quotas/team-a/consume", consume(5)).await;
+        let (status, answer) = e
+            .call(
+                &unseen,
+                Method::POST,
+                "/api/v1/quotas/team-a/consume",
+                consume(5),
+            )
+            .await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
         assert_eq!(answer["error"]["code"], "auth_unavailable");
     }
     // Once the cached entry expires, the known token is 503 too.
     e.app.clock.advance(61);
-    let (status, _) = e.call(&known, Method::POST, "/api/v1/quotas/team-a/consume", consume(1)).await;
+    let (status, _) = e
+        .call(
+            &known,
+            Method::POST,
+            "/api/v1/quotas/team-a/consume",
+            consume(1),
+        )
+        .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     let used = e.app.quotas.node("team-a").map(|v| v.resources[0].used);
     assert_eq!(used, Some(2), "only the two allowed consumes counted");
@@ -408,7 +578,12 @@ async fn without_the_right_to_review_tokens_every_call_is_503() {
     service_account(&admin, &ns, "web").await;
     let server = Kubeconfig::read_from(&cluster.kubeconfig)
         .ok()
-        .and_then(|k| k.clusters.first().and_then(|c| c.cluster.as_ref()).and_then(|c| c.server.clone()))
+        .and_then(|k| {
+            k.clusters
+                .first()
+                .and_then(|c| c.cluster.as_ref())
+                .and_then(|c| c.server.clone())
+        })
         .expect("server");
     let service_token = token(&admin, &ns, "quota", &[]).await;
     let client = client_with_token(&cluster.kubeconfig, &server, &service_token).await;
