@@ -196,7 +196,7 @@ class QuotaService(Server):
             self.name = f"quota-service ({store}, flush every {flush_secs} s)"
         if auth:
             self.name = f"quota-service (auth {auth.mode})"
-            self.token, self.client_token = auth.admin_token, auth.client_token"
+            self.token, self.client_token = auth.admin_token, auth.client_token
 
     def command(self):
         return [os.path.join(RELEASE, "quota-service")]

@@ -15,7 +15,7 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use quota_service::{Admins, Authenticator, StaticTokens};
 use serde_json::{Value, json};
 
-use crate::common::{TestApp, send_to};
+use crate::common::{TestApp, bearer, request, send_to};
 
 const NODES: [&str; 5] = ["r", "a", "a1", "b", "f"];
 const ROLES: [&str; 4] = ["reader", "reporter", "admin", "owner"];
@@ -139,15 +139,8 @@ async fn run(grants: Grants, calls: Calls) -> Result<(), TestCaseError> {
     let tokens = StaticTokens::load(path, Admins::new(vec!["root".into()])).expect("tokens");
     let auth = Authenticator::with_static(tokens);
     let call = |token: &str, method: Method, uri: &str, body: Option<Value>| {
-        let req = axum::http::Request::builder()
-            .method(method)
-            .uri(uri)
-            .header("authorization", format!("Bearer {token}"))
-            .header("content-type", "application/json")
-            .body(axum::body::Body::from(
-                body.map(|b| b.to_string()).unwrap_or_default(),
-            ))
-            .expect("request");
+        let body = body.map(|b| b.to_string());
+        let req = request(method, uri, bearer(token).as_deref(), body.as_deref());
         send_to(&app.quotas, &auth, req)
     };
     let root = "root-token-0123456789ab";

@@ -26,7 +26,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::common::{TestApp, send_to};
+use crate::common::{TestApp, bearer, request, send_to};
 
 const AUDIENCE: &str = "edge-quota";
 
@@ -147,18 +147,8 @@ impl Env {
         uri: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut req = axum::http::Request::builder().method(method).uri(uri);
-        if !token.is_empty() {
-            req = req.header("authorization", format!("Bearer {token}"));
-        }
-        if body.is_some() {
-            req = req.header("content-type", "application/json");
-        }
-        let req = req
-            .body(axum::body::Body::from(
-                body.map(|b| b.to_string()).unwrap_or_default(),
-            ))
-            .expect("request");
+        let body = body.map(|b| b.to_string());
+        let req = request(method, uri, bearer(token).as_deref(), body.as_deref());
         send_to(&self.app.quotas, &self.auth, req).await
     }
 }

@@ -26,7 +26,7 @@ use axum::http::{Method, Request, StatusCode};
 use quota_service::{Admins, Authenticator, StaticTokens};
 use serde_json::{Value, json};
 
-use crate::common::{TestApp, send_to};
+use crate::common::{TestApp, bearer, request, send_to};
 
 /// The tokens of the test identities.
 pub const ROOT: &str = "root-token-0123456789";
@@ -139,9 +139,7 @@ impl Secured {
         body: Option<Value>,
     ) -> (StatusCode, Value) {
         self.call_raw(
-            (!token.is_empty())
-                .then(|| format!("Bearer {token}"))
-                .as_deref(),
+            bearer(token).as_deref(),
             method,
             uri,
             body.map(|b| b.to_string()).as_deref(),
@@ -157,16 +155,7 @@ impl Secured {
         uri: &str,
         body: Option<&str>,
     ) -> (StatusCode, Value) {
-        let mut req = Request::builder().method(method).uri(uri);
-        if let Some(a) = authorization {
-            req = req.header("authorization", a);
-        }
-        if body.is_some() {
-            req = req.header("content-type", "application/json");
-        }
-        let req = req
-            .body(Body::from(body.unwrap_or_default().to_owned()))
-            .expect("request");
+        let req = request(method, uri, authorization, body);
         send_to(&self.app.quotas, &self.auth, req).await
     }
 

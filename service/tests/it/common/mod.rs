@@ -218,6 +218,29 @@ pub async fn call(
     send(quotas, req).await
 }
 
+/// A request with this `Authorization` header value (if any) and body.
+pub fn request(
+    method: Method,
+    uri: &str,
+    authorization: Option<&str>,
+    body: Option<&str>,
+) -> Request<Body> {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(a) = authorization {
+        req = req.header("authorization", a);
+    }
+    if body.is_some() {
+        req = req.header("content-type", "application/json");
+    }
+    req.body(Body::from(body.unwrap_or_default().to_owned()))
+        .expect("request")
+}
+
+/// `Bearer <token>`, or no header for an empty token.
+pub fn bearer(token: &str) -> Option<String> {
+    (!token.is_empty()).then(|| format!("Bearer {token}"))
+}
+
 pub async fn send(quotas: &Arc<Quotas>, req: Request<Body>) -> (StatusCode, Value) {
     send_to(quotas, &Authenticator::none(), req).await
 }
