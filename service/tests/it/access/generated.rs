@@ -78,7 +78,7 @@ fn model_allows(grants: &[(usize, usize, usize)], user: usize, kind: Kind, node:
 }
 
 /// A call of `kind` on `node`, over whichever API the node belongs to.
-fn request(kind: Kind, node: usize, step: usize) -> (Method, String, Option<Value>) {
+fn call_of(kind: Kind, node: usize, step: usize) -> (Method, String, Option<Value>) {
     let id = NODES[node];
     let flat = id == "f";
     match (kind, flat) {
@@ -185,7 +185,7 @@ async fn run(grants: Grants, calls: Calls) -> Result<(), TestCaseError> {
     };
     for (step, (user, kind, node)) in calls.into_iter().enumerate() {
         let allowed = model_allows(&grants, user, kind, node);
-        let (method, uri, body) = request(kind, node, step);
+        let (method, uri, body) = call_of(kind, node, step);
         let before = if allowed { Value::Null } else { state().await };
         let (status, answer) = call(USERS[user].1, method, &uri, body).await;
         if allowed {

@@ -21,8 +21,7 @@ mod tokens;
 
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::{Method, StatusCode};
 use quota_service::{Admins, Authenticator, StaticTokens};
 use serde_json::{Value, json};
 
