@@ -16,7 +16,19 @@ use serde_json::{Value, json};
 /// org (messages 100, storage 10) with team (messages 10, storage 5), and
 /// the flat tenant acme with one message counted.
 async fn setup() -> TestApp {
-    let app = TestApp::new().await;
+    setup_on(TestApp::new().await).await
+}
+
+/// The tokens of the run with access control on: root owns every node,
+/// mallory has no grant.
+const TOKENS: &str = "
+- token: root-token-0123456789
+  subject: root
+- token: mallory-token-0123456789
+  subject: mallory
+";
+
+async fn setup_on(app: TestApp) -> TestApp {
     let body = r#"{"limits":{"messages":{"max":100},"storage":{"max":10,"window":"none"}}}"#;
     let (s, v) = app
         .call(Method::PUT, "/api/v1/quotas/org", Some(body))
@@ -346,11 +358,75 @@ fn every_body_broken_anywhere_is_refused_and_changes_nothing() {
         let (s, v) = rt.block_on(send(&app, &method, uri, &body.to_string()));
         assert!(s.is_success(), "{uri} {body}: {s} {v}");
     }
+    broken_bodies_are_refused(&rt, &app, cases(256));
+}
+
+/// The same with access control on: as an owner of every node the answers
+/// are the same; as a caller without a grant every valid body is refused
+/// (403, a batch's items each) and every broken one is still the 422 of its
+/// break, and nothing changes either way.
+#[test]
+fn with_access_control_on_bad_bodies_and_refusals_change_nothing() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut app = rt.block_on(async {
+        let app =
+            TestApp::new()
+                .await
+                .with_static_tokens(TOKENS, &["root"], "root-token-0123456789");
+        setup_on(app).await
+    });
+    for (method, uri, body) in bodies() {
+        let (s, v) = rt.block_on(send(&app, &method, uri, &body.to_string()));
+        assert!(s.is_success(), "{uri} {body}: {s} {v}");
+    }
+    broken_bodies_are_refused(&rt, &app, cases(64));
+
+    app.use_token("mallory-token-0123456789");
+    let before = rt.block_on(state_as_root(&mut app));
+    for (method, uri, body) in bodies() {
+        let (s, v) = rt.block_on(send(&app, &method, uri, &body.to_string()));
+        if uri == "/api/v1/usage/batch" {
+            assert_eq!(s, StatusCode::OK, "{v}");
+            assert_eq!(v["counted"], 0, "{v}");
+            assert_eq!(v["results"][0]["error"]["code"], "forbidden", "{v}");
+        } else {
+            assert_eq!(s, StatusCode::FORBIDDEN, "{uri} {body}: {v}");
+            assert_eq!(v["error"]["code"], "forbidden");
+        }
+    }
+    assert_eq!(rt.block_on(state_as_root(&mut app)), before);
+    broken_bodies_are_refused(&rt, &app, cases(64));
+    assert_eq!(rt.block_on(state_as_root(&mut app)), before);
+}
+
+/// The state as root sees it, leaving `call` with the token it had.
+async fn state_as_root(app: &mut TestApp) -> Value {
+    let token = app
+        .caller
+        .as_ref()
+        .map(|(_, t)| t.clone())
+        .unwrap_or_default();
+    app.use_token("root-token-0123456789");
+    let s = state(app).await;
+    app.use_token(&token);
+    s
+}
+
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Every route's valid body broken at a random place: 422 naming where,
+/// and nothing changed (the state read with `app`'s own token).
+fn broken_bodies_are_refused(rt: &tokio::runtime::Runtime, app: &TestApp, cases: u32) {
     let mut runner = TestRunner::new(Config {
-        cases: std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(256),
+        cases,
         failure_persistence: None,
         ..Config::default()
     });

@@ -464,6 +464,7 @@ async fn grants_survive_a_restart() {
             clock: s.app.clock.clone(),
             quotas: reopened,
             extra: Vec::new(),
+            caller: None,
         },
         auth: s.auth.clone(),
         tokens: s.tokens.clone(),

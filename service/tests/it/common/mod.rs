@@ -146,6 +146,8 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     pub quotas: Arc<Quotas>,
     pub extra: Vec<(String, String)>,
+    /// With access control: the authenticator and the token `call` sends.
+    pub caller: Option<(Arc<Authenticator>, String)>,
 }
 
 impl TestApp {
@@ -172,6 +174,25 @@ impl TestApp {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            caller: None,
+        }
+    }
+
+    /// Turns access control on: static tokens from `tokens_yaml`, the
+    /// subjects in `admins` owning every node, `call` sending `token`.
+    pub fn with_static_tokens(mut self, tokens_yaml: &str, admins: &[&str], token: &str) -> Self {
+        let path = self.dir.path().join("tokens.yaml");
+        std::fs::write(&path, tokens_yaml).expect("write the tokens file");
+        let admins = quota_service::Admins::new(admins.iter().map(|a| a.to_string()).collect());
+        let tokens = quota_service::StaticTokens::load(path, admins).expect("load the tokens file");
+        self.caller = Some((Authenticator::with_static(tokens), token.to_owned()));
+        self
+    }
+
+    /// The token `call` sends from now on (access control on).
+    pub fn use_token(&mut self, token: &str) {
+        if let Some((_, t)) = self.caller.as_mut() {
+            *t = token.to_owned();
         }
     }
 
@@ -189,7 +210,13 @@ impl TestApp {
     }
 
     pub async fn call(&self, method: Method, uri: &str, body: Option<&str>) -> (StatusCode, Value) {
-        call(&self.quotas, method, uri, body).await
+        match &self.caller {
+            None => call(&self.quotas, method, uri, body).await,
+            Some((auth, token)) => {
+                let req = request(method, uri, bearer(token).as_deref(), body);
+                send_to(&self.quotas, auth, req).await
+            }
+        }
     }
 
     pub async fn post(&self, uri: &str, body: Value) -> (StatusCode, Value) {
