@@ -446,8 +446,8 @@ fn broken_bodies_are_refused(rt: &tokio::runtime::Runtime, app: &TestApp, cases:
             };
             let text = broken.text();
             rt.block_on(async {
-                let before = state(&app).await;
-                let (s, v) = send(&app, method, uri, &text).await;
+                let before = state(app).await;
+                let (s, v) = send(app, method, uri, &text).await;
                 prop_assert_eq!(
                     s,
                     StatusCode::UNPROCESSABLE_ENTITY,
@@ -460,7 +460,7 @@ fn broken_bodies_are_refused(rt: &tokio::runtime::Runtime, app: &TestApp, cases:
                 let message = v["error"]["message"].as_str().unwrap_or_default();
                 prop_assert!(message.contains("line 1 column"), "{}", message);
                 prop_assert_eq!(
-                    state(&app).await,
+                    state(app).await,
                     before,
                     "{} {} changed something",
                     uri,
