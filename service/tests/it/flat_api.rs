@@ -431,7 +431,16 @@ async fn metrics_follow_tenants_and_flushes() {
 /// tenant (in memory and in the database) as it was.
 #[tokio::test]
 async fn bad_requests_get_clear_errors_and_change_nothing() {
-    let app = TestApp::new().await;
+    bad_requests_on(TestApp::new().await).await;
+}
+
+/// The same answers with access control on, for an owner of every node.
+#[tokio::test]
+async fn with_access_control_bad_requests_get_the_same_errors() {
+    bad_requests_on(TestApp::as_admin().await).await;
+}
+
+async fn bad_requests_on(app: TestApp) {
     app.post(
         "/api/quota/increment",
         json!({"tenant_id": "acme", "message_count": 3}),

@@ -189,6 +189,16 @@ impl TestApp {
         self
     }
 
+    /// The service with access control on, `call` sending the token of an
+    /// owner of every node: what every answer must be the same with.
+    pub async fn as_admin() -> Self {
+        Self::new().await.with_static_tokens(
+            "- token: admin-token-0123456789\n  subject: admin\n",
+            &["admin"],
+            "admin-token-0123456789",
+        )
+    }
+
     /// The token `call` sends from now on (access control on).
     pub fn use_token(&mut self, token: &str) {
         if let Some((_, t)) = self.caller.as_mut() {

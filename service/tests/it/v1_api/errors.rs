@@ -6,7 +6,16 @@ use super::*;
 /// the audit trail.
 #[tokio::test]
 async fn v1_errors_change_nothing() {
-    let app = TestApp::new().await;
+    v1_errors_on(TestApp::new().await).await;
+}
+
+/// The same answers with access control on, for an owner of every node.
+#[tokio::test]
+async fn with_access_control_v1_errors_are_the_same() {
+    v1_errors_on(TestApp::as_admin().await).await;
+}
+
+async fn v1_errors_on(app: TestApp) {
     tree(&app).await;
     consume(&app, "team-a", json!({"messages": 40})).await;
     let state = |app: &TestApp| {
