@@ -35,6 +35,8 @@ COPY --from=build /out/ /usr/local/bin/
 USER 65532:65532
 # quota-service: REST endpoint; quota-operator: /healthz (HEALTH_ADDR).
 EXPOSE 8183 8081
+# No AUTH_MODE on purpose: on 0.0.0.0 the service refuses to start until
+# one is chosen (the chart sets kubernetes; `docker run -e AUTH_MODE=...`).
 ENV QUOTA_HOST=0.0.0.0 \
     QUOTA_DATA_DIR=/data
 VOLUME ["/data"]
