@@ -172,14 +172,30 @@ impl TestCluster {
     }
 
     /// Waits until each named CRD (`plural.group`) is `Established`.
+    ///
+    /// Polls the condition rather than using `kubectl wait`: right after a
+    /// create, `status.conditions` can still be null, and `kubectl wait`
+    /// then fails at once ("accessor error: <nil>") instead of waiting.
     pub fn wait_established(&self, crds: &[&str]) {
+        let jsonpath = r#"jsonpath={.status.conditions[?(@.type=="Established")].status}"#;
         for crd in crds {
-            self.kubectl_ok(&[
-                "wait",
-                "--for=condition=Established",
-                "--timeout=60s",
-                &format!("crd/{crd}"),
-            ]);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            loop {
+                let name = format!("crd/{crd}");
+                let out = self.kubectl().args(["get", &name, "-o", jsonpath]).output();
+                let status = match &out {
+                    Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+                    Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
+                    Err(e) => e.to_string(),
+                };
+                if status.trim() == "True" {
+                    break;
+                }
+                if std::time::Instant::now() > deadline {
+                    panic!("crd/{crd} not Established within 60 s; last answer: {status}");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
         }
     }
 
