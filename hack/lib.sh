@@ -21,3 +21,21 @@ apt_install() {
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@"
 }
+
+# k8s_wrapper_gomod MODULE K8S_VERSION: prints a go.mod for a wrapper module
+# that builds k8s.io/kubernetes commands. `go install` refuses
+# k8s.io/kubernetes (its go.mod replaces the staging modules with local
+# paths), so every `k8s.io/x => ./staging/src/k8s.io/x` of the release's own
+# go.mod becomes `k8s.io/x => k8s.io/x v0.Y.Z` here.
+k8s_wrapper_gomod() {
+    local module="$1" version="$2" gomod
+    gomod="$(go mod download -json "k8s.io/kubernetes@v$version" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
+    echo "module $module"
+    echo
+    echo "go 1.24.0"
+    echo
+    echo "replace ("
+    grep -E '^\s*k8s\.io/[^ ]+ => \./staging/' "$gomod" \
+        | awk -v v="v0.${version#1.}" '{print "\t" $1 " => " $1 " " v}'
+    echo ")"
+}

@@ -19,6 +19,10 @@
 #                             naming what is missing
 set -euo pipefail
 
+HERE="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=lib.sh
+source "$HERE/lib.sh"
+
 K8S_VERSION="${K8S_VERSION:-1.34.4}"     # matches k8s-openapi feature v1_34
 ETCD_VERSION="${ETCD_VERSION:-3.6.4}"    # the etcd release Kubernetes 1.34 uses
 HELM_VERSION="${HELM_VERSION:-3.19.5}"   # helm built against the 1.34 libraries
@@ -76,20 +80,7 @@ build_kube_apiserver() {
     local dir="$WORK_DIR/kube-apiserver-$K8S_VERSION"
     mkdir -p "$dir"
     cd "$dir"
-    # Derive the staging modules from the release's own go.mod: every
-    # `k8s.io/x => ./staging/src/k8s.io/x` becomes `k8s.io/x => k8s.io/x v0.Y.Z`.
-    local gomod
-    gomod="$(go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
-    {
-        echo "module edgequota.local/testenv/kubeapiserver"
-        echo
-        echo "go 1.24.0"
-        echo
-        echo "replace ("
-        grep -E '^\s*k8s\.io/[^ ]+ => \./staging/' "$gomod" \
-            | awk -v v="$STAGING_VERSION" '{print "\t" $1 " => " $1 " " v}'
-        echo ")"
-    } >go.mod
+    k8s_wrapper_gomod edgequota.local/testenv/kubeapiserver "$K8S_VERSION" >go.mod
     log "resolving k8s.io/kubernetes v$K8S_VERSION ($(grep -c '=>' go.mod) staging replaces)"
     go get "k8s.io/kubernetes/cmd/kube-apiserver@v$K8S_VERSION"
     log "building kube-apiserver (cold: 10-25 min on 2 cores)"
