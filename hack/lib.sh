@@ -29,7 +29,8 @@ apt_install() {
 # go.mod becomes `k8s.io/x => k8s.io/x v0.Y.Z` here.
 k8s_wrapper_gomod() {
     local module="$1" version="$2" gomod
-    gomod="$(go mod download -json "k8s.io/kubernetes@v$version" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
+    # From outside any module: the caller may be writing this into ./go.mod.
+    gomod="$(cd / && go mod download -json "k8s.io/kubernetes@v$version" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
     echo "module $module"
     echo
     echo "go 1.24.0"
