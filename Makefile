@@ -10,7 +10,7 @@ export CARGO_TARGET_DIR EDGE_QUOTA_CACHE
 
 CARGO ?= cargo
 
-.PHONY: help run run-operator build release test test-unit bench generate fmt fmt-check lint ci test-env cluster-up cluster-down clean
+.PHONY: help run run-operator build release test test-unit bench generate fmt fmt-check lint ci test-env cluster-up cluster-down edge-env edge-up edge-down image clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -62,6 +62,21 @@ cluster-up: test-env ## Start etcd + kube-apiserver (CLUSTER=name); prints the e
 
 cluster-down: ## Stop the cluster started by cluster-up (CLUSTER=name)
 	@hack/cluster.sh down --name $(CLUSTER)
+
+edge-env: ## Build the edge node's components and images from pinned sources (once; cached)
+	@hack/edge-env.sh
+
+EDGE ?= default
+edge-up: test-env edge-env ## Start a single-node cluster where pods run (EDGE=name; needs root); last line: export KUBECONFIG=...
+	@hack/edge.sh up --name $(EDGE)
+
+edge-down: ## Stop the edge node (EDGE=name) and remove everything it made
+	@hack/edge.sh down --name $(EDGE)
+
+image: ## Build the project's image without a registry and load it into every running edge node; last line: the image reference
+	@hack/image.sh edge-quota --out $(EDGE_QUOTA_CACHE)/images/edge-quota.tar >$(EDGE_QUOTA_CACHE)/image.ref.tmp
+	@for node in $$(hack/edge.sh list); do hack/edge.sh load --name $$node $(EDGE_QUOTA_CACHE)/images/edge-quota.tar; done
+	@tail -n1 $(EDGE_QUOTA_CACHE)/image.ref.tmp && rm -f $(EDGE_QUOTA_CACHE)/image.ref.tmp
 
 clean: ## Remove build output
 	$(CARGO) clean

@@ -1,0 +1,764 @@
+#!/usr/bin/env bash
+# A real single-node Kubernetes cluster where pods run, in the spirit of k3s:
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, containerd
+# with runc, the CNI bridge, kubelet, kube-proxy (iptables), CoreDNS and the
+# local-path volume provisioner (the default StorageClass), all built by
+# hack/edge-env.sh and hack/test-env.sh from pinned sources.
+#
+#   hack/edge.sh up     [--name NAME] [--owner-pid PID]
+#                                       start (or find running); last line: export KUBECONFIG=...
+#                                       with --owner-pid it goes down when PID exits (test binaries)
+#   hack/edge.sh down   [--name NAME]   stop everything and leave nothing behind
+#   hack/edge.sh status [--name NAME]
+#   hack/edge.sh load   [--name NAME] FILE   import an image archive into the node
+#   hack/edge.sh list                   names of the running nodes
+#
+# Each node lives in its own network namespace (edge-quota-<index>) and its
+# own mount namespace, so several run side by side, none touches the host's
+# iptables or mount table, and `down` removes all of it by ending the
+# processes and deleting the namespace:
+#
+#      host                         netns edge-quota-<i>
+#   10.201.<i>.1 ---- veth ---- 10.201.<i>.2  (node IP: API server :6443,
+#                                 |            kubelet, CoreDNS :53)
+#                                cni0 10.202.<i>.1
+#                                 |-- pods 10.202.<i>.0/24
+#                                Services 10.203.<i>.0/24 (kube-proxy)
+#
+# The host has routes to the pod and Service ranges, so tests on the host
+# reach a pod IP or a ClusterIP directly. Processes and pods are kept in the
+# cgroup edge-quota-<i> of every hierarchy; `down` kills what is left there.
+#
+# What the kubelet changes on the host (a few kernel sysctls) is recorded on
+# the first `up` and put back when the last node goes down.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=lib.sh
+source "$HERE/lib.sh"
+CACHE_ROOT="${EDGE_QUOTA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/edge-quota}"
+NODES_DIR="$CACHE_ROOT/edge"
+
+cmd="${1:-}"
+shift || true
+NAME="${EDGE:-default}"
+OWNER_PID=""
+ARGS=()
+while (($#)); do
+    case "$1" in
+        --name) NAME="$2"; shift 2 ;;
+        --owner-pid) OWNER_PID="$2"; shift 2 ;;
+        *) ARGS+=("$1"); shift ;;
+    esac
+done
+if [[ ! "$NAME" =~ ^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$ ]]; then
+    echo "edge.sh: --name must be a DNS label of at most 32 characters" >&2
+    exit 2
+fi
+DIR="$NODES_DIR/$NAME"
+NODE="edge-$NAME"
+
+log() { echo "edge[$NAME]: $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# The sysctls the kubelet sets (its setupKernelTunables) and kube-proxy's
+# conntrack settings are left alone by configuration.
+KUBELET_SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops
+    kernel.keys.root_maxkeys kernel.keys.root_maxbytes)
+
+# === addressing ===
+
+load_index() {
+    [[ -f "$DIR/index" ]] || return 1
+    I="$(cat "$DIR/index")"
+    NETNS="edge-quota-$I"
+    HOST_IP="10.201.$I.1"
+    NODE_IP="10.201.$I.2"
+    POD_CIDR="10.202.$I.0/24"
+    SERVICE_CIDR="10.203.$I.0/24"
+    API_SERVICE_IP="10.203.$I.1"
+    CGROUP="edge-quota-$I"
+}
+
+# The first index no node uses (1..200).
+pick_index() {
+    local i used
+    used=" $(cat "$NODES_DIR"/*/index 2>/dev/null | tr '\n' ' ') "
+    for i in $(seq 1 200); do
+        [[ "$used" == *" $i "* ]] && continue
+        [[ -e "/run/netns/edge-quota-$i" ]] && continue
+        echo "$i"
+        return 0
+    done
+    die "no free node index (200 nodes running?)"
+}
+
+# === processes ===
+
+# A process is alive when it exists and is not a zombie.
+alive() {
+    [[ -f "$1" ]] || return 1
+    local pid
+    pid="$(cat "$1")"
+    kill -0 "$pid" 2>/dev/null || return 1
+    [[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != "Z" ]]
+}
+
+# in_node CMD...: runs CMD in the node's network and mount namespaces.
+in_node() {
+    nsenter --net="/run/netns/$NETNS" --mount="/proc/$(cat "$DIR/holder.pid")/ns/mnt" -- "$@"
+}
+
+# cgroup_dirs: the node's cgroup in every hierarchy (each v1 controller and
+# the unified one of a hybrid setup, or the single v2 one).
+cgroup_dirs() {
+    local d
+    if [[ -f /sys/fs/cgroup/cgroup.controllers ]]; then
+        echo "/sys/fs/cgroup/$CGROUP"
+        return
+    fi
+    for d in /sys/fs/cgroup/*/; do
+        if [[ -f "$d/cgroup.procs" ]]; then echo "${d%/}/$CGROUP"; fi
+    done
+}
+
+make_cgroups() {
+    local d parent
+    for d in $(cgroup_dirs); do
+        mkdir -p "$d"
+        parent="$(dirname "$d")"
+        if [[ -f "$d/cpuset.cpus" ]]; then
+            cat "$parent/cpuset.cpus" >"$d/cpuset.cpus"
+            cat "$parent/cpuset.mems" >"$d/cpuset.mems"
+        fi
+    done
+}
+
+# node_pids: every process in the node's cgroups (components, shims, pods).
+node_pids() {
+    local d
+    for d in $(cgroup_dirs); do
+        if [[ -d "$d" ]]; then find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null || true; fi
+    done | sort -un
+}
+
+# start NAME CMD...: a node process, in the namespaces and in the node's
+# cgroups before it runs (so everything it forks is there too), logging to
+# $DIR/logs/NAME.log.
+start() {
+    local name="$1" procs
+    shift
+    procs="$(for d in $(cgroup_dirs); do printf '%s/cgroup.procs ' "$d"; done)"
+    # shellcheck disable=SC2016
+    in_node setsid sh -c 'for f in $0; do echo $$ >"$f"; done; exec "$@"' "$procs" "$@" \
+        >"$DIR/logs/$name.log" 2>&1 </dev/null &
+    echo $! >"$DIR/$name.pid"
+}
+
+# wait_for WHAT SECONDS CMD...: retries CMD until it succeeds.
+wait_for() {
+    local what="$1" secs="$2" start=$SECONDS
+    shift 2
+    until "$@" >/dev/null 2>&1; do
+        if ((SECONDS - start > secs)); then
+            log "$what not ready after ${secs}s"
+            return 1
+        fi
+        sleep 0.2
+    done
+}
+
+# === PKI and kubeconfigs ===
+
+# cert NAME CN [O] [SANS]: a certificate signed by the node's CA.
+cert() {
+    local name="$1" cn="$2" org="${3:-}" sans="${4:-}"
+    local subj="/CN=$cn"
+    if [[ -n "$org" ]]; then subj="/O=$org$subj"; fi
+    (
+        cd "$DIR/pki"
+        {
+            if [[ -n "$sans" ]]; then
+                echo "subjectAltName = $sans"
+                echo "extendedKeyUsage = serverAuth, clientAuth"
+            else
+                echo "extendedKeyUsage = clientAuth"
+            fi
+        } >"$name.ext"
+        openssl req -newkey rsa:2048 -nodes -keyout "$name.key" -out "$name.csr" -subj "$subj" 2>/dev/null
+        openssl x509 -req -in "$name.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -out "$name.crt" \
+            -days 3650 -extfile "$name.ext" 2>/dev/null
+        rm -f "$name.csr" "$name.ext"
+        chmod 600 "$name.key"
+    )
+}
+
+make_pki() {
+    mkdir -p "$DIR/pki"
+    (
+        cd "$DIR/pki"
+        openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 3650 \
+            -subj "/CN=edge-quota-edge-ca" 2>/dev/null
+        openssl genrsa -out sa.key 2048 2>/dev/null
+        openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
+        chmod 600 ca.key sa.key
+    )
+    cert apiserver kube-apiserver "" \
+        "IP:$NODE_IP, IP:$API_SERVICE_IP, IP:127.0.0.1, DNS:localhost, DNS:kubernetes, DNS:kubernetes.default, DNS:kubernetes.default.svc, DNS:kubernetes.default.svc.cluster.local"
+    cert admin admin system:masters
+    cert apiserver-kubelet-client kube-apiserver-kubelet-client system:masters
+    cert controller-manager system:kube-controller-manager
+    cert scheduler system:kube-scheduler
+    cert kubelet "system:node:$NODE" system:nodes
+    cert kubelet-serving "system:node:$NODE" system:nodes "IP:$NODE_IP, DNS:$NODE"
+    cert kube-proxy system:kube-proxy
+}
+
+# kubeconfig NAME CERT SERVER: a kubeconfig for a client certificate.
+kubeconfig() {
+    cat >"$DIR/$1.kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: $NODE
+  cluster:
+    server: $3
+    certificate-authority-data: $(base64 -w0 <"$DIR/pki/ca.crt")
+users:
+- name: $2
+  user:
+    client-certificate-data: $(base64 -w0 <"$DIR/pki/$2.crt")
+    client-key-data: $(base64 -w0 <"$DIR/pki/$2.key")
+contexts:
+- name: $NODE
+  context:
+    cluster: $NODE
+    user: $2
+    namespace: default
+current-context: $NODE
+EOF
+    chmod 600 "$DIR/$1.kubeconfig"
+}
+
+# === configuration files ===
+
+write_containerd_config() {
+    mkdir -p "$DIR/containerd" "$DIR/cni/net.d"
+    cat >"$DIR/containerd/config.toml" <<EOF
+version = 3
+root = "$DIR/containerd/root"
+state = "$DIR/containerd/state"
+# Nothing from /etc/containerd or /opt: this node is all in its directory.
+imports = []
+
+[grpc]
+  address = "$DIR/containerd.sock"
+
+[plugins.'io.containerd.internal.v1.opt']
+  path = "$DIR/containerd/opt"
+
+[plugins.'io.containerd.nri.v1.nri']
+  disable = true
+
+[plugins.'io.containerd.cri.v1.images']
+  snapshotter = "overlayfs"
+  [plugins.'io.containerd.cri.v1.images'.pinned_images]
+    sandbox = "$PAUSE_IMAGE"
+
+[plugins.'io.containerd.cri.v1.runtime']
+  # This VM's bounding set lacks CAP_SYS_RESOURCE: a negative oom_score_adj
+  # is refused even for root, so containers keep the runtime's score or more.
+  restrict_oom_score_adj = true
+  netns_mounts_under_state_dir = true
+  [plugins.'io.containerd.cri.v1.runtime'.cni]
+    bin_dirs = ["$ENV_BIN"]
+    conf_dir = "$DIR/cni/net.d"
+  [plugins.'io.containerd.cri.v1.runtime'.containerd]
+    default_runtime_name = "runc"
+    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+        BinaryName = "$ENV_BIN/runc"
+        SystemdCgroup = false
+EOF
+    cat >"$DIR/cni/net.d/10-edge.conflist" <<EOF
+{
+  "cniVersion": "1.0.0",
+  "name": "edge",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "cni0",
+      "isGateway": true,
+      "ipMasq": true,
+      "hairpinMode": true,
+      "ipam": {
+        "type": "host-local",
+        "ranges": [[{"subnet": "$POD_CIDR"}]],
+        "routes": [{"dst": "0.0.0.0/0"}],
+        "dataDir": "$DIR/cni/ipam"
+      }
+    },
+    {"type": "portmap", "capabilities": {"portMappings": true}}
+  ]
+}
+EOF
+}
+
+write_kubelet_config() {
+    mkdir -p "$DIR/kubelet"
+    # Pods with dnsPolicy Default get this: nothing outside resolves here.
+    echo "nameserver $NODE_IP" >"$DIR/kubelet/resolv.conf"
+    cat >"$DIR/kubelet/config.yaml" <<EOF
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: $NODE_IP
+port: 10250
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: 10248
+tlsCertFile: $DIR/pki/kubelet-serving.crt
+tlsPrivateKeyFile: $DIR/pki/kubelet-serving.key
+authentication:
+  anonymous:
+    enabled: false
+  webhook:
+    enabled: true
+  x509:
+    clientCAFile: $DIR/pki/ca.crt
+authorization:
+  mode: Webhook
+containerRuntimeEndpoint: unix://$DIR/containerd.sock
+cgroupDriver: cgroupfs
+cgroupRoot: /$CGROUP
+clusterDNS: [$NODE_IP]
+clusterDomain: cluster.local
+resolvConf: $DIR/kubelet/resolv.conf
+podLogsDir: $DIR/pod-logs
+failSwapOn: false
+# No CAP_SYS_RESOURCE here: a negative score is refused (only logged).
+oomScoreAdj: 0
+protectKernelDefaults: false
+# A shared machine's disk is often fuller than kubelet's defaults allow:
+# evict only when it is really full, and never collect the node's images.
+evictionHard:
+  memory.available: 50Mi
+  nodefs.available: 1%
+  nodefs.inodesFree: 1%
+  imagefs.available: 1%
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+serializeImagePulls: false
+maxPods: 60
+EOF
+}
+
+write_kube_proxy_config() {
+    mkdir -p "$DIR/kube-proxy"
+    cat >"$DIR/kube-proxy/config.yaml" <<EOF
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+mode: iptables
+clientConnection:
+  kubeconfig: $DIR/kube-proxy.kubeconfig
+hostnameOverride: $NODE
+bindAddress: $NODE_IP
+clusterCIDR: $POD_CIDR
+healthzBindAddress: 127.0.0.1:10256
+metricsBindAddress: 127.0.0.1:10249
+oomScoreAdj: 0
+# conntrack limits are host-wide: leave them as they are.
+conntrack:
+  maxPerCore: 0
+  min: 0
+  tcpEstablishedTimeout: 0s
+  tcpCloseWaitTimeout: 0s
+EOF
+}
+
+write_coredns_config() {
+    mkdir -p "$DIR/coredns"
+    # Only the cluster's zones: there is no network outside to forward to.
+    cat >"$DIR/coredns/Corefile" <<EOF
+.:53 {
+    errors
+    health 127.0.0.1:8080
+    ready 127.0.0.1:8181
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        kubeconfig $DIR/admin.kubeconfig $NODE
+        pods insecure
+        ttl 5
+    }
+    cache 5
+    loop
+}
+EOF
+}
+
+# The local-path provisioner's namespace, its ConfigMap (the helper pod's
+# scripts) and the default StorageClass, as k3s ships them.
+write_local_path_manifest() {
+    mkdir -p "$DIR/local-path" "$DIR/storage"
+    cat >"$DIR/local-path/config.json" <<EOF
+{"nodePathMap": [{"node": "DEFAULT_PATH_FOR_NON_LISTED_NODES", "paths": ["$DIR/storage"]}]}
+EOF
+    cat >"$DIR/local-path/helper-pod.yaml" <<EOF
+apiVersion: v1
+kind: Pod
+metadata:
+  name: helper-pod
+spec:
+  priorityClassName: system-node-critical
+  tolerations:
+    - key: node.kubernetes.io/disk-pressure
+      operator: Exists
+      effect: NoSchedule
+  containers:
+    - name: helper-pod
+      image: $TOOLBOX_IMAGE
+      imagePullPolicy: Never
+EOF
+    cat >"$DIR/local-path/manifest.yaml" <<EOF
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: local-path-storage
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: local-path-provisioner
+  namespace: local-path-storage
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: local-path-config
+  namespace: local-path-storage
+data:
+  setup: |-
+    #!/bin/sh
+    set -eu
+    mkdir -m 0777 -p "\$VOL_DIR"
+  teardown: |-
+    #!/bin/sh
+    set -eu
+    rm -rf "\$VOL_DIR"
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: local-path
+  annotations:
+    storageclass.kubernetes.io/is-default-class: "true"
+provisioner: rancher.io/local-path
+volumeBindingMode: WaitForFirstConsumer
+reclaimPolicy: Delete
+EOF
+}
+
+# === up ===
+
+kubectl_node() { "$TEST_BIN/kubectl" --kubeconfig "$DIR/admin.kubeconfig" "$@"; }
+
+apiserver_ready() {
+    curl -fsS --max-time 2 --cacert "$DIR/pki/ca.crt" --cert "$DIR/pki/admin.crt" --key "$DIR/pki/admin.key" \
+        "https://$NODE_IP:6443/readyz"
+}
+
+node_ready() {
+    [[ "$(kubectl_node get node "$NODE" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" == True ]]
+}
+
+running() {
+    load_index 2>/dev/null && alive "$DIR/holder.pid" && alive "$DIR/kubelet.pid" && apiserver_ready >/dev/null 2>&1
+}
+
+record_host_sysctls() {
+    local f="$NODES_DIR/host-sysctls"
+    [[ -f "$f" ]] && return 0
+    local s
+    for s in "${KUBELET_SYSCTLS[@]}"; do
+        echo "$s=$(sysctl -n "$s")"
+    done >"$f"
+}
+
+up() {
+    if running; then
+        log "already running"
+        echo "export KUBECONFIG=$DIR/admin.kubeconfig"
+        return 0
+    fi
+    [[ $(id -u) -eq 0 ]] || die "the edge node needs root (network namespaces, cgroups, mounts)"
+    if [[ -d "$DIR" ]]; then down_quiet; fi
+    local t0=$SECONDS
+    TEST_BIN="$("$HERE/test-env.sh" | tail -n1)"
+    ENV_DIR="$("$HERE/edge-env.sh" | tail -n1)"
+    ENV_BIN="$ENV_DIR/bin"
+    PAUSE_IMAGE="localhost/edge-node/pause:3.10"
+    TOOLBOX_IMAGE="localhost/edge-node/toolbox:1"
+
+    mkdir -p "$NODES_DIR"
+    # A start that fails half-way takes down what it started; the logs stay.
+    trap 'rc=$?; ((rc == 0)) || failed_up' EXIT
+    exec 8>"$NODES_DIR/.lock"
+    flock 8
+    mkdir -p "$DIR/logs"
+    pick_index >"$DIR/index"
+    load_index
+    echo "$NODE" >"$DIR/node-name"
+    record_host_sysctls
+    flock -u 8
+
+    log "network namespace $NETNS, node IP $NODE_IP"
+    ip netns add "$NETNS"
+    ip link add "eqh$I" type veth peer name eth0 netns "$NETNS"
+    ip addr add "$HOST_IP/24" dev "eqh$I"
+    ip link set "eqh$I" up
+    ip -n "$NETNS" addr add "$NODE_IP/24" dev eth0
+    ip -n "$NETNS" link set eth0 up
+    ip -n "$NETNS" link set lo up
+    ip -n "$NETNS" route add default via "$HOST_IP"
+    ip route add "$POD_CIDR" via "$NODE_IP"
+    ip route add "$SERVICE_CIDR" via "$NODE_IP"
+    ip netns exec "$NETNS" sysctl -qw net.ipv4.ip_forward=1
+    ip netns exec "$NETNS" sysctl -qw net.ipv4.conf.all.route_localnet=1
+
+    # The mount namespace is held by a sleeping process; every mount the node
+    # makes (overlays, volumes, pod namespaces) lives and dies with it. In it:
+    # a sysfs of the node's network namespace (with the host's cgroup mounts
+    # moved back under it), and private /run, /var/lib/cni and
+    # /var/log/containers, where runc, libcni and kubelet keep state at fixed
+    # paths that two nodes must not share.
+    make_cgroups
+    mkdir -p /var/lib/cni /var/log/containers
+    # shellcheck disable=SC2016
+    nsenter --net="/run/netns/$NETNS" unshare --mount --propagation unchanged sh -c '
+        set -e
+        mount --make-rprivate /
+        keep=$(mktemp -d)
+        mount --rbind /sys/fs/cgroup "$keep"
+        mount -t sysfs sysfs /sys
+        mount --move "$keep" /sys/fs/cgroup
+        rmdir "$keep"
+        mount -t tmpfs -o mode=0755 tmpfs /run
+        mount -t tmpfs -o mode=0755 tmpfs /var/lib/cni
+        mount -t tmpfs -o mode=0755 tmpfs /var/log/containers
+        mount --make-rshared /
+        for f in $0; do echo $$ >"$f"; done
+        exec sleep infinity
+    ' "$(for d in $(cgroup_dirs); do printf '%s/cgroup.procs ' "$d"; done)" </dev/null >"$DIR/logs/holder.log" 2>&1 &
+    echo $! >"$DIR/holder.pid"
+    wait_for "mount namespace" 10 grep -q sleep "/proc/$(cat "$DIR/holder.pid")/cmdline" ||
+        { cat "$DIR/logs/holder.log" >&2; exit 1; }
+
+    make_pki
+    local api="https://$NODE_IP:6443"
+    kubeconfig admin admin "$api"
+    kubeconfig controller-manager controller-manager "$api"
+    kubeconfig scheduler scheduler "$api"
+    kubeconfig kubelet kubelet "$api"
+    kubeconfig kube-proxy kube-proxy "$api"
+    write_containerd_config
+    write_kubelet_config
+    write_kube_proxy_config
+    write_coredns_config
+    write_local_path_manifest
+
+    export PATH="$ENV_BIN:$PATH"
+    log "starting etcd and kube-apiserver"
+    start etcd "$TEST_BIN/etcd" --name "$NODE" --data-dir "$DIR/etcd" \
+        --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
+        --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
+        --initial-cluster "$NODE=http://127.0.0.1:2380" --unsafe-no-fsync --log-level warn
+    log "starting containerd"
+    start containerd "$ENV_BIN/containerd" --config "$DIR/containerd/config.toml"
+    wait_for "etcd" 30 in_node curl -fsS --max-time 1 http://127.0.0.1:2379/health
+    start kube-apiserver "$TEST_BIN/kube-apiserver" \
+        --etcd-servers http://127.0.0.1:2379 \
+        --bind-address 0.0.0.0 --secure-port 6443 --advertise-address "$NODE_IP" \
+        --cert-dir "$DIR/pki" \
+        --tls-cert-file "$DIR/pki/apiserver.crt" --tls-private-key-file "$DIR/pki/apiserver.key" \
+        --client-ca-file "$DIR/pki/ca.crt" \
+        --kubelet-client-certificate "$DIR/pki/apiserver-kubelet-client.crt" \
+        --kubelet-client-key "$DIR/pki/apiserver-kubelet-client.key" \
+        --kubelet-certificate-authority "$DIR/pki/ca.crt" \
+        --service-account-issuer "https://kubernetes.default.svc.cluster.local" \
+        --service-account-key-file "$DIR/pki/sa.pub" \
+        --service-account-signing-key-file "$DIR/pki/sa.key" \
+        --authorization-mode Node,RBAC \
+        --enable-admission-plugins NodeRestriction \
+        --allow-privileged=true \
+        --service-cluster-ip-range "$SERVICE_CIDR" \
+        --service-node-port-range 30000-32767 \
+        --kubelet-preferred-address-types InternalIP,Hostname
+    wait_for "kube-apiserver" 90 apiserver_ready || { tail -20 "$DIR/logs/kube-apiserver.log" >&2; exit 1; }
+
+    log "starting the controller manager and the scheduler"
+    start kube-controller-manager "$ENV_BIN/kube-controller-manager" \
+        --kubeconfig "$DIR/controller-manager.kubeconfig" \
+        --authentication-kubeconfig "$DIR/controller-manager.kubeconfig" \
+        --authorization-kubeconfig "$DIR/controller-manager.kubeconfig" \
+        --bind-address 127.0.0.1 --leader-elect=false \
+        --use-service-account-credentials \
+        --service-account-private-key-file "$DIR/pki/sa.key" \
+        --root-ca-file "$DIR/pki/ca.crt" \
+        --cluster-signing-cert-file "$DIR/pki/ca.crt" --cluster-signing-key-file "$DIR/pki/ca.key" \
+        --service-cluster-ip-range "$SERVICE_CIDR" \
+        --controllers '*,-nodeipam'
+    start kube-scheduler "$ENV_BIN/kube-scheduler" \
+        --kubeconfig "$DIR/scheduler.kubeconfig" \
+        --authentication-kubeconfig "$DIR/scheduler.kubeconfig" \
+        --authorization-kubeconfig "$DIR/scheduler.kubeconfig" \
+        --bind-address 127.0.0.1 --leader-elect=false
+
+    log "importing the node's images"
+    wait_for "containerd" 30 in_node "$ENV_BIN/ctr" -a "$DIR/containerd.sock" version ||
+        { tail -20 "$DIR/logs/containerd.log" >&2; exit 1; }
+    load_archive "$ENV_DIR/images/pause.tar"
+    load_archive "$ENV_DIR/images/toolbox.tar"
+
+    log "starting kubelet, kube-proxy, CoreDNS and local-path"
+    start kubelet "$ENV_BIN/kubelet" \
+        --config "$DIR/kubelet/config.yaml" \
+        --kubeconfig "$DIR/kubelet.kubeconfig" \
+        --root-dir "$DIR/kubelet/root" \
+        --hostname-override "$NODE" \
+        --node-ip "$NODE_IP"
+    start kube-proxy "$ENV_BIN/kube-proxy" --config "$DIR/kube-proxy/config.yaml"
+    start coredns "$ENV_BIN/coredns" -conf "$DIR/coredns/Corefile"
+    kubectl_node apply -f "$DIR/local-path/manifest.yaml" >/dev/null
+    start local-path "$ENV_BIN/local-path-provisioner" start \
+        --kubeconfig "$DIR/admin.kubeconfig" \
+        --namespace local-path-storage \
+        --service-account-name local-path-provisioner \
+        --configmap-name local-path-config \
+        --config "$DIR/local-path/config.json" \
+        --helper-pod-file "$DIR/local-path/helper-pod.yaml" \
+        --helper-image "$TOOLBOX_IMAGE"
+
+    wait_for "node $NODE" 90 node_ready || { tail -20 "$DIR/logs/kubelet.log" >&2; exit 1; }
+    if [[ -n "$OWNER_PID" ]]; then
+        start_reaper "$OWNER_PID" "$HERE/edge.sh" "$NAME"
+    fi
+    trap - EXIT
+    log "ready in $((SECONDS - t0))s"
+    echo "export KUBECONFIG=$DIR/admin.kubeconfig"
+}
+
+failed_up() {
+    local keep="$NODES_DIR/$NAME.failed"
+    rm -rf "$keep"
+    if [[ -d "$DIR/logs" ]]; then cp -r "$DIR/logs" "$keep"; fi
+    down_quiet
+    log "start failed; the logs are in $keep"
+}
+
+# load_archive FILE: imports an image archive into the node's containerd.
+load_archive() {
+    in_node "$ENV_BIN/ctr" -a "$DIR/containerd.sock" -n k8s.io images import --no-unpack=false "$1" >/dev/null
+}
+
+# === down ===
+
+kill_node_processes() {
+    local pids round
+    for round in $(seq 1 50); do
+        pids="$(node_pids)"
+        [[ -z "$pids" ]] && return 0
+        if ((round < 30)); then
+            # shellcheck disable=SC2086
+            kill -TERM $pids 2>/dev/null || true
+        else
+            # shellcheck disable=SC2086
+            kill -KILL $pids 2>/dev/null || true
+        fi
+        sleep 0.2
+    done
+    log "warning: processes left in the node's cgroups: $(node_pids | tr '\n' ' ')"
+}
+
+remove_cgroups() {
+    local d
+    for d in $(cgroup_dirs); do
+        [[ -d "$d" ]] || continue
+        find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true
+        if [[ -d "$d" ]]; then log "warning: could not remove cgroup $d"; fi
+    done
+}
+
+restore_host_sysctls() {
+    local f="$NODES_DIR/host-sysctls"
+    [[ -f "$f" ]] || return 0
+    # Only when no other node is running.
+    local other
+    for other in "$NODES_DIR"/*/holder.pid; do
+        [[ -f "$other" && "$other" != "$DIR/holder.pid" ]] && alive "$other" && return 0
+    done
+    sysctl -q -p "$f" >/dev/null 2>&1 || log "warning: could not restore every sysctl of $f"
+    rm -f "$f"
+}
+
+down_quiet() {
+    load_index 2>/dev/null || { rm -rf "$DIR"; return 0; }
+    if [[ -d "$DIR" ]]; then
+        # Stop kubelet first so it does not restart what is being stopped.
+        if [[ -f "$DIR/kubelet.pid" ]]; then kill -TERM "$(cat "$DIR/kubelet.pid")" 2>/dev/null || true; fi
+    fi
+    kill_node_processes
+    remove_cgroups
+    ip route del "$POD_CIDR" 2>/dev/null || true
+    ip route del "$SERVICE_CIDR" 2>/dev/null || true
+    ip link del "eqh$I" 2>/dev/null || true
+    ip netns del "$NETNS" 2>/dev/null || true
+    # The kernel frees a namespace (and its veth end) asynchronously.
+    wait_for "the removal of $NETNS" 10 bash -c "! ip link show eqh$I" || true
+    restore_host_sysctls
+    rm -rf "$DIR"
+}
+
+down() {
+    if [[ ! -d "$DIR" ]]; then
+        log "not running"
+        return 0
+    fi
+    down_quiet
+    log "stopped; no processes, mounts, namespaces or routes left"
+}
+
+status() {
+    if running; then
+        echo "running: export KUBECONFIG=$DIR/admin.kubeconfig"
+    else
+        echo "not running"
+        return 1
+    fi
+}
+
+load() {
+    ((${#ARGS[@]} == 1)) || die "usage: edge.sh load [--name NAME] FILE"
+    running || die "not running (make edge-up EDGE=$NAME)"
+    ENV_DIR="$("$HERE/edge-env.sh" --check | tail -n1)"
+    ENV_BIN="$ENV_DIR/bin"
+    load_archive "${ARGS[0]}"
+    log "loaded $(basename "${ARGS[0]}")"
+}
+
+list() {
+    local d
+    for d in "$NODES_DIR"/*/; do
+        [[ -f "$d/holder.pid" ]] || continue
+        NAME="$(basename "$d")" DIR="${d%/}"
+        alive "$DIR/holder.pid" && echo "$NAME"
+    done
+    return 0
+}
+
+case "$cmd" in
+    up) up ;;
+    down) down ;;
+    status) status ;;
+    load) load ;;
+    list) list ;;
+    *) echo "usage: $0 up|down|status|load FILE|list [--name NAME]" >&2; exit 2 ;;
+esac
