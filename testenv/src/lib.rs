@@ -23,6 +23,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
+mod edge;
+
+pub use edge::{EdgeNode, Image, edge_node};
+
 /// The kubeconfig context `hack/cluster.sh` writes.
 pub const CONTEXT: &str = "edge-quota-test-env";
 
@@ -122,6 +126,18 @@ fn reusable_kubeconfig() -> Option<PathBuf> {
         .status
         .success();
     ok.then_some(path)
+}
+
+/// Where the hack/ scripts keep their builds and state (`EDGE_QUOTA_CACHE`).
+fn cache_root() -> PathBuf {
+    if let Some(dir) = std::env::var_os("EDGE_QUOTA_CACHE") {
+        return PathBuf::from(dir);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    base.join("edge-quota")
 }
 
 fn run(cmd: &mut Command) -> Result<Output, String> {
