@@ -615,8 +615,10 @@ up() {
     log "importing the node's images"
     wait_for "containerd" 30 in_node "$ENV_BIN/ctr" -a "$DIR/containerd.sock" version ||
         { tail -20 "$DIR/logs/containerd.log" >&2; exit 1; }
-    load_archive "$ENV_DIR/images/pause.tar"
-    load_archive "$ENV_DIR/images/toolbox.tar"
+    local image
+    for image in "$ENV_DIR"/images/*.tar; do
+        load_archive "$image"
+    done
 
     log "starting kubelet, kube-proxy, CoreDNS and local-path"
     start kubelet "$ENV_BIN/kubelet" \

@@ -157,7 +157,12 @@ async fn helm_install_with_the_defaults_serves_and_keeps_usage() {
     let out = consume_from_pod("team-b", "intruder", &release, TEAM_A, 1);
     assert!(out.ends_with(" 403"), "{out}");
     wait_until("team-a's usage in status", Duration::from_secs(30), || {
-        let u = jsonpath(node, "team-a", "qa/team-a", "{.status.resources.messages.used}")?;
+        let u = jsonpath(
+            node,
+            "team-a",
+            "qa/team-a",
+            "{.status.resources.messages.used}",
+        )?;
         if u == "25" { Ok(()) } else { Err(u) }
     });
 

@@ -30,6 +30,11 @@ use crate::persistence::{Checkpoint, SentBatch, Store, StoreError};
 /// Longest wait between retries while the database is unreachable.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(10);
 
+/// Least time between two reads of a shared database on behalf of calls
+/// naming a node this replica does not know: calls for ids that exist
+/// nowhere cost the database at most this many reads.
+const CATCH_UP_GAP: Duration = Duration::from_millis(100);
+
 /// What one successful flush wrote and read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FlushReport {
@@ -81,6 +86,8 @@ struct Progress {
     unconfirmed: Vec<SentBatch>,
     /// The database version this process has seen everything up to.
     seen: i64,
+    /// When the last read-back of a shared database began.
+    refreshed_at: Option<Instant>,
 }
 
 /// Flushes dirty counters; see the module docs.
@@ -114,6 +121,7 @@ impl Flusher {
                 next_seq: 1,
                 unconfirmed: Vec::new(),
                 seen,
+                refreshed_at: None,
             }),
             degraded: AtomicBool::new(false),
             last_flush_at: AtomicI64::new(i64::MIN),
@@ -236,9 +244,36 @@ impl Flusher {
         Ok(report)
     }
 
+    /// Brings in what other replicas committed before `asked_at`, for a call
+    /// naming a node this replica does not know yet (created through another
+    /// replica moments ago): a flush with its read-back, unless one began
+    /// after `asked_at` already. Concurrent callers share one read, and reads
+    /// on their behalf are [`CATCH_UP_GAP`] apart.
+    pub async fn catch_up(&self, asked_at: Instant) -> Result<(), StoreError> {
+        if !self.db.backend().shared() {
+            return Ok(());
+        }
+        let began = |p: &Progress| p.refreshed_at.is_some_and(|t| t >= asked_at);
+        let last = lock(&self.progress).refreshed_at;
+        if let Some(next) = last.map(|t| t + CATCH_UP_GAP)
+            && next > Instant::now()
+        {
+            tokio::time::sleep_until(next.into()).await;
+        }
+        let _guard = self.lock.lock().await;
+        if began(&lock(&self.progress)) {
+            return Ok(());
+        }
+        self.flush_locked().await.map(|_| ())
+    }
+
     /// Reads what changed in the shared database since the last refresh.
     async fn refresh(&self) -> Result<(usize, usize), StoreError> {
-        let since = lock(&self.progress).seen;
+        let since = {
+            let mut p = lock(&self.progress);
+            p.refreshed_at = Some(Instant::now());
+            p.seen
+        };
         let changes = self.db.changes(self.counters.now(), since).await?;
         let counts = (changes.nodes.len(), changes.totals.len());
         self.counters.sync_nodes(changes.nodes);

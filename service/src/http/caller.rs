@@ -40,8 +40,16 @@ impl Caller {
     }
 
     /// `Ok` when the caller may do `action` on node `id`; `403 forbidden`
-    /// otherwise.
-    pub fn may(&self, quotas: &Quotas, action: Action, id: &str) -> Result<(), AppError> {
+    /// otherwise. A node another replica created moments ago is brought in
+    /// first ([`Quotas::catch_up_on`]), so the answer and the call after it
+    /// see it.
+    pub async fn may(&self, quotas: &Quotas, action: Action, id: &str) -> Result<(), AppError> {
+        quotas.catch_up_on(id).await;
+        self.may_now(quotas, action, id)
+    }
+
+    /// [`Caller::may`] on what this replica knows now (filters of lists).
+    pub fn may_now(&self, quotas: &Quotas, action: Action, id: &str) -> Result<(), AppError> {
         Ok(quotas.authorize(&self.0, action, id)?)
     }
 

@@ -196,11 +196,18 @@ impl UsageRequest {
 }
 
 /// Reporting usage needs `reporter` on the tenant; creating the tenant by
-/// its first use needs an admin of every node.
-fn may_report(caller: &Caller, quotas: &Quotas, tenant_id: &str) -> Result<(), AppError> {
-    match quotas.access(caller.identity(), Action::Report, tenant_id) {
+/// its first use needs an admin of every node. A tenant this replica does
+/// not know may have been created through another one moments ago: it is
+/// looked for in a shared database before the answer.
+async fn may_report(caller: &Caller, quotas: &Quotas, tenant_id: &str) -> Result<(), AppError> {
+    let mut access = quotas.access(caller.identity(), Action::Report, tenant_id);
+    if access == Access::NoSuchNode {
+        quotas.catch_up_on(tenant_id).await;
+        access = quotas.access(caller.identity(), Action::Report, tenant_id);
+    }
+    match access {
         Access::Allowed => Ok(()),
-        Access::Denied => caller.may(quotas, Action::Report, tenant_id),
+        Access::Denied => caller.may_now(quotas, Action::Report, tenant_id),
         Access::NoSuchNode => caller.must_be_admin(
             quotas,
             &format!("create tenant {tenant_id:?} by reporting usage"),
@@ -215,7 +222,7 @@ pub async fn increment(
 ) -> Result<JsonAnswer<QuotaMetrics>, AppError> {
     validate_tenant_id(&req.tenant_id)?;
     let usage = req.usage()?;
-    may_report(&caller, &quotas, &req.tenant_id)?;
+    may_report(&caller, &quotas, &req.tenant_id).await?;
     let view = quotas.increment(&req.tenant_id, usage).await?;
     Ok(JsonAnswer(QuotaMetrics::new(req.tenant_id, &view)))
 }
@@ -227,7 +234,7 @@ pub async fn check(
 ) -> Result<JsonAnswer<CheckResponse>, AppError> {
     validate_tenant_id(&req.tenant_id)?;
     let usage = req.usage()?;
-    may_report(&caller, &quotas, &req.tenant_id)?;
+    may_report(&caller, &quotas, &req.tenant_id).await?;
     let view = quotas.check(&req.tenant_id);
     Ok(JsonAnswer(CheckResponse {
         allowed: view.allows(usage),
@@ -277,7 +284,7 @@ pub async fn set_limits(
         }
     }
     if quotas.contains(&req.tenant_id) {
-        caller.may(&quotas, Action::Change, &req.tenant_id)?;
+        caller.may(&quotas, Action::Change, &req.tenant_id).await?;
     } else {
         caller.must_be_admin(&quotas, &format!("create tenant {:?}", req.tenant_id))?;
     }
@@ -293,7 +300,7 @@ pub async fn get_tenant(
     ApiPath(tenant_id): ApiPath<String>,
 ) -> Result<Json<QuotaMetrics>, AppError> {
     validate_tenant_id(&tenant_id)?;
-    caller.may(&quotas, Action::Read, &tenant_id)?;
+    caller.may(&quotas, Action::Read, &tenant_id).await?;
     let view = quotas.get(&tenant_id).ok_or_else(|| unknown(&tenant_id))?;
     Ok(Json(QuotaMetrics::new(tenant_id, &view)))
 }
@@ -315,7 +322,7 @@ pub async fn reset(
     ApiPath(tenant_id): ApiPath<String>,
 ) -> Result<Json<QuotaMetrics>, AppError> {
     validate_tenant_id(&tenant_id)?;
-    caller.may(&quotas, Action::Change, &tenant_id)?;
+    caller.may(&quotas, Action::Change, &tenant_id).await?;
     let view = quotas
         .reset(caller.subject(), &tenant_id)
         .await?

@@ -37,6 +37,21 @@ impl Quotas {
         })
     }
 
+    /// Makes a node created through another replica moments ago known here
+    /// before a call naming it is answered: with a shared database, an id
+    /// this replica does not know first catches up with the database (see
+    /// [`Flusher::catch_up`]). Known ids, and a single replica, cost one
+    /// lookup or nothing. A failed read changes nothing: the call is
+    /// answered from memory, as any call during an outage.
+    pub async fn catch_up_on(&self, id: &str) {
+        if !self.db.backend().shared() || self.counters.contains(id) {
+            return;
+        }
+        if let Err(e) = self.flusher.catch_up(std::time::Instant::now()).await {
+            tracing::debug!(error = %e, id, "could not read the database for an unknown node");
+        }
+    }
+
     pub fn tenant_count(&self) -> usize {
         self.counters.len()
     }

@@ -700,3 +700,135 @@ async fn a_child_deleted_on_one_replica_keeps_the_others_usage_charged() {
         assert_eq!(s, 200, "round {round}");
     }
 }
+
+/// A node created through one replica is served by the others at once, not
+/// only after their next flush: a call naming an id a replica does not know
+/// first reads the shared database. Found by the chart's three replicas on a
+/// real node, where kube-proxy sends a workload's first call (right after
+/// the operator reports the TenantQuota ready) to any replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_created_through_one_replica_is_served_at_once_by_the_others() {
+    let url = testenv::postgres_database();
+    let tmp = tempfile::tempdir().unwrap();
+    let tokens = tmp.path().join("tokens.yaml");
+    std::fs::write(
+        &tokens,
+        "- token: root-token-0123456789\n  subject: root\n\
+         - token: web-token-01234567890\n  subject: web\n",
+    )
+    .unwrap();
+    let tokens = tokens.display().to_string();
+    // A flush a minute apart: only the catch-up can bring the node in time.
+    let mut reps = Vec::new();
+    for i in 0..2 {
+        let env = [
+            ("DATABASE_URL", url.as_str()),
+            ("PERSISTENCE_INTERVAL_SECS", "60"),
+            ("AUTH_MODE", "static"),
+            ("AUTH_TOKENS_FILE", tokens.as_str()),
+            ("AUTH_ADMINS", "root"),
+        ];
+        reps.push(ServiceProcess::start(&tmp.path().join(format!("r{i}")), &env).await);
+    }
+    let (a, b) = (reps[0].base.clone(), reps[1].base.clone());
+    let client = reqwest::Client::new();
+    let call = |method: reqwest::Method, url: String, token: &'static str, body: Option<Value>| {
+        let client = client.clone();
+        async move {
+            let mut req = client.request(method, url).bearer_auth(token);
+            if let Some(b) = body {
+                req = req.json(&b);
+            }
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let root = "root-token-0123456789";
+    let web = "web-token-01234567890";
+    use reqwest::Method;
+
+    // A root and web's grant, through replica a; web's first flat increment
+    // through replica b.
+    let limits = json!({"limits": {"messages": {"max": 100, "window": "day"}}});
+    let grant = json!({"subject": "web", "role": "reporter"});
+    for id in ["flat-org", "org"] {
+        let (s, body) = call(
+            Method::PUT,
+            format!("{a}/api/v1/quotas/{id}"),
+            root,
+            Some(limits.clone()),
+        )
+        .await;
+        assert_eq!(s, 201, "{body}");
+        let grant_url = format!("{a}/api/v1/quotas/{id}/permissions/grant");
+        let (s, body) = call(Method::POST, grant_url, root, Some(grant.clone())).await;
+        assert_eq!(s, 201, "{body}");
+    }
+    let (s, body) = call(
+        Method::POST,
+        format!("{b}/api/quota/increment"),
+        web,
+        Some(json!({"tenant_id": "flat-org", "message_count": 2})),
+    )
+    .await;
+    assert_eq!(s, 200, "flat increment through the other replica: {body}");
+
+    // A v1 node and its grant made after b caught up: b catches up again.
+    let (s, body) = call(
+        Method::PUT,
+        format!("{a}/api/v1/quotas/late"),
+        root,
+        Some(limits.clone()),
+    )
+    .await;
+    assert_eq!(s, 201, "{body}");
+    let (s, body) = call(
+        Method::POST,
+        format!("{a}/api/v1/quotas/late/permissions/grant"),
+        root,
+        Some(grant.clone()),
+    )
+    .await;
+    assert_eq!(s, 201, "{body}");
+    let consume = json!({"usage": {"messages": 3}});
+    let (s, body) = call(
+        Method::POST,
+        format!("{b}/api/v1/quotas/late/consume"),
+        web,
+        Some(consume),
+    )
+    .await;
+    assert_eq!(s, 200, "consume through the other replica: {body}");
+    assert_eq!(body["usage"]["messages"], 3, "{body}");
+
+    // An admin's PUT through b of a node made through a is an update.
+    let (s, body) = call(
+        Method::PUT,
+        format!("{a}/api/v1/quotas/fresh"),
+        root,
+        Some(limits.clone()),
+    )
+    .await;
+    assert_eq!(s, 201, "{body}");
+    let (s, body) = call(
+        Method::PUT,
+        format!("{b}/api/v1/quotas/fresh"),
+        root,
+        Some(limits),
+    )
+    .await;
+    assert_eq!(s, 200, "a PUT through the other replica updates: {body}");
+
+    // Ids that exist nowhere are still 403 for web and 404 for an admin.
+    let (s, _) = call(Method::GET, format!("{b}/api/v1/quotas/nowhere"), web, None).await;
+    assert_eq!(s, 403);
+    let (s, _) = call(
+        Method::GET,
+        format!("{b}/api/v1/quotas/nowhere"),
+        root,
+        None,
+    )
+    .await;
+    assert_eq!(s, 404);
+}

@@ -31,7 +31,7 @@ pub async fn claim(
         amount: body.amount,
         reason: body.reason,
     };
-    caller.may(&q, Action::Report, &id)?;
+    caller.may(&q, Action::Report, &id).await?;
     match q.claim(caller.subject(), &id, spec).await {
         Ok((c, created)) => {
             let status = if created {
@@ -73,7 +73,7 @@ pub async fn release(
     ApiPath((id, resource_id)): ApiPath<(String, String)>,
 ) -> Result<Json<ClaimResponse>, AppError> {
     check_id(&id)?;
-    caller.may(&q, Action::Report, &id)?;
+    caller.may(&q, Action::Report, &id).await?;
     let c = q.release(caller.subject(), &id, &resource_id).await?;
     Ok(Json(claim_response(&id, &resource_id, c, false)))
 }

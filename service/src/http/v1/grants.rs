@@ -16,7 +16,7 @@ pub async fn grant(
 ) -> Result<Response, AppError> {
     check_id(&id)?;
     let role = role_of(&body)?;
-    caller.may(&q, Action::Change, &id)?;
+    caller.may(&q, Action::Change, &id).await?;
     let created = q.grant(caller.subject(), &id, &body.subject, role).await?;
     let status = if created {
         StatusCode::CREATED
@@ -35,7 +35,7 @@ pub async fn revoke(
 ) -> Result<Json<serde_json::Value>, AppError> {
     check_id(&id)?;
     let role = role_of(&body)?;
-    caller.may(&q, Action::Change, &id)?;
+    caller.may(&q, Action::Change, &id).await?;
     q.revoke(caller.subject(), &id, &body.subject, role).await?;
     Ok(Json(
         serde_json::json!({"id": id, "subject": body.subject, "role": role.as_str(), "revoked": true}),
@@ -48,7 +48,7 @@ pub async fn grants(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<serde_json::Value>, AppError> {
     check_id(&id)?;
-    caller.may(&q, Action::Read, &id)?;
+    caller.may(&q, Action::Read, &id).await?;
     let rows = q.grants(&id).await?;
     let items: Vec<_> = rows
         .into_iter()
@@ -64,7 +64,7 @@ pub async fn audit(
     ApiQuery(page): ApiQuery<AuditQuery>,
 ) -> Result<Json<Page<AuditBody>>, AppError> {
     check_id(&id)?;
-    caller.may(&q, Action::Audit, &id)?;
+    caller.may(&q, Action::Audit, &id).await?;
     let limit = page.limit.unwrap_or(50);
     if limit == 0 || limit as usize > MAX_PAGE {
         return Err(AppError::new(

@@ -74,9 +74,11 @@ pub async fn put(
         body.name,
         body.description,
     )?;
+    // Created through another replica moments ago: an update, not a create.
+    q.catch_up_on(&id).await;
     match (q.contains(&id), spec.parent.as_deref()) {
-        (true, _) => caller.may(&q, Action::Change, &id)?,
-        (false, Some(parent)) => caller.may(&q, Action::CreateChild, parent)?,
+        (true, _) => caller.may(&q, Action::Change, &id).await?,
+        (false, Some(parent)) => caller.may(&q, Action::CreateChild, parent).await?,
         (false, None) => caller.must_be_admin(&q, &format!("create the root node {id:?}"))?,
     }
     let (view, created) = q.put(caller.subject(), &id, spec).await?;
@@ -94,7 +96,7 @@ pub async fn get(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<NodeBody>, AppError> {
     check_id(&id)?;
-    caller.may(&q, Action::Read, &id)?;
+    caller.may(&q, Action::Read, &id).await?;
     let view = q.node(&id).ok_or(QuotaError::NotFound(id))?;
     Ok(Json(NodeBody::from(&view)))
 }
@@ -126,7 +128,7 @@ pub async fn delete(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<NodeBody>, AppError> {
     check_id(&id)?;
-    caller.may(&q, Action::Change, &id)?;
+    caller.may(&q, Action::Change, &id).await?;
     let view = q.delete(caller.subject(), &id).await?;
     Ok(Json(NodeBody::from(&view)))
 }
@@ -141,7 +143,7 @@ pub async fn allocate(
     check_id(&body.id)?;
     let mut spec = node_spec(None, body.limits.0, None, None, body.name, body.description)?;
     spec.admins = body.admin_user_ids;
-    caller.may(&q, Action::CreateChild, &parent)?;
+    caller.may(&q, Action::CreateChild, &parent).await?;
     let view = q
         .allocate(caller.subject(), &parent, &body.id, spec)
         .await?;
@@ -165,7 +167,7 @@ pub async fn set_state(
             ));
         }
     };
-    caller.may(&q, Action::Change, &id)?;
+    caller.may(&q, Action::Change, &id).await?;
     let view = q.set_state(caller.subject(), &id, state).await?;
     Ok(Json(NodeBody::from(&view)))
 }

@@ -37,7 +37,7 @@ pub async fn consume(
 ) -> Result<Response, AppError> {
     check_id(&id)?;
     let usage = usage_pairs(&body.usage)?;
-    caller.may(&q, Action::Report, &id)?;
+    caller.may(&q, Action::Report, &id).await?;
     let outcome = q.consume(&id, &usage).await;
     drop(usage);
     match outcome {
@@ -139,10 +139,14 @@ pub async fn batch(
     let mut counted = 0usize;
     let mut results: Vec<BatchResult<'_>> = Vec::with_capacity(body.items.len());
     for item in &body.items {
-        let outcome = match check_id(&item.id)
-            .and_then(|()| usage_pairs(&item.usage))
-            .and_then(|usage| caller.may(&q, Action::Report, &item.id).map(|()| usage))
-        {
+        let checked = match check_id(&item.id).and_then(|()| usage_pairs(&item.usage)) {
+            Ok(usage) => caller
+                .may(&q, Action::Report, &item.id)
+                .await
+                .map(|()| usage),
+            Err(e) => Err(e),
+        };
+        let outcome = match checked {
             Err(e) => Err((e, None)),
             Ok(usage) => {
                 let r = match body.mode {
