@@ -640,6 +640,10 @@ up() {
         --helper-image "$TOOLBOX_IMAGE"
 
     wait_for "node $NODE" 90 node_ready || { tail -20 "$DIR/logs/kubelet.log" >&2; exit 1; }
+    # Pods can be created once the controller manager made the default
+    # ServiceAccount (and the node can be used the moment `up` returns).
+    wait_for "the default ServiceAccount" 60 kubectl_node -n default get serviceaccount default ||
+        { tail -20 "$DIR/logs/kube-controller-manager.log" >&2; exit 1; }
     if [[ -n "$OWNER_PID" ]]; then
         start_reaper "$OWNER_PID" "$HERE/edge.sh" "$NAME"
     fi

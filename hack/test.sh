@@ -2,9 +2,11 @@
 # `make test`: every test of the workspace, nothing skipped.
 #
 # On a fresh machine the control-plane binaries (kube-apiserver, etcd,
-# kubectl, helm) are built first; that build runs in the background while
-# cargo compiles the test binaries, so the two overlap. Tests that need a
-# cluster start their own (see testenv/).
+# kubectl, helm) and the edge node's (kubelet, containerd, CoreDNS, ...) are
+# built first; that build runs in the background while cargo compiles the
+# test binaries, so the two overlap. Tests that need a cluster or a node
+# start their own (see testenv/); the end-to-end tests (e2e/) build the
+# project's image from the release binaries compiled here.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,17 +17,25 @@ start=$(date +%s)
 hack/ensure-tools.sh || exit 1
 
 env_log="$CACHE/test-env-build.log"
-if hack/test-env.sh --check >/dev/null 2>&1; then
+if hack/test-env.sh --check >/dev/null 2>&1 && hack/edge-env.sh --check >/dev/null 2>&1; then
     env_pid=""
 else
-    echo "test: building the test environment in the background (log: $env_log)"
-    hack/test-env.sh >"$env_log" 2>&1 &
+    echo "test: building the test environment and the edge node in the background (log: $env_log)"
+    (hack/test-env.sh && hack/edge-env.sh) >"$env_log" 2>&1 &
     env_pid=$!
 fi
 
 cargo test --workspace --no-run 2>&1 | grep -vE '^\s+(Compiling|Checking|Downloaded|Downloading)' || true
 if [[ ${PIPESTATUS[0]} -ne 0 ]]; then
     echo "test: compilation failed" >&2
+    exit 1
+fi
+
+echo "test: the release binaries for the image of the end-to-end tests"
+cargo build --release --locked --bin quota-service --bin quota-operator 2>&1 \
+    | grep -vE '^\s+(Compiling|Checking|Downloaded|Downloading)' || true
+if [[ ${PIPESTATUS[0]} -ne 0 ]]; then
+    echo "test: release build failed" >&2
     exit 1
 fi
 
@@ -36,7 +46,7 @@ if [[ -n "$env_pid" ]]; then
         tail -30 "$env_log" >&2
         exit 1
     fi
-    grep 'test-env:' "$env_log"
+    grep -E '^(test-env|edge-env):' "$env_log"
 fi
 
 log="$CACHE/last-test.log"

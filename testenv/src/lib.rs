@@ -104,6 +104,24 @@ fn start() -> Result<TestCluster, String> {
     })
 }
 
+/// Where `make test-env` put kubectl and helm.
+///
+/// # Panics
+/// When they are missing, naming the command that builds them.
+pub fn test_env_bin_dir() -> PathBuf {
+    match Command::new(repo_root().join("hack/test-env.sh"))
+        .arg("--check")
+        .output()
+    {
+        Ok(out) if out.status.success() => PathBuf::from(last_line(&out.stdout)),
+        Ok(out) => panic!(
+            "{}\nBuild them with:  make test-env",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(e) => panic!("hack/test-env.sh: {e}"),
+    }
+}
+
 /// `KUBECONFIG`, if it names a cluster from `make cluster-up` that answers.
 /// Any other cluster (a real one!) is never touched by the tests.
 fn reusable_kubeconfig() -> Option<PathBuf> {
