@@ -21,14 +21,12 @@ impl CounterStore {
             return false;
         };
         let grants = &mut e.extras_mut().grants;
-        if !grants
-            .iter()
-            .any(|g| &*g.subject == subject && g.role == role)
-        {
-            grants.push(NodeGrant {
-                subject: subject.into(),
-                role,
-            });
+        let grant = NodeGrant {
+            subject: subject.into(),
+            role,
+        };
+        if let Err(at) = grants.binary_search_by(|g| super::grant_order(g, &grant)) {
+            grants.insert(at, grant);
         }
         true
     }

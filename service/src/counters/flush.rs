@@ -147,10 +147,18 @@ impl CounterStore {
                 let (node, claims, grants) = (loaded.node, loaded.claims, loaded.grants);
                 self.with_entry(id, |e, now| {
                     let mut retired = e.node.roll(now, self.auto_reset);
+                    let before = e.node.clone();
                     retired.extend(merge_synced(&mut e.node, node));
-                    e.extras = extras(claims, grants);
+                    let extras = extras(claims, grants);
+                    // A read-back of this replica's own write (or of a
+                    // change undone meanwhile) changes nothing: the node
+                    // keeps its version, so snapshots do not report it.
+                    let changed = e.node != before || e.extras != extras;
+                    e.extras = extras;
                     self.retire_locked(e, id, retired, now);
-                    e.version = self.next_version();
+                    if changed {
+                        e.version = self.next_version();
+                    }
                 });
             } else {
                 let shares = loaded.node.shares(now, self.auto_reset);

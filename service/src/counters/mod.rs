@@ -148,7 +148,7 @@ fn accepts_usage(id: &str, state: NodeState) -> Result<(), UsageError> {
 
 /// What few nodes have, boxed behind one pointer (8 bytes, null while
 /// there is nothing) instead of inline in each of a million entries.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 struct Extras {
     /// Capacity claims by resource id.
     claims: BTreeMap<String, Claim>,
@@ -156,7 +156,14 @@ struct Extras {
     grants: Vec<NodeGrant>,
 }
 
-fn extras(claims: BTreeMap<String, Claim>, grants: Vec<NodeGrant>) -> Option<Box<Extras>> {
+/// Grants are kept in one order (by subject, then role), whether added one
+/// by one or loaded: a read-back of the same grants is then equal to them.
+fn grant_order(a: &NodeGrant, b: &NodeGrant) -> std::cmp::Ordering {
+    (&*a.subject, a.role).cmp(&(&*b.subject, b.role))
+}
+
+fn extras(claims: BTreeMap<String, Claim>, mut grants: Vec<NodeGrant>) -> Option<Box<Extras>> {
+    grants.sort_by(grant_order);
     (!claims.is_empty() || !grants.is_empty()).then(|| Box::new(Extras { claims, grants }))
 }
 

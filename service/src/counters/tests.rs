@@ -3,6 +3,7 @@
 use super::reads::ResourceView;
 use super::*;
 use crate::clock::ManualClock;
+use crate::domain::access::Role;
 use crate::domain::counter::RowId;
 
 const NOON: i64 = 1_795_348_800; // 2026-11-22T12:00:00Z
@@ -373,4 +374,30 @@ fn strict_nodes_send_usage_calls_to_the_database() {
     s.set_totals("a", &[(MESSAGES, plan[0].period, 4)]);
     assert_eq!(messages(&s, "a").used, 4);
     assert!(s.take_dirty().usage.is_empty(), "nothing to flush");
+}
+
+#[test]
+fn a_read_back_of_what_memory_holds_changes_no_version() {
+    let s = store();
+    s.load([loaded("org", node(None, 1000))]);
+    // Grants added here in one order, read back from the database in another.
+    assert!(s.add_grant("org", "zoe", Role::Reporter));
+    assert!(s.add_grant("org", "carol", Role::Owner));
+    let version = s.view("org").map(|v| v.version);
+    let mut same = loaded("org", node(None, 1000));
+    same.grants = vec![
+        NodeGrant {
+            subject: "carol".into(),
+            role: Role::Owner,
+        },
+        NodeGrant {
+            subject: "zoe".into(),
+            role: Role::Reporter,
+        },
+    ];
+    s.sync_nodes(vec![same]);
+    assert_eq!(s.view("org").map(|v| v.version), version, "nothing changed");
+    // A real change still moves the version.
+    s.sync_nodes(vec![loaded("org", node(None, 2000))]);
+    assert_ne!(s.view("org").map(|v| v.version), version);
 }
