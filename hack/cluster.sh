@@ -44,16 +44,6 @@ DIR="$CACHE_ROOT/clusters/$NAME"
 
 log() { echo "cluster[$NAME]: $*" >&2; }
 
-# A process is alive when it exists and is not a zombie (an exited child whose
-# parent is gone may linger unreaped where PID 1 does not reap).
-alive() {
-    [[ -f "$1" ]] || return 1
-    local pid
-    pid="$(cat "$1")"
-    kill -0 "$pid" 2>/dev/null || return 1
-    [[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != "Z" ]]
-}
-
 stop_pid() {
     local pidfile="$1"
     alive "$pidfile" || return 0

@@ -95,15 +95,6 @@ pick_index() {
 
 # === processes ===
 
-# A process is alive when it exists and is not a zombie.
-alive() {
-    [[ -f "$1" ]] || return 1
-    local pid
-    pid="$(cat "$1")"
-    kill -0 "$pid" 2>/dev/null || return 1
-    [[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != "Z" ]]
-}
-
 # in_node CMD...: runs CMD in the node's network and mount namespaces.
 in_node() {
     nsenter --net="/run/netns/$NETNS" --mount="/proc/$(cat "$DIR/holder.pid")/ns/mnt" -- "$@"

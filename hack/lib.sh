@@ -5,6 +5,17 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
+# alive PIDFILE: whether the process in PIDFILE exists and is not a zombie
+# (an exited child whose parent is gone may linger unreaped where PID 1
+# does not reap).
+alive() {
+    [[ -f "$1" ]] || return 1
+    local pid
+    pid="$(cat "$1")"
+    kill -0 "$pid" 2>/dev/null || return 1
+    [[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != "Z" ]]
+}
+
 # start_reaper OWNER_PID SCRIPT NAME: runs `SCRIPT down --name NAME` once
 # OWNER_PID has exited (a test binary's server stops with it).
 start_reaper() {

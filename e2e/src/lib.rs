@@ -194,6 +194,17 @@ impl<'a> Release<'a> {
         })
     }
 
+    /// Who holds the operator's Lease (a pod name), or an error while no
+    /// Lease exists.
+    pub fn lease_holder(&self) -> Result<String, String> {
+        jsonpath(
+            self.node,
+            &self.namespace,
+            &format!("lease/{}", self.fullname()),
+            "{.spec.holderIdentity}",
+        )
+    }
+
     /// The Service's ClusterIP (reachable from the test through the node).
     pub fn cluster_ip(&self) -> String {
         match jsonpath(

@@ -95,12 +95,7 @@ async fn helm_install_with_the_defaults_serves_and_keeps_usage() {
 
     // The operator holds its Lease as this pod, with the chart's ServiceAccount.
     wait_until("the operator's Lease", Duration::from_secs(60), || {
-        let holder = jsonpath(
-            node,
-            NS,
-            &format!("lease/{}", release.fullname()),
-            "{.spec.holderIdentity}",
-        )?;
+        let holder = release.lease_holder()?;
         if holder == pods[0] {
             Ok(())
         } else {

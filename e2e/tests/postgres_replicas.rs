@@ -122,12 +122,7 @@ async fn three_replicas_share_postgres_in_pods_with_one_operator_leading() {
 
     // One operator leads: the Lease names one of the three pods.
     let leader = wait_until("a leader", Duration::from_secs(60), || {
-        let holder = jsonpath(
-            node,
-            NS,
-            &format!("lease/{}", release.fullname()),
-            "{.spec.holderIdentity}",
-        )?;
+        let holder = release.lease_holder()?;
         if pods.contains(&holder) {
             Ok(holder)
         } else {
@@ -186,12 +181,7 @@ async fn three_replicas_share_postgres_in_pods_with_one_operator_leading() {
     // The leader's pod goes; another replica takes the Lease.
     kubectl(node, &["-n", NS, "delete", "pod", &leader, "--wait=false"]).unwrap();
     wait_until("a new leader", Duration::from_secs(120), || {
-        let holder = jsonpath(
-            node,
-            NS,
-            &format!("lease/{}", release.fullname()),
-            "{.spec.holderIdentity}",
-        )?;
+        let holder = release.lease_holder()?;
         if !holder.is_empty() && holder != leader {
             Ok(())
         } else {
