@@ -14,11 +14,16 @@
 //!                          └─ error:    not kept: 503 now, a new review next call
 //! ```
 //!
+//! Each worker thread also remembers the last identity it took from the
+//! map (until that entry's own expiry), so the steady calls of a workload
+//! with one token skip the shared map's lock.
+//!
 //! Keys are digests, never tokens. Concurrent calls with one new token
 //! share one review. When the API server cannot be reached, the identities
 //! still in the cache keep working until they expire; everything else is
 //! `503 auth_unavailable`, never let through.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -83,7 +88,27 @@ pub struct IdentityCache {
     in_flight: Mutex<HashMap<TokenDigest, Arc<OnceCell<Outcome>>>>,
     reviews: Semaphore,
     reviews_sent: AtomicU64,
+    /// Tells this cache's entries in the per-thread memo from another's.
+    instance: u64,
 }
+
+/// The identity a worker thread last took from a cache, so the next call
+/// with the same token (a workload sends one for its lifetime) finds it
+/// without the shared map's lock. It lives no longer than the entry it
+/// was copied from.
+#[derive(Debug)]
+struct Memo {
+    instance: u64,
+    key: TokenDigest,
+    identity: Arc<Identity>,
+    until: i64,
+}
+
+thread_local! {
+    static LAST_KNOWN: RefCell<Option<Memo>> = const { RefCell::new(None) };
+}
+
+static INSTANCES: AtomicU64 = AtomicU64::new(0);
 
 // === impl IdentityCache ===
 
@@ -103,16 +128,43 @@ impl IdentityCache {
             in_flight: Mutex::default(),
             reviews: Semaphore::new(limits.max_concurrent_reviews.max(1)),
             reviews_sent: AtomicU64::new(0),
+            instance: INSTANCES.fetch_add(1, Ordering::Relaxed),
         }
     }
 
     /// The identity `token` stands for.
     pub async fn identity(&self, token: &str) -> Result<Arc<Identity>, AuthError> {
         let key = digest(token);
+        let now = self.clock.now();
+        let memo = LAST_KNOWN.with(|m| {
+            m.try_borrow().ok().and_then(|m| {
+                m.as_ref()
+                    .filter(|m| m.instance == self.instance && m.key == key && m.until > now)
+                    .map(|m| m.identity.clone())
+            })
+        });
+        if let Some(identity) = memo {
+            return Ok(identity);
+        }
         if let Some(c) = self.entries.get(&key)
-            && c.until > self.clock.now()
+            && c.until > now
         {
-            return c.outcome.clone().into_result();
+            let (outcome, until) = (c.outcome.clone(), c.until);
+            drop(c);
+            if let Outcome::Known(identity) = &outcome {
+                let memo = Memo {
+                    instance: self.instance,
+                    key,
+                    identity: identity.clone(),
+                    until,
+                };
+                LAST_KNOWN.with(|m| {
+                    if let Ok(mut m) = m.try_borrow_mut() {
+                        *m = Some(memo);
+                    }
+                });
+            }
+            return outcome.into_result();
         }
         let cell = self
             .lock_in_flight()
@@ -322,6 +374,24 @@ mod tests {
         assert!(c.identity("good-web").await.is_ok());
         assert_eq!(reviewer.calls.load(Ordering::SeqCst), 2, "stale after 60 s");
         assert!(matches!(c.identity("good-op").await, Ok(w) if w.admin));
+    }
+
+    #[tokio::test]
+    async fn the_per_thread_memo_never_answers_for_another_cache() {
+        let (first, second) = (Arc::new(Scripted::default()), Arc::new(Scripted::default()));
+        let clock = ManualClock::new(1_000);
+        let a = cache(first.clone(), clock.clone(), CacheLimits::default());
+        let b = cache(second.clone(), clock.clone(), CacheLimits::default());
+        assert!(a.identity("good-web").await.is_ok());
+        assert!(a.identity("good-web").await.is_ok());
+        // Same thread, same token, another cache: its own review.
+        assert!(b.identity("good-web").await.is_ok());
+        assert_eq!(first.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(second.calls.load(Ordering::SeqCst), 1);
+        // A refusal is never memoized: still refused, from the map.
+        assert!(b.identity("bad").await.is_err());
+        assert!(b.identity("bad").await.is_err());
+        assert_eq!(second.calls.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]

@@ -127,7 +127,7 @@ pub struct AuthStats {
 enum Mode {
     None(Arc<Identity>),
     Static(Arc<StaticTokens>),
-    Kubernetes(IdentityCache),
+    Kubernetes(Box<IdentityCache>),
 }
 
 /// `AUTH_ADMINS`: subjects and `group:NAME` entries that own every node.
@@ -188,7 +188,12 @@ impl Authenticator {
     ) -> Arc<Self> {
         let admins = Arc::new(admins);
         Arc::new(Authenticator {
-            mode: Mode::Kubernetes(IdentityCache::new(reviewer, admins.clone(), clock, limits)),
+            mode: Mode::Kubernetes(Box::new(IdentityCache::new(
+                reviewer,
+                admins.clone(),
+                clock,
+                limits,
+            ))),
             admins,
             refused: AtomicU64::new(0),
         })
