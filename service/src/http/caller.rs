@@ -41,11 +41,10 @@ impl Caller {
 
     /// `Ok` when the caller may do `action` on node `id`; `403 forbidden`
     /// otherwise. A node another replica created moments ago is brought in
-    /// first ([`Quotas::catch_up_on`]), so the answer and the call after it
-    /// see it.
+    /// first ([`Quotas::authorize_caught_up`]), so the answer and the call
+    /// after it see it.
     pub async fn may(&self, quotas: &Quotas, action: Action, id: &str) -> Result<(), AppError> {
-        quotas.catch_up_on(id).await;
-        self.may_now(quotas, action, id)
+        Ok(quotas.authorize_caught_up(&self.0, action, id).await?)
     }
 
     /// [`Caller::may`] on what this replica knows now (filters of lists).

@@ -200,12 +200,10 @@ impl UsageRequest {
 /// not know may have been created through another one moments ago: it is
 /// looked for in a shared database before the answer.
 async fn may_report(caller: &Caller, quotas: &Quotas, tenant_id: &str) -> Result<(), AppError> {
-    let mut access = quotas.access(caller.identity(), Action::Report, tenant_id);
-    if access == Access::NoSuchNode {
-        quotas.catch_up_on(tenant_id).await;
-        access = quotas.access(caller.identity(), Action::Report, tenant_id);
-    }
-    match access {
+    match quotas
+        .access_caught_up(caller.identity(), Action::Report, tenant_id)
+        .await
+    {
         Access::Allowed => Ok(()),
         Access::Denied => caller.may_now(quotas, Action::Report, tenant_id),
         Access::NoSuchNode => caller.must_be_admin(
