@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use crate::{TestCluster, last_line, repo_root, run};
+use crate::{TestCluster, built_dir, last_line, repo_root, run};
 
 /// A running edge node with the project's image loaded.
 #[derive(Debug)]
@@ -54,21 +54,8 @@ pub fn edge_node() -> &'static EdgeNode {
 
 fn start() -> Result<EdgeNode, String> {
     let hack = repo_root().join("hack");
-    let test_env = run(Command::new(hack.join("test-env.sh")).arg("--check"))?;
-    if !test_env.status.success() {
-        return Err(format!(
-            "the test environment binaries are missing: {}\nBuild them with:  make test-env",
-            String::from_utf8_lossy(&test_env.stderr).trim()
-        ));
-    }
-    let bin_dir = PathBuf::from(last_line(&test_env.stdout));
-    let check = run(Command::new(hack.join("edge-env.sh")).arg("--check"))?;
-    if !check.status.success() {
-        return Err(format!(
-            "the edge node's binaries are missing: {}\nBuild them with:  make edge-env",
-            String::from_utf8_lossy(&check.stderr).trim()
-        ));
-    }
+    let bin_dir = built_dir("test-env.sh", "make test-env")?;
+    built_dir("edge-env.sh", "make edge-env")?;
 
     let pid = std::process::id();
     let name = format!("t{pid}");

@@ -62,16 +62,9 @@ pub fn cluster() -> &'static TestCluster {
 
 fn start() -> Result<TestCluster, String> {
     let hack = repo_root().join("hack");
-    let check = run(Command::new(hack.join("test-env.sh")).arg("--check"))?;
-    if !check.status.success() {
-        return Err(format!(
-            "the test environment binaries are missing.\n  {}\nBuild them once with:  make test-env",
-            String::from_utf8_lossy(&check.stderr).trim()
-        ));
-    }
-    let bin_dir = PathBuf::from(last_line(&check.stdout));
+    let bin_dir = built_dir("test-env.sh", "make test-env")?;
 
-    if let Some(kubeconfig) = reusable_kubeconfig() {
+    if let Some(kubeconfig) = reusable_kubeconfig(&bin_dir) {
         return Ok(TestCluster {
             kubeconfig,
             bin_dir,
@@ -109,32 +102,35 @@ fn start() -> Result<TestCluster, String> {
 /// # Panics
 /// When they are missing, naming the command that builds them.
 pub fn test_env_bin_dir() -> PathBuf {
-    match Command::new(repo_root().join("hack/test-env.sh"))
-        .arg("--check")
-        .output()
-    {
-        Ok(out) if out.status.success() => PathBuf::from(last_line(&out.stdout)),
-        Ok(out) => panic!(
-            "{}\nBuild them with:  make test-env",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ),
-        Err(e) => panic!("hack/test-env.sh: {e}"),
+    match built_dir("test-env.sh", "make test-env") {
+        Ok(dir) => dir,
+        Err(e) => panic!("{e}"),
     }
+}
+
+/// The directory `hack/<script> --check` prints when everything it builds
+/// is there; otherwise an error with what is missing and `make_target`,
+/// the command that builds it.
+fn built_dir(script: &str, make_target: &str) -> Result<PathBuf, String> {
+    let check = run(Command::new(repo_root().join("hack").join(script)).arg("--check"))?;
+    if !check.status.success() {
+        return Err(format!(
+            "binaries are missing: {}\nBuild them once with:  {make_target}",
+            String::from_utf8_lossy(&check.stderr).trim()
+        ));
+    }
+    Ok(PathBuf::from(last_line(&check.stdout)))
 }
 
 /// `KUBECONFIG`, if it names a cluster from `make cluster-up` that answers.
 /// Any other cluster (a real one!) is never touched by the tests.
-fn reusable_kubeconfig() -> Option<PathBuf> {
+fn reusable_kubeconfig(bin_dir: &Path) -> Option<PathBuf> {
     let path = PathBuf::from(std::env::var_os("KUBECONFIG")?);
     let kc = Kubeconfig::read_from(&path).ok()?;
     if kc.current_context.as_deref() != Some(CONTEXT) {
         return None;
     }
-    let bin = Command::new(repo_root().join("hack/test-env.sh"))
-        .arg("--check")
-        .output()
-        .ok()?;
-    let kubectl = PathBuf::from(last_line(&bin.stdout)).join("kubectl");
+    let kubectl = bin_dir.join("kubectl");
     let ok = Command::new(kubectl)
         .arg("--kubeconfig")
         .arg(&path)
