@@ -100,91 +100,72 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     K8S_LDFLAGS+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
 done
 
+# in_module DIR GO_VERSION [MODULE@VERSION]: enters $WORK_DIR/DIR, a wrapper
+# module of our own that requires MODULE (set up on the first build only).
+in_module() {
+    mkdir -p "$WORK_DIR/$1"
+    cd "$WORK_DIR/$1"
+    if [[ ! -f go.mod ]]; then
+        printf 'module edgequota.local/edgeenv/%s\n\ngo %s\n' "$1" "$2" >go.mod
+        if [[ -n "${3:-}" ]]; then go get "$3"; fi
+    fi
+}
+
+# build_into NAME GO_BUILD_ARGS...: `go build` into $BIN_DIR/NAME, in place
+# only once complete (an interrupted build leaves no half binary there).
+build_into() {
+    local name="$1"
+    shift
+    go build -trimpath -o "$BIN_DIR/$name.tmp" "$@"
+    mv "$BIN_DIR/$name.tmp" "$BIN_DIR/$name"
+}
+
 # build_k8s NAME: one command of k8s.io/kubernetes (static, like upstream's).
 build_k8s() {
-    local dir="$WORK_DIR/kubernetes-$K8S_VERSION"
-    mkdir -p "$dir"
-    cd "$dir"
-    if [[ ! -f go.mod ]] || ! grep -q "k8s.io/kubernetes v$K8S_VERSION" go.mod; then
+    in_module "kubernetes-$K8S_VERSION" 1.24.0
+    if ! grep -q "k8s.io/kubernetes v$K8S_VERSION" go.mod; then
         k8s_wrapper_gomod edgequota.local/edgeenv/kubernetes "$K8S_VERSION" >go.mod
         go get "k8s.io/kubernetes@v$K8S_VERSION"
     fi
-    CGO_ENABLED=0 go build -trimpath -ldflags "-s -w $K8S_LDFLAGS" -o "$BIN_DIR/$1.tmp" "k8s.io/kubernetes/cmd/$1"
-    mv "$BIN_DIR/$1.tmp" "$BIN_DIR/$1"
+    CGO_ENABLED=0 build_into "$1" -ldflags "-s -w $K8S_LDFLAGS" "k8s.io/kubernetes/cmd/$1"
 }
 
 # build_containerd NAME: containerd's commands, static as its release builds them.
 build_containerd() {
-    local dir="$WORK_DIR/containerd-$CONTAINERD_VERSION"
-    mkdir -p "$dir"
-    cd "$dir"
-    if [[ ! -f go.mod ]]; then
-        printf 'module edgequota.local/edgeenv/containerd\n\ngo 1.25.0\n' >go.mod
-        go get "github.com/containerd/containerd/v2@v$CONTAINERD_VERSION"
-    fi
+    in_module "containerd-$CONTAINERD_VERSION" 1.25.0 "github.com/containerd/containerd/v2@v$CONTAINERD_VERSION"
     local tags="urfave_cli_no_docs osusergo netgo static_build no_btrfs no_devmapper no_zfs"
-    [[ "$1" == containerd-shim-runc-v2 ]] && tags+=" no_grpc"
-    CGO_ENABLED=0 go build -trimpath -tags "$tags" \
+    if [[ "$1" == containerd-shim-runc-v2 ]]; then tags+=" no_grpc"; fi
+    CGO_ENABLED=0 build_into "$1" -tags "$tags" \
         -ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=v$CONTAINERD_VERSION" \
-        -o "$BIN_DIR/$1.tmp" "github.com/containerd/containerd/v2/cmd/$1"
-    mv "$BIN_DIR/$1.tmp" "$BIN_DIR/$1"
+        "github.com/containerd/containerd/v2/cmd/$1"
 }
 
 # runc needs cgo (its nsenter is C) and libseccomp for RuntimeDefault profiles.
 build_runc() {
-    local dir="$WORK_DIR/runc-$RUNC_VERSION"
-    mkdir -p "$dir"
-    cd "$dir"
-    if [[ ! -f go.mod ]]; then
-        printf 'module edgequota.local/edgeenv/runc\n\ngo 1.23.0\n' >go.mod
-        go get "github.com/opencontainers/runc@v$RUNC_VERSION"
-    fi
-    CGO_ENABLED=1 go build -trimpath -tags seccomp -ldflags "-s -w -X main.version=$RUNC_VERSION" \
-        -o "$BIN_DIR/runc.tmp" github.com/opencontainers/runc
-    mv "$BIN_DIR/runc.tmp" "$BIN_DIR/runc"
+    in_module "runc-$RUNC_VERSION" 1.23.0 "github.com/opencontainers/runc@v$RUNC_VERSION"
+    CGO_ENABLED=1 build_into runc -tags seccomp -ldflags "-s -w -X main.version=$RUNC_VERSION" \
+        github.com/opencontainers/runc
 }
 
 build_cni() {
-    local dir="$WORK_DIR/cni-plugins-$CNI_VERSION"
-    mkdir -p "$dir"
-    cd "$dir"
-    if [[ ! -f go.mod ]]; then
-        printf 'module edgequota.local/edgeenv/cni\n\ngo 1.23.0\n' >go.mod
-        go get "github.com/containernetworking/plugins@v$CNI_VERSION"
-    fi
+    in_module "cni-plugins-$CNI_VERSION" 1.23.0 "github.com/containernetworking/plugins@v$CNI_VERSION"
     local kind=main
-    [[ "$1" == host-local ]] && kind=ipam
-    [[ "$1" == portmap ]] && kind=meta
-    CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$BIN_DIR/$1.tmp" \
-        "github.com/containernetworking/plugins/plugins/$kind/$1"
-    mv "$BIN_DIR/$1.tmp" "$BIN_DIR/$1"
+    if [[ "$1" == host-local ]]; then kind=ipam; fi
+    if [[ "$1" == portmap ]]; then kind=meta; fi
+    CGO_ENABLED=0 build_into "$1" -ldflags "-s -w" "github.com/containernetworking/plugins/plugins/$kind/$1"
 }
 
 build_coredns() {
-    local dir="$WORK_DIR/coredns-$COREDNS_VERSION"
-    mkdir -p "$dir"
-    cd "$dir"
+    in_module "coredns-$COREDNS_VERSION" 1.23.0 "github.com/coredns/coredns@v$COREDNS_VERSION"
     cp "$HERE/edge/coredns/main.go" main.go
-    if [[ ! -f go.mod ]]; then
-        printf 'module edgequota.local/edgeenv/coredns\n\ngo 1.23.0\n' >go.mod
-        go get "github.com/coredns/coredns@v$COREDNS_VERSION"
-    fi
     go mod tidy
-    CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$BIN_DIR/coredns.tmp" .
-    mv "$BIN_DIR/coredns.tmp" "$BIN_DIR/coredns"
+    CGO_ENABLED=0 build_into coredns -ldflags "-s -w" .
 }
 
 build_local_path() {
-    local dir="$WORK_DIR/local-path-$LOCAL_PATH_VERSION"
-    mkdir -p "$dir"
-    cd "$dir"
-    if [[ ! -f go.mod ]]; then
-        printf 'module edgequota.local/edgeenv/localpath\n\ngo 1.25.5\n' >go.mod
-        go get "github.com/rancher/local-path-provisioner@v$LOCAL_PATH_VERSION"
-    fi
-    CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.VERSION=v$LOCAL_PATH_VERSION" \
-        -o "$BIN_DIR/local-path-provisioner.tmp" github.com/rancher/local-path-provisioner
-    mv "$BIN_DIR/local-path-provisioner.tmp" "$BIN_DIR/local-path-provisioner"
+    in_module "local-path-$LOCAL_PATH_VERSION" 1.25.5 "github.com/rancher/local-path-provisioner@v$LOCAL_PATH_VERSION"
+    CGO_ENABLED=0 build_into local-path-provisioner -ldflags "-s -w -X main.VERSION=v$LOCAL_PATH_VERSION" \
+        github.com/rancher/local-path-provisioner
 }
 
 for b in "${BINARIES[@]}"; do
