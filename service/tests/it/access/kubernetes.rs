@@ -151,6 +151,12 @@ impl Env {
         let req = request(method, uri, bearer(token).as_deref(), body.as_deref());
         send_to(&self.app.quotas, &self.auth, req).await
     }
+
+    /// A consume of `n` messages on `node` with `token`.
+    async fn consume_as(&self, token: &str, node: &str, n: u64) -> (StatusCode, Value) {
+        let uri = format!("/api/v1/quotas/{node}/consume");
+        self.call(token, Method::POST, &uri, consume(n)).await
+    }
 }
 
 async fn env() -> Env {
@@ -356,23 +362,9 @@ async fn real_serviceaccount_tokens_are_isolated_by_namespace() {
     assert_eq!(before, after, "refused calls changed nothing");
 
     // Its own allocation: allowed; a read of it too (reporter includes reader).
-    let (status, answer) = e
-        .call(
-            &web_b,
-            Method::POST,
-            "/api/v1/quotas/team-b/consume",
-            consume(3),
-        )
-        .await;
+    let (status, answer) = e.consume_as(&web_b, "team-b", 3).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
-    let (status, answer) = e
-        .call(
-            &web_a,
-            Method::POST,
-            "/api/v1/quotas/team-a/consume",
-            consume(2),
-        )
-        .await;
+    let (status, answer) = e.consume_as(&web_a, "team-a", 2).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     let (_, b) = e
         .call(&web_b, Method::GET, "/api/v1/quotas/team-b", None)
@@ -424,14 +416,7 @@ async fn reviews_are_bounded_by_tokens_not_calls() {
     let reviews = |a: &Arc<Authenticator>| a.stats().token_reviews;
     let start = reviews(&e.auth);
     for _ in 0..50 {
-        let (status, _) = e
-            .call(
-                &web_a,
-                Method::POST,
-                "/api/v1/quotas/team-a/consume",
-                consume(1),
-            )
-            .await;
+        let (status, _) = e.consume_as(&web_a, "team-a", 1).await;
         assert_eq!(status, StatusCode::OK);
     }
     assert_eq!(
@@ -454,28 +439,14 @@ async fn reviews_are_bounded_by_tokens_not_calls() {
 async fn a_deleted_serviceaccount_is_refused_once_its_cache_entry_expires() {
     let e = env().await;
     let web_b = token(&e.admin, &e.ns_b, "web", &[AUDIENCE]).await;
-    let (status, _) = e
-        .call(
-            &web_b,
-            Method::POST,
-            "/api/v1/quotas/team-b/consume",
-            consume(1),
-        )
-        .await;
+    let (status, _) = e.consume_as(&web_b, "team-b", 1).await;
     assert_eq!(status, StatusCode::OK);
     Api::<ServiceAccount>::namespaced(e.admin.clone(), &e.ns_b)
         .delete("web", &DeleteParams::default())
         .await
         .expect("delete the ServiceAccount");
     // Cached: still the identity it was (at most 60 s).
-    let (status, _) = e
-        .call(
-            &web_b,
-            Method::POST,
-            "/api/v1/quotas/team-b/consume",
-            consume(1),
-        )
-        .await;
+    let (status, _) = e.consume_as(&web_b, "team-b", 1).await;
     assert_eq!(status, StatusCode::OK);
     // Once our entry expires, the next review refuses it. The API server
     // keeps its own answers for 10 s (kube-apiserver's token cache), so a
@@ -484,14 +455,7 @@ async fn a_deleted_serviceaccount_is_refused_once_its_cache_entry_expires() {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         e.app.clock.advance(61);
-        let (status, answer) = e
-            .call(
-                &web_b,
-                Method::POST,
-                "/api/v1/quotas/team-b/consume",
-                consume(1),
-            )
-            .await;
+        let (status, answer) = e.consume_as(&web_b, "team-b", 1).await;
         if status == StatusCode::UNAUTHORIZED {
             break;
         }
@@ -509,51 +473,23 @@ async fn an_api_server_that_stops_answering_lets_nothing_through() {
     let e = env().await;
     let known = token(&e.admin, &e.ns_a, "web", &[AUDIENCE]).await;
     let unseen = token(&e.admin, &e.ns_a, "web", &[AUDIENCE]).await;
-    let (status, _) = e
-        .call(
-            &known,
-            Method::POST,
-            "/api/v1/quotas/team-a/consume",
-            consume(1),
-        )
-        .await;
+    let (status, _) = e.consume_as(&known, "team-a", 1).await;
     assert_eq!(status, StatusCode::OK);
 
     e.proxy.cut();
     tokio::time::sleep(Duration::from_millis(100)).await;
     // A cached identity keeps working...
-    let (status, answer) = e
-        .call(
-            &known,
-            Method::POST,
-            "/api/v1/quotas/team-a/consume",
-            consume(1),
-        )
-        .await;
+    let (status, answer) = e.consume_as(&known, "team-a", 1).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     // ...a new token is 503, every time, and counts nothing.
     for _ in 0..2 {
-        let (status, answer) = e
-            .call(
-                &unseen,
-                Method::POST,
-                "/api/v1/quotas/team-a/consume",
-                consume(5),
-            )
-            .await;
+        let (status, answer) = e.consume_as(&unseen, "team-a", 5).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{answer}");
         assert_eq!(answer["error"]["code"], "auth_unavailable");
     }
     // Once the cached entry expires, the known token is 503 too.
     e.app.clock.advance(61);
-    let (status, _) = e
-        .call(
-            &known,
-            Method::POST,
-            "/api/v1/quotas/team-a/consume",
-            consume(1),
-        )
-        .await;
+    let (status, _) = e.consume_as(&known, "team-a", 1).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     let used = e.app.quotas.node("team-a").map(|v| v.resources[0].used);
     assert_eq!(used, Some(2), "only the two allowed consumes counted");
