@@ -33,9 +33,10 @@ test: ## Run every test: unit, API, durability, and cluster tests on a real kube
 test-unit: ## Only the pure unit tests (fast)
 	$(CARGO) test --workspace --lib
 
-generate: ## Regenerate crds/ (and the chart's copy) from operator/src/crd.rs (tests fail when stale)
+generate: ## Regenerate crds/ (and the chart's copy) and openapi/edge-quota.json from the code (tests fail when stale)
 	$(CARGO) run -q -p quota-operator --bin crdgen -- crds
 	cp crds/*.yaml charts/edge-quota/crds/
+	$(CARGO) run -q -p quota-service --bin openapigen -- openapi/edge-quota.json
 
 fmt: ## Format the code
 	$(CARGO) fmt --all

@@ -13,6 +13,8 @@
 //! format is a change of this one small crate.
 
 mod client;
+pub mod rules;
+pub mod schema;
 mod unique_map;
 pub mod v1;
 

@@ -7,18 +7,26 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::UniqueMap;
+use crate::schema::{
+    Amount, AnyValue, Limits, NodeId, NodeState, Reason, ResourceName, Role, Text, Usage,
+    WindowName,
+};
 
 // === request bodies ===
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"max": 1000, "window": "day"}))]
 pub struct LimitBody {
+    #[schema(value_type = Amount)]
     pub max: u64,
     /// Optional for a child (inherited from the parent) and for the
     /// built-in resources.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = WindowName, nullable = false)]
     pub window: Option<String>,
 }
 
@@ -27,70 +35,98 @@ pub struct LimitBody {
 /// (`limitz`) or a forgotten field cannot remove them. Other fields left
 /// out keep their current value (`state`, `strict`, `name`,
 /// `description`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"parent": "acme", "limits": {"messages": {"max": 1000}}}))]
 pub struct PutBody {
+    /// The parent's id; left out for a root, or to keep the current one
+    /// (a node's parent never changes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = NodeId, nullable = false)]
     pub parent: Option<String>,
+    #[schema(value_type = Limits)]
     pub limits: UniqueMap<LimitBody>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = NodeState, nullable = false)]
     pub state: Option<String>,
     /// Count usage in the database on every call: exact across replicas,
     /// at the cost of a database round trip per call. Unset keeps the
     /// current setting (off for a new node).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub strict: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Text, nullable = false)]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Text, nullable = false)]
     pub description: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"id": "team-a", "limits": {"messages": {"max": 100}}}))]
 pub struct AllocateBody {
+    /// The new child's id.
+    #[schema(value_type = NodeId)]
     pub id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Text, nullable = false)]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Text, nullable = false)]
     pub description: Option<String>,
     /// A new node has only these limits (none when left out).
     #[serde(default)]
+    #[schema(value_type = Limits)]
     pub limits: UniqueMap<LimitBody>,
     /// Subjects (or `group:<name>`) made admins of the new node.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub admin_user_ids: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"usage": {"messages": 1}}))]
 pub struct UsageBody {
+    #[schema(value_type = Usage)]
     pub usage: UniqueMap<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"resource": "storage", "resource_id": "pvc-data-0", "amount": 10, "reason": "volume data-0"}))]
 pub struct ClaimBody {
+    /// A capacity (a limit with window `none`) of the node.
+    #[schema(value_type = ResourceName)]
     pub resource: String,
+    /// What holds the capacity; claiming it again is idempotent.
+    #[schema(value_type = NodeId)]
     pub resource_id: String,
+    #[schema(value_type = Amount)]
     pub amount: u64,
+    #[schema(value_type = Reason)]
     pub reason: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StateBody {
+    #[schema(value_type = NodeState)]
     pub state: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"subject": "system:serviceaccount:team-a:web", "role": "reporter"}))]
 pub struct GrantBody {
+    /// A user or ServiceAccount name, or `group:<name>`.
     pub subject: String,
+    #[schema(value_type = Role)]
     pub role: String,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum BatchMode {
     /// Always count (tracking), like the flat `increment`.
@@ -100,64 +136,104 @@ pub enum BatchMode {
     Consume,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"mode": "consume", "items": [{"id": "team-a", "usage": {"messages": 1}}]}))]
 pub struct BatchBody {
     #[serde(default)]
     pub mode: BatchMode,
+    /// 1 to 10,000 items, counted in order.
+    #[schema(min_items = 1, max_items = 10000)]
     pub items: Vec<BatchItem>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchItem {
+    #[schema(value_type = NodeId)]
     pub id: String,
+    #[schema(value_type = Usage)]
     pub usage: UniqueMap<u64>,
 }
 
 // === response bodies ===
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// One resource of a node: its limit and where it stands.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct ResourceBody {
+    /// The limit.
     pub max: u64,
+    #[schema(value_type = WindowName)]
     pub window: String,
+    /// Counted on this node itself in the current period.
     pub used: u64,
+    /// Counted on this node and every node below it.
     pub subtree_used: u64,
+    /// Set aside for the children (the sum of their limits).
     pub allocated: u64,
+    /// What a consume may still take here: `max - used - allocated`, and
+    /// never more than an ancestor has left.
     pub available: u64,
+    /// The current period's key (`2026-12-04` for a day, `none` for a
+    /// capacity).
     pub period: String,
+    /// When the current period ends (RFC 3339); null for a capacity.
+    #[schema(required = true)]
     pub reset_at: Option<String>,
+    /// The limit is reached.
     pub exceeded: bool,
+    /// `used + allocated` passes `max` (a limit was lowered below what is
+    /// in use or handed down): consumes are refused until it fits again.
     pub overcommitted: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// A quota node and its resources.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct NodeBody {
+    #[schema(value_type = NodeId)]
     pub id: String,
+    /// Null for a root.
+    #[schema(required = true)]
     pub parent: Option<String>,
+    #[schema(value_type = NodeState)]
     pub state: String,
+    /// Usage is counted in the database on every call.
     #[serde(default)]
     pub strict: bool,
+    #[schema(required = true)]
     pub name: Option<String>,
+    #[schema(required = true)]
     pub description: Option<String>,
+    /// By resource name.
     pub resources: BTreeMap<String, ResourceBody>,
+    /// The children's ids, sorted.
     pub children: Vec<String>,
+    /// Capacity claims held on this node.
     pub claims: usize,
+    /// A resource is exceeded.
     pub exceeded: bool,
+    /// A resource is overcommitted.
     pub overcommitted: bool,
+    /// Grows with every change of the node (see `GET /api/v1/snapshot`).
     pub version: u64,
+    /// RFC 3339.
     pub created_at: String,
+    /// Last change of usage, limits or state (RFC 3339); null if never.
+    #[schema(required = true)]
     pub last_updated: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One page of a list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     /// Pass as `after` for the next page; null on the last page.
+    #[schema(value_type = Option<AnyValue>, required = true)]
     pub next_after: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A capacity claim.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ClaimResponse {
     pub id: String,
     pub resource_id: String,
@@ -169,19 +245,24 @@ pub struct ClaimResponse {
     pub created: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One audit record; records are never changed or removed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AuditBody {
     pub id: i64,
     pub ts: String,
     pub actor: String,
     pub action: String,
     pub node_id: String,
+    /// The node (or grant) before the change; null for a creation.
+    #[schema(value_type = Option<AnyValue>, required = true)]
     pub before: Option<serde_json::Value>,
+    /// The node (or grant) after the change; null for a deletion.
+    #[schema(value_type = Option<AnyValue>, required = true)]
     pub after: Option<serde_json::Value>,
 }
 
 /// Answer of `GET /api/v1/snapshot`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct SnapshotBody {
     /// Changes on every start of the service: a new value means its memory
     /// was rebuilt (from its database, or empty).

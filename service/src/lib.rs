@@ -49,6 +49,13 @@ pub use config::{AuthConfig, AuthMode};
 pub use config::{Config, ConfigError, LogFormat};
 pub use counters::NodeView;
 pub use http::{AppState, app};
+
+/// The OpenAPI document of the service's API (what `GET /openapi.json`
+/// answers) and where its committed copy lives.
+pub mod openapi {
+    pub use crate::http::openapi::{COMMITTED_PATH, to_json};
+    pub use crate::http::openapi_document as document;
+}
 pub use quotas::{ClaimSpec, LimitSpec, NodeSpec, QuotaError, Quotas};
 pub use server::{ServerError, run, shutdown_signal};
 

@@ -11,12 +11,18 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use utoipa::openapi::content::ContentBuilder;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{PartialSchema, ToResponse, ToSchema};
 
 use crate::auth::AuthError;
 use crate::domain::node::Refusal;
 use crate::domain::tenant_id::TenantIdError;
 use crate::persistence::StoreError;
-use crate::quotas::{Conflict, QuotaError};
+use crate::quotas::{self, QuotaError};
 
 /// Defines [`ErrorCode`] from one table: variant, code, status.
 macro_rules! error_codes {
@@ -31,9 +37,9 @@ macro_rules! error_codes {
         // === impl ErrorCode ===
 
         impl ErrorCode {
-            /// Every code, for the tests that keep the docs in step.
-            #[cfg(test)]
-            const ALL: &[ErrorCode] = &[$(ErrorCode::$variant),*];
+            /// Every code (the OpenAPI document's `ErrorCode` enum; the
+            /// tests that keep the README in step).
+            pub const ALL: &[ErrorCode] = &[$(ErrorCode::$variant),*];
 
             /// The code as the answer's `error.code` says it.
             pub fn as_str(self) -> &'static str {
@@ -99,19 +105,19 @@ error_codes! {
     AuthUnavailable => "auth_unavailable", SERVICE_UNAVAILABLE;
 }
 
-impl From<Conflict> for ErrorCode {
-    fn from(c: Conflict) -> Self {
+impl From<quotas::Conflict> for ErrorCode {
+    fn from(c: quotas::Conflict) -> Self {
         match c {
-            Conflict::AlreadyExists => ErrorCode::AlreadyExists,
-            Conflict::ParentImmutable => ErrorCode::ParentImmutable,
-            Conflict::HasChildren => ErrorCode::HasChildren,
-            Conflict::WindowInUse => ErrorCode::WindowInUse,
-            Conflict::ResourceInUse => ErrorCode::ResourceInUse,
-            Conflict::ClaimIdTaken => ErrorCode::ClaimConflict,
-            Conflict::ClaimNotFound => ErrorCode::ClaimNotFound,
-            Conflict::GrantNotFound => ErrorCode::GrantNotFound,
-            Conflict::StrictNode => ErrorCode::StrictNode,
-            Conflict::DoesNotFit => ErrorCode::DoesNotFit,
+            quotas::Conflict::AlreadyExists => ErrorCode::AlreadyExists,
+            quotas::Conflict::ParentImmutable => ErrorCode::ParentImmutable,
+            quotas::Conflict::HasChildren => ErrorCode::HasChildren,
+            quotas::Conflict::WindowInUse => ErrorCode::WindowInUse,
+            quotas::Conflict::ResourceInUse => ErrorCode::ResourceInUse,
+            quotas::Conflict::ClaimIdTaken => ErrorCode::ClaimConflict,
+            quotas::Conflict::ClaimNotFound => ErrorCode::ClaimNotFound,
+            quotas::Conflict::GrantNotFound => ErrorCode::GrantNotFound,
+            quotas::Conflict::StrictNode => ErrorCode::StrictNode,
+            quotas::Conflict::DoesNotFit => ErrorCode::DoesNotFit,
         }
     }
 }
@@ -141,18 +147,46 @@ pub struct AppError {
     pub details: Option<serde_json::Value>,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Inner<'a>,
+/// The answer of every error: `{"error": {...}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
 }
 
-#[derive(Serialize)]
-struct Inner<'a> {
+/// What went wrong.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail<'a> {
+    #[schema(value_type = ErrorCode)]
     code: &'a str,
+    /// For humans: what was wrong and, where it helps, what to do.
     message: &'a str,
+    /// Machine-readable detail: for `does_not_fit`, `shortages` (resource,
+    /// requested, available, missing).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>, nullable = false)]
     details: Option<&'a serde_json::Value>,
 }
+
+// The vocabulary as the document's `ErrorCode` enum.
+impl PartialSchema for ErrorCode {
+    fn schema() -> RefOr<Schema> {
+        let mut codes: Vec<&str> = Vec::new();
+        for code in ErrorCode::ALL {
+            if !codes.contains(&code.as_str()) {
+                codes.push(code.as_str());
+            }
+        }
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "What went wrong, for programs; each code comes with one status (`invalid_body` with 400 when the body could not be read, 422 when it was read but not acceptable).",
+            ))
+            .enum_values(Some(codes))
+            .into()
+    }
+}
+
+impl ToSchema for ErrorCode {}
 
 impl AppError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
@@ -165,14 +199,21 @@ impl AppError {
     }
 }
 
+impl AppError {
+    /// The `error` object of the answer.
+    pub fn detail(&self) -> ErrorDetail<'_> {
+        ErrorDetail {
+            code: self.code,
+            message: &self.message,
+            details: self.details.as_ref(),
+        }
+    }
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        let body = Body {
-            error: Inner {
-                code: self.code,
-                message: &self.message,
-                details: self.details.as_ref(),
-            },
+        let body = ErrorBody {
+            error: self.detail(),
         };
         let mut resp = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
@@ -183,6 +224,85 @@ impl IntoResponse for AppError {
         }
         resp
     }
+}
+
+// === the error answers in the OpenAPI document ===
+
+/// Defines a reusable response of the document per status: the error
+/// body, described by the codes that come with that status.
+macro_rules! error_responses {
+    ($($(#[$doc:meta])* $name:ident => $status:literal;)*) => {
+        $(
+            $(#[$doc])*
+            #[derive(Debug)]
+            pub struct $name;
+
+            impl<'r> ToResponse<'r> for $name {
+                fn response() -> (&'r str, RefOr<utoipa::openapi::Response>) {
+                    (stringify!($name), error_response($status))
+                }
+            }
+        )*
+
+        /// Every reusable error response, for the document's components.
+        pub fn error_responses() -> Vec<(String, RefOr<utoipa::openapi::Response>)> {
+            vec![$((stringify!($name).to_owned(), error_response($status))),*]
+        }
+    };
+}
+
+error_responses! {
+    /// 400: the request could not be read.
+    BadRequest => 400;
+    /// 401: no valid bearer token.
+    Unauthenticated => 401;
+    /// 403: no grant allows the call, or the node is suspended.
+    Forbidden => 403;
+    /// 404: no such node or tenant.
+    NotFound => 404;
+    /// 409: the call conflicts with the current state.
+    Conflict => 409;
+    /// 410: the node is deleted.
+    Gone => 410;
+    /// 413: the body is too large.
+    PayloadTooLarge => 413;
+    /// 415: the body is not JSON.
+    UnsupportedMediaType => 415;
+    /// 422: the body was read but is not acceptable.
+    Unprocessable => 422;
+    /// 503: the database or the token check is unavailable.
+    Unavailable => 503;
+}
+
+/// The response of `status`: the error body, with the codes it comes with.
+fn error_response(status: u16) -> RefOr<utoipa::openapi::Response> {
+    let codes: Vec<String> = ErrorCode::ALL
+        .iter()
+        .filter(|c| c.status().as_u16() == status)
+        .map(|c| format!("`{}`", c.as_str()))
+        .collect();
+    let reason = StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Error");
+    let mut response = ResponseBuilder::new()
+        .description(format!("{reason}: {}.", codes.join(", ")))
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(RefOr::Ref(Ref::from_schema_name("ErrorBody"))))
+                .build(),
+        );
+    if status == 401 {
+        response = response.header(
+            "WWW-Authenticate",
+            HeaderBuilder::new()
+                .schema(ObjectBuilder::new().schema_type(Type::String))
+                .description(Some("`Bearer realm=\"edge-quota\"`"))
+                .build(),
+        );
+    }
+    RefOr::T(response.build())
 }
 
 impl From<AuthError> for AppError {

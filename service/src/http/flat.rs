@@ -22,10 +22,17 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
+use quota_api::schema::{Amount, TenantId};
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::{PartialSchema, ToSchema};
 
 use super::caller::Caller;
-use super::error::{AppError, ErrorCode};
+use super::error::{
+    AppError, BadRequest, ErrorCode, Forbidden, NotFound, PayloadTooLarge, Unauthenticated,
+    Unavailable, Unprocessable, UnsupportedMediaType,
+};
 use super::extract::{ApiJson, ApiPath};
 use super::json_writer::{JsonAnswer, JsonWriter, WriteJson, key};
 use crate::domain::access::Action;
@@ -36,18 +43,25 @@ use crate::domain::tenant::{TenantView, Usage};
 use crate::domain::tenant_id::validate_tenant_id;
 use crate::quotas::{Access, LimitsUpdate, Quotas};
 
-/// Body of `increment` and `check` (read strictly: see `strict_json`).
-#[derive(Debug, Deserialize)]
+/// Usage of a tenant to count (`increment`) or to check (`check`).
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"tenant_id": "tenant-1", "message_count": 1, "bytes_sent": 512}))]
 pub struct UsageRequest {
+    #[schema(value_type = TenantId)]
     pub tenant_id: String,
     /// Messages to count; 1 when absent (one call per message).
+    #[serde(default)]
+    #[schema(value_type = Amount, nullable = false)]
     pub message_count: Option<u64>,
     /// Bytes to count; 0 when absent.
+    #[serde(default)]
+    #[schema(value_type = Amount, nullable = false)]
     pub bytes_sent: Option<u64>,
 }
 
-/// Body of `limits`.
+/// Body of `limits`: at least one limit; bandwidth in bytes or in GiB,
+/// not both (the schema is written out below: the derive cannot say that).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsRequest {
@@ -59,15 +73,19 @@ pub struct LimitsRequest {
 }
 
 /// A tenant's metrics.
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct QuotaMetrics {
+    #[schema(value_type = TenantId)]
     pub tenant_id: String,
     /// Messages counted in the current day.
     pub message_count: u64,
     pub message_limit: u64,
     pub messages_remaining: u64,
     /// The day period key, `YYYY-MM-DD`.
+    #[schema(value_type = String)]
     pub message_period: Stamp,
+    /// When the day ends (RFC 3339).
+    #[schema(value_type = Option<String>, required = true)]
     pub message_reset_at: Option<Stamp>,
     pub message_quota_exceeded: bool,
     /// Bytes counted in the current month.
@@ -75,25 +93,82 @@ pub struct QuotaMetrics {
     pub bandwidth_limit_bytes: u64,
     pub bandwidth_remaining_bytes: u64,
     /// The month period key, `YYYY-MM`.
+    #[schema(value_type = String)]
     pub bandwidth_period: Stamp,
+    /// When the month ends (RFC 3339).
+    #[schema(value_type = Option<String>, required = true)]
     pub bandwidth_reset_at: Option<Stamp>,
     pub bandwidth_quota_exceeded: bool,
     /// Either limit is reached.
     pub exceeded: bool,
     /// Same as `message_period` (the flat tracker's field).
+    #[schema(value_type = String)]
     pub period: Stamp,
     /// Last change to usage or limits (RFC 3339), null if never changed.
+    #[schema(value_type = Option<String>, required = true)]
     pub last_updated: Option<Stamp>,
 }
 
 /// Answer of `check`.
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct CheckResponse {
     /// The requested amounts (default: one message) fit within both limits.
     pub allowed: bool,
     #[serde(flatten)]
     pub metrics: QuotaMetrics,
 }
+
+// === impl LimitsRequest ===
+
+impl PartialSchema for LimitsRequest {
+    fn schema() -> RefOr<Schema> {
+        let amount = || RefOr::Ref(utoipa::openapi::Ref::from_schema_name("Amount"));
+        let object = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(
+                "Sets a tenant's limits (created with the defaults when new): at least one limit; bandwidth in bytes or in GiB, not both.",
+            ))
+            .property(
+                "tenant_id",
+                RefOr::Ref(utoipa::openapi::Ref::from_schema_name("TenantId")),
+            )
+            .required("tenant_id")
+            .property("message_limit", amount())
+            .property("bandwidth_limit_bytes", amount())
+            .property(
+                "bandwidth_limit_gb",
+                ObjectBuilder::new()
+                    .schema_type(Type::Number)
+                    .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                        utoipa::openapi::KnownFormat::Double,
+                    )))
+                    .description(Some(
+                        "The bandwidth limit in GiB (the flat tracker's unit); fractions are rounded to whole bytes.",
+                    ))
+                    .minimum(Some(0))
+                    .exclusive_maximum(Some(quota_api::rules::GIB_LIMIT_BOUND)),
+            )
+            .min_properties(Some(2))
+            .additional_properties(Some(utoipa::openapi::schema::AdditionalProperties::FreeForm(false)))
+            // `not` is not in the builder: JSON Schema keywords beyond it go in
+            // as extensions, which are written into the schema object as is.
+            .extensions(Some(utoipa::openapi::extensions::Extensions::from_iter([(
+                "not",
+                serde_json::json!({"required": ["bandwidth_limit_bytes", "bandwidth_limit_gb"]}),
+            )])))
+            .examples([serde_json::json!({"tenant_id": "tenant-1", "message_limit": 10000})]);
+        RefOr::T(Schema::Object(object.build()))
+    }
+}
+
+impl ToSchema for LimitsRequest {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((TenantId::name().into_owned(), TenantId::schema()));
+        schemas.push((Amount::name().into_owned(), Amount::schema()));
+    }
+}
+
+// === impl QuotaMetrics ===
 
 impl QuotaMetrics {
     pub fn new(tenant_id: String, v: &TenantView) -> Self {
@@ -213,6 +288,27 @@ async fn may_report(caller: &Caller, quotas: &Quotas, tenant_id: &str) -> Result
     }
 }
 
+/// Count usage of a tenant
+///
+/// Always counts (tracking) and reports whether a limit is now exceeded. An
+/// unknown tenant is created with the default limits (admins only).
+#[utoipa::path(
+    post,
+    path = "/api/quota/increment",
+    operation_id = "increment",
+    tag = "flat",
+    request_body = UsageRequest,
+    responses(
+        (status = 200, description = "Counted; the tenant's metrics after the call.", body = QuotaMetrics),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Unprocessable),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn increment(
     caller: Caller,
     State(quotas): State<Arc<Quotas>>,
@@ -225,6 +321,27 @@ pub async fn increment(
     Ok(JsonAnswer(QuotaMetrics::new(req.tenant_id, &view)))
 }
 
+/// Check a tenant's quota
+///
+/// Whether the tenant is over a limit, and whether the given amounts (one
+/// message when left out) would still fit. Counts nothing.
+#[utoipa::path(
+    post,
+    path = "/api/quota/check",
+    operation_id = "check",
+    tag = "flat",
+    request_body = UsageRequest,
+    responses(
+        (status = 200, description = "The tenant's metrics and whether the amounts fit.", body = CheckResponse),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Unprocessable),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn check(
     caller: Caller,
     State(quotas): State<Arc<Quotas>>,
@@ -240,6 +357,27 @@ pub async fn check(
     }))
 }
 
+/// Set a tenant's limits
+///
+/// Written to the database before the answer; an unknown tenant is created
+/// (admins only).
+#[utoipa::path(
+    post,
+    path = "/api/quota/limits",
+    operation_id = "setLimits",
+    tag = "flat",
+    request_body = LimitsRequest,
+    responses(
+        (status = 200, description = "The tenant's metrics with the new limits.", body = QuotaMetrics),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Unprocessable),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn set_limits(
     caller: Caller,
     State(quotas): State<Arc<Quotas>>,
@@ -292,6 +430,22 @@ pub async fn set_limits(
     Ok(Json(QuotaMetrics::new(req.tenant_id, &view)))
 }
 
+/// Get a tenant's metrics
+#[utoipa::path(
+    get,
+    path = "/api/quota/{tenant_id}",
+    operation_id = "getTenant",
+    tag = "flat",
+    params(("tenant_id" = TenantId, Path, description = "The tenant.")),
+    responses(
+        (status = 200, description = "The tenant's metrics.", body = QuotaMetrics),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn get_tenant(
     caller: Caller,
     State(quotas): State<Arc<Quotas>>,
@@ -303,6 +457,20 @@ pub async fn get_tenant(
     Ok(Json(QuotaMetrics::new(tenant_id, &view)))
 }
 
+/// List tenants
+///
+/// Every tenant the caller may read, sorted by id.
+#[utoipa::path(
+    get,
+    path = "/api/quota",
+    operation_id = "listTenants",
+    tag = "flat",
+    responses(
+        (status = 200, description = "The tenants' metrics.", body = Vec<QuotaMetrics>),
+        (status = 401, response = Unauthenticated),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn list(caller: Caller, State(quotas): State<Arc<Quotas>>) -> Json<Vec<QuotaMetrics>> {
     Json(
         quotas
@@ -314,6 +482,25 @@ pub async fn list(caller: Caller, State(quotas): State<Arc<Quotas>>) -> Json<Vec
     )
 }
 
+/// Reset a tenant's usage
+///
+/// Zeroes the current day's messages and month's bytes (written to the
+/// database before the answer).
+#[utoipa::path(
+    post,
+    path = "/api/quota/{tenant_id}/reset",
+    operation_id = "resetTenant",
+    tag = "flat",
+    params(("tenant_id" = TenantId, Path, description = "The tenant.")),
+    responses(
+        (status = 200, description = "The tenant's metrics after the reset.", body = QuotaMetrics),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn reset(
     caller: Caller,
     State(quotas): State<Arc<Quotas>>,

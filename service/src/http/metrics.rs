@@ -18,6 +18,17 @@ use crate::quotas::Quotas;
 /// The content type Prometheus expects for the text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// Prometheus metrics
+///
+/// The text format (version 0.0.4), for the chart's ServiceMonitor.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "service",
+    security(()),
+    responses((status = 200, description = "The metrics.", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String)),
+)]
 pub async fn metrics(
     State(quotas): State<Arc<Quotas>>,
     State(auth): State<Arc<Authenticator>>,

@@ -15,6 +15,7 @@ mod flat;
 mod health;
 mod json_writer;
 mod metrics;
+pub mod openapi;
 pub mod strict_json;
 mod v1;
 
@@ -22,24 +23,28 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::FromRef;
-use axum::routing::{delete, get, post, put};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use error::{AppError, ErrorCode};
 pub use flat::UsageRequest;
 
 use crate::auth::Authenticator;
 use crate::quotas::Quotas;
+use openapi::OpenApiJson;
 
 /// Largest accepted request body (enforced by `extract::ApiJson`).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Largest accepted batch body (`POST /api/v1/usage/batch`).
 pub const MAX_BATCH_BODY_BYTES: usize = 1024 * 1024;
 
-/// What every handler may reach: the operations and the authenticator.
+/// What every handler may reach: the operations, the authenticator and
+/// the API document.
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub quotas: Arc<Quotas>,
     pub auth: Arc<Authenticator>,
+    pub openapi: OpenApiJson,
 }
 
 impl FromRef<AppState> for Arc<Quotas> {
@@ -54,40 +59,60 @@ impl FromRef<AppState> for Arc<Authenticator> {
     }
 }
 
-/// The quota service's router.
+impl FromRef<AppState> for OpenApiJson {
+    fn from_ref(s: &AppState) -> Self {
+        s.openapi.clone()
+    }
+}
+
+/// The quota service's router. The API document is built here, once.
 pub fn app(quotas: Arc<Quotas>, auth: Arc<Authenticator>) -> Router {
-    Router::new()
-        .route("/health", get(health::health))
-        .route("/ready", get(health::ready))
-        .route("/metrics", get(metrics::metrics))
-        .route("/api/quota", get(flat::list))
-        .route("/api/quota/increment", post(flat::increment))
-        .route("/api/quota/check", post(flat::check))
-        .route("/api/quota/limits", post(flat::set_limits))
-        .route("/api/quota/{tenant_id}", get(flat::get_tenant))
-        .route("/api/quota/{tenant_id}/reset", post(flat::reset))
-        .route("/api/v1/quotas", get(v1::list))
-        .route(
-            "/api/v1/quotas/{id}",
-            put(v1::put).get(v1::get).delete(v1::delete),
-        )
-        .route("/api/v1/quotas/{id}/allocate", post(v1::allocate))
-        .route("/api/v1/quotas/{id}/consume", post(v1::consume))
-        .route("/api/v1/quotas/{id}/usage/allocate", post(v1::claim))
-        .route(
-            "/api/v1/quotas/{id}/usage/{resource_id}",
-            delete(v1::release),
-        )
-        .route("/api/v1/quotas/{id}/state", post(v1::set_state))
-        .route("/api/v1/quotas/{id}/permissions", get(v1::grants))
-        .route("/api/v1/quotas/{id}/permissions/grant", post(v1::grant))
-        .route("/api/v1/quotas/{id}/permissions/revoke", post(v1::revoke))
-        .route("/api/v1/quotas/{id}/audit", get(v1::audit))
-        .route("/api/v1/usage/batch", post(v1::batch))
-        .route("/api/v1/snapshot", get(v1::snapshot))
+    let (router, doc) = routes().split_for_parts();
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(AppState { quotas, auth })
+        .with_state(AppState {
+            quotas,
+            auth,
+            openapi: OpenApiJson::new(&doc),
+        })
+}
+
+/// The OpenAPI document of [`app`] (what `GET /openapi.json` answers).
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    routes().split_for_parts().1
+}
+
+/// Every route, each with its description for the document: a route
+/// cannot be added without one.
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::base())
+        // the flat API
+        .routes(routes!(flat::list))
+        .routes(routes!(flat::increment))
+        .routes(routes!(flat::check))
+        .routes(routes!(flat::set_limits))
+        .routes(routes!(flat::get_tenant))
+        .routes(routes!(flat::reset))
+        // the hierarchical API
+        .routes(routes!(v1::nodes::list))
+        .routes(routes!(v1::nodes::put, v1::nodes::get, v1::nodes::delete))
+        .routes(routes!(v1::nodes::allocate))
+        .routes(routes!(v1::usage::consume))
+        .routes(routes!(v1::claims::claim))
+        .routes(routes!(v1::claims::release))
+        .routes(routes!(v1::nodes::set_state))
+        .routes(routes!(v1::grants::grants))
+        .routes(routes!(v1::grants::grant))
+        .routes(routes!(v1::grants::revoke))
+        .routes(routes!(v1::grants::audit))
+        .routes(routes!(v1::usage::batch))
+        .routes(routes!(v1::grants::snapshot))
+        // open to every caller
+        .routes(routes!(health::health))
+        .routes(routes!(health::ready))
+        .routes(routes!(metrics::metrics))
+        .routes(routes!(openapi::serve))
 }
 
 async fn not_found() -> AppError {

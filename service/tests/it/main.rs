@@ -20,6 +20,7 @@ mod flush_log;
 mod load_pages;
 mod migrations;
 mod model;
+mod openapi;
 mod postgres_schema;
 mod replicas;
 mod strict_bodies;

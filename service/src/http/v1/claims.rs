@@ -1,8 +1,37 @@
 //! Capacity claim handlers: claim (idempotent per `resource_id`), release.
 
-use super::usage::refusal_response;
+use super::usage::{Refused, refusal_response};
 use super::*;
 
+/// Claim capacity
+///
+/// Holds `amount` of a capacity (a resource with window `none`) for
+/// `resource_id` until it is released; claiming the same `resource_id` again
+/// with the same amount is an idempotent repeat (200).
+#[utoipa::path(
+    post,
+    path = "/api/v1/quotas/{id}/usage/allocate",
+    operation_id = "claim",
+    tag = "claims",
+    params(("id" = NodeId, Path, description = "The node whose capacity is claimed.")),
+    request_body = ClaimBody,
+    responses(
+        (status = 200, description = "The same claim existed already.", body = ClaimResponse),
+        (status = 201, description = "Claimed.", body = ClaimResponse,
+            links(("release" = (operation_id = "release", parameters(("id" = "$response.body#/id"), ("resource_id" = "$response.body#/resource_id")), description = "Release the claim.")))),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, description = "`forbidden` (no grant), or `node_suspended` (a refusal: the body is a `Refused`).", body = ErrorBody<'_>),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 410, description = "`node_deleted` (a refusal: the body is a `Refused`).", body = Refused<'_>),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Unprocessable),
+        (status = 429, description = "Refused: the capacity is exhausted or overcommitted; nothing was claimed.", body = Refused<'_>),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn claim(
     caller: Caller,
     State(q): State<Arc<Quotas>>,
@@ -67,6 +96,27 @@ pub(super) fn claim_response(
     }
 }
 
+/// Release a claim
+#[utoipa::path(
+    delete,
+    path = "/api/v1/quotas/{id}/usage/{resource_id}",
+    operation_id = "release",
+    tag = "claims",
+    params(
+        ("id" = NodeId, Path, description = "The node."),
+        ("resource_id" = NodeId, Path, description = "The claim's `resource_id`."),
+    ),
+    responses(
+        (status = 200, description = "Released; the claim as it was.", body = ClaimResponse),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 410, response = Gone),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn release(
     caller: Caller,
     State(q): State<Arc<Quotas>>,

@@ -8,6 +8,73 @@ fn role_of(body: &GrantBody) -> Result<Role, AppError> {
     Role::parse(&body.role).map_err(|e| AppError::new(ErrorCode::InvalidBody, e.to_string()))
 }
 
+/// A grant: a subject's role on a node.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GrantAnswer {
+    /// False when the grant existed already.
+    created: bool,
+    #[schema(value_type = NodeId)]
+    id: String,
+    #[schema(value_type = quota_api::schema::Role)]
+    role: &'static str,
+    subject: String,
+}
+
+/// A revoked grant.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RevokeAnswer {
+    #[schema(value_type = NodeId)]
+    id: String,
+    /// Always true.
+    revoked: bool,
+    #[schema(value_type = quota_api::schema::Role)]
+    role: &'static str,
+    subject: String,
+}
+
+/// The grants on a node.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GrantsAnswer {
+    #[schema(value_type = NodeId)]
+    id: String,
+    items: Vec<GrantItem>,
+}
+
+/// One grant on a node.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GrantItem {
+    /// RFC 3339.
+    created_at: String,
+    #[schema(value_type = quota_api::schema::Role)]
+    role: String,
+    subject: String,
+}
+
+/// Grant a role
+///
+/// Gives `subject` a role on the node and everything below it (audited).
+#[utoipa::path(
+    post,
+    path = "/api/v1/quotas/{id}/permissions/grant",
+    operation_id = "grant",
+    tag = "access",
+    params(("id" = NodeId, Path, description = "The node.")),
+    request_body = GrantBody,
+    responses(
+        (status = 200, description = "The grant existed already.", body = GrantAnswer),
+        (status = 201, description = "Granted.", body = GrantAnswer),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 410, response = Gone),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Unprocessable),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn grant(
     caller: Caller,
     State(q): State<Arc<Quotas>>,
@@ -23,40 +90,113 @@ pub async fn grant(
     } else {
         StatusCode::OK
     };
-    let out = serde_json::json!({"id": id, "subject": body.subject, "role": role.as_str(), "created": created});
+    let out = GrantAnswer {
+        created,
+        id,
+        role: role.as_str(),
+        subject: body.subject,
+    };
     Ok((status, Json(out)).into_response())
 }
 
+/// Revoke a role
+#[utoipa::path(
+    post,
+    path = "/api/v1/quotas/{id}/permissions/revoke",
+    operation_id = "revoke",
+    tag = "access",
+    params(("id" = NodeId, Path, description = "The node.")),
+    request_body = GrantBody,
+    responses(
+        (status = 200, description = "Revoked.", body = RevokeAnswer),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 410, response = Gone),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Unprocessable),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn revoke(
     caller: Caller,
     State(q): State<Arc<Quotas>>,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<GrantBody>,
-) -> Result<Json<serde_json::Value>, AppError> {
+) -> Result<Json<RevokeAnswer>, AppError> {
     check_id(&id)?;
     let role = role_of(&body)?;
     caller.may(&q, Action::Change, &id).await?;
     q.revoke(caller.subject(), &id, &body.subject, role).await?;
-    Ok(Json(
-        serde_json::json!({"id": id, "subject": body.subject, "role": role.as_str(), "revoked": true}),
-    ))
+    Ok(Json(RevokeAnswer {
+        id,
+        revoked: true,
+        role: role.as_str(),
+        subject: body.subject,
+    }))
 }
 
+/// List a node's grants
+///
+/// The grants on this node itself (roles inherited from above are not
+/// listed).
+#[utoipa::path(
+    get,
+    path = "/api/v1/quotas/{id}/permissions",
+    operation_id = "listGrants",
+    tag = "access",
+    params(("id" = NodeId, Path, description = "The node.")),
+    responses(
+        (status = 200, description = "The node's grants.", body = GrantsAnswer),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 410, response = Gone),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn grants(
     caller: Caller,
     State(q): State<Arc<Quotas>>,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<serde_json::Value>, AppError> {
+) -> Result<Json<GrantsAnswer>, AppError> {
     check_id(&id)?;
     caller.may(&q, Action::Read, &id).await?;
     let rows = q.grants(&id).await?;
-    let items: Vec<_> = rows
+    let items = rows
         .into_iter()
-        .map(|g| serde_json::json!({"subject": g.subject, "role": g.role, "created_at": rfc3339(g.created_at)}))
+        .map(|g| GrantItem {
+            created_at: rfc3339(g.created_at),
+            role: g.role,
+            subject: g.subject,
+        })
         .collect();
-    Ok(Json(serde_json::json!({"id": id, "items": items})))
+    Ok(Json(GrantsAnswer { id, items }))
 }
 
+/// Read the audit trail
+///
+/// Every change of the node, newest first, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/api/v1/quotas/{id}/audit",
+    operation_id = "audit",
+    tag = "access",
+    params(("id" = NodeId, Path, description = "The node."), AuditQuery),
+    responses(
+        (status = 200, description = "One page of audit records.", body = Page<AuditBody>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 410, response = Gone),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn audit(
     caller: Caller,
     State(q): State<Arc<Quotas>>,
@@ -87,6 +227,19 @@ pub async fn audit(
 
 /// The nodes changed since a version, of those the caller administers
 /// (the operator is an admin of every node).
+#[utoipa::path(
+    get,
+    path = "/api/v1/snapshot",
+    operation_id = "snapshot",
+    tag = "access",
+    params(SnapshotQuery),
+    responses(
+        (status = 200, description = "The nodes changed since `since` that the caller administers.", body = SnapshotBody),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn snapshot(
     caller: Caller,
     State(q): State<Arc<Quotas>>,

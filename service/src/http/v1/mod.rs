@@ -23,15 +23,10 @@
 //! node by PUT `admin` on its parent (a root: `AUTH_ADMINS`); the
 //! snapshot returns only nodes the caller administers.
 
-mod claims;
-mod grants;
-mod nodes;
-mod usage;
-
-pub use claims::{claim, release};
-pub use grants::{audit, grant, grants, revoke, snapshot};
-pub use nodes::{allocate, delete, get, list, put, set_state};
-pub use usage::{batch, consume};
+pub(super) mod claims;
+pub(super) mod grants;
+pub(super) mod nodes;
+pub(super) mod usage;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -40,12 +35,17 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use quota_api::schema::{NodeId, ResourceName, Usage};
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
+use utoipa::{IntoParams, ToSchema};
 
 use super::MAX_BATCH_BODY_BYTES;
 use super::caller::Caller;
-use super::error::{AppError, ErrorCode};
+use super::error::{
+    AppError, BadRequest, Conflict, ErrorBody, ErrorCode, ErrorDetail, Forbidden, Gone, NotFound,
+    PayloadTooLarge, Unauthenticated, Unavailable, Unprocessable, UnsupportedMediaType,
+};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::json_writer::{JsonAnswer, JsonWriter, WriteJson, key};
 use quota_api::v1::{
@@ -69,20 +69,31 @@ pub const MAX_BATCH_ITEMS: usize = 10_000;
 /// Largest page of a list.
 pub const MAX_PAGE: usize = 1_000;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// Most nodes in the page: 1 to 1000 (100 when left out).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
+    /// The `next_after` of the page before.
+    #[param(value_type = Option<NodeId>)]
     pub after: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
+    /// Most records in the page: 1 to 1000 (50 when left out).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
+    /// The `next_after` of the page before: records older than this id.
     pub after: Option<i64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SnapshotQuery {
+    /// The `version` of the last snapshot (0, the default, for all nodes).
     #[serde(default)]
     pub since: u64,
 }

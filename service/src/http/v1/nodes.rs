@@ -59,6 +59,48 @@ pub(super) fn node_spec(
     })
 }
 
+/// Create or update a node
+///
+/// Idempotent: the body is the node's whole desired state. A new node under
+/// a parent must fit in what the parent has left (409 `does_not_fit` names
+/// what is missing); a lowered limit never removes what is in use (the node
+/// is then `overcommitted`).
+#[utoipa::path(
+    put,
+    path = "/api/v1/quotas/{id}",
+    operation_id = "putNode",
+    tag = "nodes",
+    params(("id" = NodeId, Path, description = "The node.")),
+    request_body = PutBody,
+    responses(
+        (status = 200, description = "Updated.", body = NodeBody, links(
+            ("getNode" = (operation_id = "getNode", parameters(("id" = "$response.body#/id")), description = "Read the node.")),
+            ("consume" = (operation_id = "consume", parameters(("id" = "$response.body#/id")), description = "Count usage on the node.")),
+            ("allocate" = (operation_id = "allocate", parameters(("id" = "$response.body#/id")), description = "Create a child of the node.")),
+            ("claim" = (operation_id = "claim", parameters(("id" = "$response.body#/id")), description = "Claim capacity of the node.")),
+            ("setState" = (operation_id = "setState", parameters(("id" = "$response.body#/id")), description = "Suspend or resume the node.")),
+            ("deleteNode" = (operation_id = "deleteNode", parameters(("id" = "$response.body#/id")), description = "Delete the node.")),
+        )),
+        (status = 201, description = "Created.", body = NodeBody, links(
+            ("getNode" = (operation_id = "getNode", parameters(("id" = "$response.body#/id")), description = "Read the node.")),
+            ("consume" = (operation_id = "consume", parameters(("id" = "$response.body#/id")), description = "Count usage on the node.")),
+            ("allocate" = (operation_id = "allocate", parameters(("id" = "$response.body#/id")), description = "Create a child of the node.")),
+            ("claim" = (operation_id = "claim", parameters(("id" = "$response.body#/id")), description = "Claim capacity of the node.")),
+            ("setState" = (operation_id = "setState", parameters(("id" = "$response.body#/id")), description = "Suspend or resume the node.")),
+            ("deleteNode" = (operation_id = "deleteNode", parameters(("id" = "$response.body#/id")), description = "Delete the node.")),
+        )),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 410, response = Gone),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Unprocessable),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn put(
     caller: Caller,
     State(q): State<Arc<Quotas>>,
@@ -90,6 +132,26 @@ pub async fn put(
     Ok((status, Json(NodeBody::from(&view))).into_response())
 }
 
+/// Get a node
+///
+/// Its resources with usage, what is allocated to children and what is
+/// available, its children and its state.
+#[utoipa::path(
+    get,
+    path = "/api/v1/quotas/{id}",
+    operation_id = "getNode",
+    tag = "nodes",
+    params(("id" = NodeId, Path, description = "The node.")),
+    responses(
+        (status = 200, description = "The node.", body = NodeBody),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 410, response = Gone),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn get(
     caller: Caller,
     State(q): State<Arc<Quotas>>,
@@ -101,6 +163,22 @@ pub async fn get(
     Ok(Json(NodeBody::from(&view)))
 }
 
+/// List nodes
+///
+/// The nodes the caller may read, sorted by id, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/api/v1/quotas",
+    operation_id = "listNodes",
+    tag = "nodes",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "One page of nodes.", body = Page<NodeBody>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn list(
     caller: Caller,
     State(q): State<Arc<Quotas>>,
@@ -122,6 +200,27 @@ pub async fn list(
     }))
 }
 
+/// Delete a node
+///
+/// A soft delete: the node stops counting and its limits are given back to
+/// the parent; refused (409 `has_children`) while it has children.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/quotas/{id}",
+    operation_id = "deleteNode",
+    tag = "nodes",
+    params(("id" = NodeId, Path, description = "The node.")),
+    responses(
+        (status = 200, description = "Deleted; the node as it was.", body = NodeBody),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 410, response = Gone),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn delete(
     caller: Caller,
     State(q): State<Arc<Quotas>>,
@@ -133,6 +232,38 @@ pub async fn delete(
     Ok(Json(NodeBody::from(&view)))
 }
 
+/// Allocate a child
+///
+/// Creates a child node whose limits are carved from this node's: refused
+/// (409 `does_not_fit`, with what is missing) when they do not fit.
+#[utoipa::path(
+    post,
+    path = "/api/v1/quotas/{id}/allocate",
+    operation_id = "allocate",
+    tag = "nodes",
+    params(("id" = NodeId, Path, description = "The parent.")),
+    request_body = AllocateBody,
+    responses(
+        (status = 201, description = "The new child.", body = NodeBody, links(
+            ("getNode" = (operation_id = "getNode", parameters(("id" = "$response.body#/id")), description = "Read the node.")),
+            ("consume" = (operation_id = "consume", parameters(("id" = "$response.body#/id")), description = "Count usage on the node.")),
+            ("allocate" = (operation_id = "allocate", parameters(("id" = "$response.body#/id")), description = "Create a child of the node.")),
+            ("claim" = (operation_id = "claim", parameters(("id" = "$response.body#/id")), description = "Claim capacity of the node.")),
+            ("setState" = (operation_id = "setState", parameters(("id" = "$response.body#/id")), description = "Suspend or resume the node.")),
+            ("deleteNode" = (operation_id = "deleteNode", parameters(("id" = "$response.body#/id")), description = "Delete the node.")),
+        )),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 410, response = Gone),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Unprocessable),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn allocate(
     caller: Caller,
     State(q): State<Arc<Quotas>>,
@@ -150,6 +281,31 @@ pub async fn allocate(
     Ok((StatusCode::CREATED, Json(NodeBody::from(&view))).into_response())
 }
 
+/// Suspend or resume a node
+///
+/// A suspended node refuses every consume and claim (403 `node_suspended`),
+/// and so does everything below it.
+#[utoipa::path(
+    post,
+    path = "/api/v1/quotas/{id}/state",
+    operation_id = "setState",
+    tag = "nodes",
+    params(("id" = NodeId, Path, description = "The node.")),
+    request_body = StateBody,
+    responses(
+        (status = 200, description = "The node in its new state.", body = NodeBody),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 410, response = Gone),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Unprocessable),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn set_state(
     caller: Caller,
     State(q): State<Arc<Quotas>>,

@@ -29,6 +29,34 @@ pub(super) fn usage_pairs(
         .collect()
 }
 
+/// Consume usage
+///
+/// Atomic check-and-increment on the node and every ancestor: counted only
+/// when every amount fits everywhere; otherwise nothing is counted and the
+/// answer says which resource refused and when to retry.
+#[utoipa::path(
+    post,
+    path = "/api/v1/quotas/{id}/consume",
+    operation_id = "consume",
+    tag = "usage",
+    params(("id" = NodeId, Path, description = "The node to count on.")),
+    request_body = UsageBody,
+    responses(
+        (status = 200, description = "Counted.", body = Consumed),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 403, description = "`forbidden` (no grant), or `node_suspended` (a refusal: the body is a `Refused`).", body = ErrorBody<'_>),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 410, description = "`node_deleted` (a refusal: the body is a `Refused`).", body = Refused<'_>),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Unprocessable),
+        (status = 429, description = "Refused: `quota_exhausted` or `overcommitted`; nothing was counted. `retry_after_secs` (and `Retry-After`) says when the window resets, null for a capacity.", body = Refused<'_>,
+            headers(("Retry-After" = u64, description = "Seconds until the refusing window resets; absent for a capacity."))),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn consume(
     caller: Caller,
     State(q): State<Arc<Quotas>>,
@@ -42,6 +70,7 @@ pub async fn consume(
     drop(usage);
     match outcome {
         Ok(()) => Ok(JsonAnswer(Consumed {
+            allowed: true,
             id,
             usage: body.usage.0,
         })
@@ -54,9 +83,14 @@ pub async fn consume(
 /// A counted consume: `{"allowed":true,"id":..,"usage":{..}}`, written
 /// without serde on this hot route (see `json_writer`).
 /// Refusals answer through [`refusal_response`].
-#[derive(Debug)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(super) struct Consumed {
+    /// Always true here.
+    allowed: bool,
+    #[schema(value_type = NodeId)]
     id: String,
+    /// What was counted, by resource.
+    #[schema(value_type = Usage)]
     usage: BTreeMap<String, u64>,
 }
 
@@ -67,7 +101,7 @@ impl WriteJson for Consumed {
 
     fn write_json(&self, w: &mut JsonWriter) {
         w.begin_object();
-        w.bool_field(key!("allowed"), true);
+        w.bool_field(key!("allowed"), self.allowed);
         w.str_field(key!("id"), &self.id);
         w.begin_object_field(key!("usage"));
         for (resource, n) in &self.usage {
@@ -76,6 +110,35 @@ impl WriteJson for Consumed {
         w.end_object();
         w.end_object();
     }
+}
+
+/// A refused consume or claim: what refused, and the error envelope every
+/// error has. Fields in alphabetical order, the order the answer has always
+/// had.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct Refused<'a> {
+    /// Always false here.
+    allowed: bool,
+    /// What the refusing resource had left; null unless exhausted.
+    #[schema(required = true)]
+    available: Option<u64>,
+    error: ErrorDetail<'a>,
+    #[schema(value_type = NodeId)]
+    id: &'a str,
+    /// The same as `error.code`.
+    #[schema(value_type = ErrorCode)]
+    reason: &'a str,
+    /// What was asked of the refusing resource; null unless exhausted.
+    #[schema(required = true)]
+    requested: Option<u64>,
+    /// The refusing resource; null when the node refused (suspended,
+    /// deleted).
+    #[schema(value_type = Option<ResourceName>, required = true)]
+    resource: Option<String>,
+    /// Seconds until the refusing window resets; null when waiting will
+    /// not help (a capacity, a suspended node).
+    #[schema(required = true)]
+    retry_after_secs: Option<u64>,
 }
 
 /// A refused consume: `allowed: false` with the reason, plus the error
@@ -106,16 +169,16 @@ pub(super) fn refusal_response(id: &str, r: Refusal) -> Response {
         | Refusal::Overflow { resource } => (Some(resource.clone()), None, None, None),
         Refusal::Suspended { .. } | Refusal::Deleted { .. } => (None, None, None, None),
     };
-    let body = serde_json::json!({
-        "allowed": false,
-        "id": id,
-        "resource": resource,
-        "reason": err.code,
-        "requested": requested,
-        "available": available,
-        "retry_after_secs": retry,
-        "error": {"code": err.code, "message": err.message},
-    });
+    let body = Refused {
+        allowed: false,
+        available,
+        error: err.detail(),
+        id,
+        reason: err.code,
+        requested,
+        resource,
+        retry_after_secs: retry,
+    };
     let mut resp = (err.status, Json(body)).into_response();
     if let Some(secs) = retry
         && let Ok(v) = HeaderValue::from_str(&secs.to_string())
@@ -125,6 +188,27 @@ pub(super) fn refusal_response(id: &str, r: Refusal) -> Response {
     resp
 }
 
+/// Count usage in a batch
+///
+/// Up to 10,000 increments (`mode: increment`, always counted) or consumes
+/// (`mode: consume`, each checked like a single consume), answered in order
+/// with one status per item.
+#[utoipa::path(
+    post,
+    path = "/api/v1/usage/batch",
+    operation_id = "batch",
+    tag = "usage",
+    request_body = BatchBody,
+    responses(
+        (status = 200, description = "Every item's outcome, in order; `counted` items were counted.", body = BatchAnswer<'_>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthenticated),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, response = Unprocessable),
+        (status = 503, response = Unavailable),
+    ),
+)]
 pub async fn batch(
     caller: Caller,
     State(q): State<Arc<Quotas>>,
@@ -196,28 +280,39 @@ pub async fn batch(
 
 /// One item's outcome in a batch answer. Fields in alphabetical order: the
 /// order the answer has always had (it was built as a JSON map).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct BatchResult<'a> {
+    /// The item was counted.
     pub allowed: bool,
+    /// Why not; absent when counted.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub error: Option<BatchError>,
+    #[schema(value_type = String)]
     pub id: &'a str,
+    /// The status a single call would have answered.
     pub status: u16,
 }
 
-#[derive(Debug, Serialize)]
+/// Why a batch item was not counted.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct BatchError {
+    #[schema(value_type = ErrorCode)]
     pub code: &'static str,
     pub message: String,
+    /// As a single consume's: seconds until the refusing window resets.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub retry_after_secs: Option<u64>,
 }
 
 /// Answer of `POST /api/v1/usage/batch`, written without serde on this hot
 /// route (see `json_writer`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct BatchAnswer<'a> {
+    /// Items counted.
     pub counted: usize,
+    /// One per item, in order.
     pub results: Vec<BatchResult<'a>>,
 }
 
@@ -301,6 +396,7 @@ mod tests {
         let usage = BTreeMap::from([("bytes".to_string(), 512), ("messages".to_string(), 1)]);
         let mut w = JsonWriter::default();
         Consumed {
+            allowed: true,
             id: "team-a".into(),
             usage: usage.clone(),
         }
