@@ -6,7 +6,9 @@
 # built first; that build runs in the background while cargo compiles the
 # test binaries, so the two overlap. Tests that need a cluster or a node
 # start their own (see testenv/); the end-to-end tests (e2e/) build the
-# project's image from the release binaries compiled here.
+# project's image from the release binaries compiled here, and the
+# API-contract tests (contract/) run schemathesis and generated clients
+# against the release quota-service.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,11 +19,12 @@ start=$(date +%s)
 hack/ensure-tools.sh || exit 1
 
 env_log="$CACHE/test-env-build.log"
-if hack/test-env.sh --check >/dev/null 2>&1 && hack/edge-env.sh --check >/dev/null 2>&1; then
+if hack/test-env.sh --check >/dev/null 2>&1 && hack/edge-env.sh --check >/dev/null 2>&1 \
+    && hack/python-tools.sh --check >/dev/null 2>&1; then
     env_pid=""
 else
-    echo "test: building the test environment and the edge node in the background (log: $env_log)"
-    (hack/test-env.sh && hack/edge-env.sh) >"$env_log" 2>&1 &
+    echo "test: building the test environment, the edge node and the Python tools in the background (log: $env_log)"
+    (hack/test-env.sh && hack/edge-env.sh && hack/python-tools.sh) >"$env_log" 2>&1 &
     env_pid=$!
 fi
 
@@ -31,7 +34,7 @@ if [[ ${PIPESTATUS[0]} -ne 0 ]]; then
     exit 1
 fi
 
-echo "test: the release binaries for the image of the end-to-end tests"
+echo "test: the release binaries (the image of the end-to-end tests, the API-contract tests)"
 cargo build --release --locked --bin quota-service --bin quota-operator 2>&1 \
     | grep -vE '^\s+(Compiling|Checking|Downloaded|Downloading)' || true
 if [[ ${PIPESTATUS[0]} -ne 0 ]]; then

@@ -111,14 +111,17 @@ impl Client {
         Ok((decode(resp).await?, created))
     }
 
-    /// The node, or `None` when the service does not know it.
+    /// The node, or `None` when the service does not know it or it is
+    /// deleted (410).
     pub async fn get_node(&self, id: &str) -> Result<Option<NodeBody>, ClientError> {
         match self
             .send(self.http.get(self.url(&format!("/api/v1/quotas/{id}"))))
             .await
         {
             Ok(resp) => Ok(Some(decode(resp).await?)),
-            Err(ClientError::Api { status: 404, .. }) => Ok(None),
+            Err(ClientError::Api {
+                status: 404 | 410, ..
+            }) => Ok(None),
             Err(e) => Err(e),
         }
     }

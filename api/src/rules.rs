@@ -34,11 +34,20 @@ pub const MAX_TEXT_CHARS: usize = 1024;
 pub const REASON_PATTERN: &str =
     r"[^\t\n\x0B\f\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]";
 
+/// A grant's subject: 1 to [`MAX_SUBJECT_CHARS`] characters, none of them
+/// a control character (Unicode `Cc`, what `char::is_control` tests).
+pub const SUBJECT_PATTERN: &str = r"^[^\x00-\x1F\x7F-\x9F]+$";
+/// Longest grant subject, in characters.
+pub const MAX_SUBJECT_CHARS: usize = 512;
+
 /// The windows a limit may have.
 pub const WINDOWS: [&str; 5] = ["minute", "hour", "day", "month", "none"];
 
-/// The states of a node.
-pub const NODE_STATES: [&str; 2] = ["active", "suspended"];
+/// The states a node can be set to.
+pub const SETTABLE_STATES: [&str; 2] = ["active", "suspended"];
+
+/// The states a node can be in (`deleted` by `DELETE`).
+pub const NODE_STATES: [&str; 3] = ["active", "suspended", "deleted"];
 
 /// The roles a grant may give (`read` is the older name of `reporter`).
 pub const ROLES: [&str; 5] = ["reader", "reporter", "read", "admin", "owner"];

@@ -118,9 +118,39 @@ named_schema! {
 named_schema! {
     /// A node's state.
     NodeState => one_of(
-        "`suspended` refuses every consume and claim; `active` counts.",
+        "`active` counts; `suspended` refuses every consume and claim; `deleted` (by DELETE) is gone and answers 410.",
         &rules::NODE_STATES,
     )
+}
+
+named_schema! {
+    /// The state a node is set to.
+    DesiredState => one_of(
+        "`suspended` refuses every consume and claim (of the node and everything below it); `active` counts.",
+        &rules::SETTABLE_STATES,
+    )
+}
+
+named_schema! {
+    /// A grant's subject.
+    Subject => string("A user or ServiceAccount name (`system:serviceaccount:<namespace>:<name>`), or `group:<name>`: 1 to 512 characters, none of them a control character.")
+        .pattern(Some(rules::SUBJECT_PATTERN))
+        .min_length(Some(1))
+        .max_length(Some(rules::MAX_SUBJECT_CHARS))
+        .examples(["system:serviceaccount:team-a:web"])
+}
+
+named_schema! {
+    /// Amounts of a batch item.
+    ItemUsage => ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some("Amounts by resource name, as in a single consume; an item whose amounts or names a single call would refuse fails alone (its `status` and `error` say why) and the others are counted."))
+        .additional_properties(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0))
+                .maximum(Some(u64::MAX)),
+        ))
 }
 
 named_schema! {
@@ -129,6 +159,23 @@ named_schema! {
         "reader < reporter (`read` is its older name) < admin < owner; each role holds the ones before it and is inherited down the subtree.",
         &rules::ROLES,
     )
+}
+
+/// A limit of a built-in resource: its window is fixed (or left out).
+fn builtin_limit(window: &str) -> RefOr<Schema> {
+    let fixed = ObjectBuilder::new().property(
+        "window",
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some([window])),
+    );
+    let mut all = utoipa::openapi::schema::AllOfBuilder::new()
+        .item(reference::<crate::v1::LimitBody>())
+        .item(fixed);
+    all = all.description(Some(format!(
+        "A built-in resource: its window is always `{window}`."
+    )));
+    RefOr::T(Schema::AllOf(all.build()))
 }
 
 /// A map keyed by resource name.
@@ -148,10 +195,12 @@ fn reference<T: ToSchema>() -> RefOr<Schema> {
 named_schema! {
     /// A node's limits by resource.
     Limits uses [crate::v1::LimitBody] => by_resource(
-        "Limits by resource name; each key appears once. A node's limits are exactly the ones named.",
+        "Limits by resource name; each key appears once. A node's limits are exactly the ones named. A limit without a window inherits the parent's window for the resource (409 `no_window_to_inherit` when there is none).",
         reference::<crate::v1::LimitBody>(),
         0,
     )
+    .property("messages", builtin_limit("day"))
+    .property("bandwidth", builtin_limit("month"))
 }
 
 named_schema! {

@@ -11,8 +11,8 @@ use utoipa::ToSchema;
 
 use crate::UniqueMap;
 use crate::schema::{
-    Amount, AnyValue, Limits, NodeId, NodeState, Reason, ResourceName, Role, Text, Usage,
-    WindowName,
+    Amount, AnyValue, DesiredState, ItemUsage, Limits, NodeId, NodeState, Reason, ResourceName,
+    Role, Subject, Text, Usage, WindowName,
 };
 
 // === request bodies ===
@@ -47,7 +47,7 @@ pub struct PutBody {
     #[schema(value_type = Limits)]
     pub limits: UniqueMap<LimitBody>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = NodeState, nullable = false)]
+    #[schema(value_type = DesiredState, nullable = false)]
     pub state: Option<String>,
     /// Count usage in the database on every call: exact across replicas,
     /// at the cost of a database round trip per call. Unset keeps the
@@ -82,6 +82,7 @@ pub struct AllocateBody {
     pub limits: UniqueMap<LimitBody>,
     /// Subjects (or `group:<name>`) made admins of the new node.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Subject>)]
     pub admin_user_ids: Vec<String>,
 }
 
@@ -112,7 +113,7 @@ pub struct ClaimBody {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StateBody {
-    #[schema(value_type = NodeState)]
+    #[schema(value_type = DesiredState)]
     pub state: String,
 }
 
@@ -120,7 +121,7 @@ pub struct StateBody {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"subject": "system:serviceaccount:team-a:web", "role": "reporter"}))]
 pub struct GrantBody {
-    /// A user or ServiceAccount name, or `group:<name>`.
+    #[schema(value_type = Subject)]
     pub subject: String,
     #[schema(value_type = Role)]
     pub role: String,
@@ -150,9 +151,10 @@ pub struct BatchBody {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchItem {
-    #[schema(value_type = NodeId)]
+    /// The node to count on; an id a single call would refuse fails the
+    /// item alone.
     pub id: String,
-    #[schema(value_type = Usage)]
+    #[schema(value_type = ItemUsage)]
     pub usage: UniqueMap<u64>,
 }
 
@@ -228,7 +230,7 @@ pub struct NodeBody {
 pub struct Page<T> {
     pub items: Vec<T>,
     /// Pass as `after` for the next page; null on the last page.
-    #[schema(value_type = Option<AnyValue>, required = true)]
+    #[schema(value_type = AnyValue, required = true)]
     pub next_after: Option<serde_json::Value>,
 }
 
@@ -254,10 +256,10 @@ pub struct AuditBody {
     pub action: String,
     pub node_id: String,
     /// The node (or grant) before the change; null for a creation.
-    #[schema(value_type = Option<AnyValue>, required = true)]
+    #[schema(value_type = AnyValue, required = true)]
     pub before: Option<serde_json::Value>,
     /// The node (or grant) after the change; null for a deletion.
-    #[schema(value_type = Option<AnyValue>, required = true)]
+    #[schema(value_type = AnyValue, required = true)]
     pub after: Option<serde_json::Value>,
 }
 

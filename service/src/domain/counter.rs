@@ -25,7 +25,9 @@ pub fn gib_to_bytes(gib: f64) -> Option<u64> {
         return None;
     }
     let bytes = (gib * GIB).round();
-    (bytes <= MAX_COUNT as f64).then_some(bytes as u64)
+    // `MAX_COUNT as f64` is 2^63 (one past MAX_COUNT, rounded up): a float
+    // below it is at most 2^63 - 1024.
+    (bytes < MAX_COUNT as f64).then_some(bytes as u64)
 }
 
 /// An addition that would pass [`MAX_COUNT`].
@@ -214,6 +216,18 @@ mod tests {
         assert_eq!(gib_to_bytes(0.0), Some(0));
         for bad in [-1.0, f64::NAN, f64::INFINITY, 1e30] {
             assert_eq!(gib_to_bytes(bad), None, "{bad}");
+        }
+        // The document's bound: every GiB amount below 2^33 fits, 2^33 does not.
+        let bound = quota_api::rules::GIB_LIMIT_BOUND;
+        assert_eq!(gib_to_bytes(bound), None);
+        let below = f64::from_bits(bound.to_bits() - 1);
+        assert!(gib_to_bytes(below).is_some_and(|b| b <= MAX_COUNT));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_gib_amount_below_the_bound_fits(gib in 0.0..quota_api::rules::GIB_LIMIT_BOUND) {
+            proptest::prop_assert!(gib_to_bytes(gib).is_some_and(|b| b <= MAX_COUNT));
         }
     }
 

@@ -91,12 +91,15 @@ error_codes! {
     ClaimNotFound => "claim_not_found", CONFLICT;
     GrantNotFound => "grant_not_found", CONFLICT;
     StrictNode => "strict_node", CONFLICT;
-    // Read, but not acceptable.
+    NoWindowToInherit => "no_window_to_inherit", CONFLICT;
+    // Refused by what the node holds now: the same request may succeed
+    // once its limits change (422 is kept for bodies that never can).
+    UnknownResource => "unknown_resource", CONFLICT;
+    CapacityResource => "capacity_resource", CONFLICT;
+    NotACapacity => "not_a_capacity", CONFLICT;
+    CounterOverflow => "counter_overflow", CONFLICT;
+    // Read, but not acceptable, whatever the state.
     InvalidBody => "invalid_body", UNPROCESSABLE_ENTITY;
-    UnknownResource => "unknown_resource", UNPROCESSABLE_ENTITY;
-    CapacityResource => "capacity_resource", UNPROCESSABLE_ENTITY;
-    NotACapacity => "not_a_capacity", UNPROCESSABLE_ENTITY;
-    CounterOverflow => "counter_overflow", UNPROCESSABLE_ENTITY;
     // Refused for now: `retry_after_secs` says when to try again.
     QuotaExhausted => "quota_exhausted", TOO_MANY_REQUESTS;
     Overcommitted => "overcommitted", TOO_MANY_REQUESTS;
@@ -118,6 +121,7 @@ impl From<quotas::Conflict> for ErrorCode {
             quotas::Conflict::GrantNotFound => ErrorCode::GrantNotFound,
             quotas::Conflict::StrictNode => ErrorCode::StrictNode,
             quotas::Conflict::DoesNotFit => ErrorCode::DoesNotFit,
+            quotas::Conflict::NoWindowToInherit => ErrorCode::NoWindowToInherit,
         }
     }
 }

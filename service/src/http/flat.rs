@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use quota_api::schema::{Amount, TenantId};
+use quota_api::schema::{Amount, NodeId, TenantId};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
@@ -30,8 +30,8 @@ use utoipa::{PartialSchema, ToSchema};
 
 use super::caller::Caller;
 use super::error::{
-    AppError, BadRequest, ErrorCode, Forbidden, NotFound, PayloadTooLarge, Unauthenticated,
-    Unavailable, Unprocessable, UnsupportedMediaType,
+    AppError, BadRequest, Conflict, ErrorCode, Forbidden, Gone, NotFound, PayloadTooLarge,
+    Unauthenticated, Unavailable, Unprocessable, UnsupportedMediaType,
 };
 use super::extract::{ApiJson, ApiPath};
 use super::json_writer::{JsonAnswer, JsonWriter, WriteJson, key};
@@ -75,7 +75,9 @@ pub struct LimitsRequest {
 /// A tenant's metrics.
 #[derive(Debug, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct QuotaMetrics {
-    #[schema(value_type = TenantId)]
+    /// The tenant: every root node is one, so a listed id may be a node id
+    /// of the v1 API (up to 253 characters).
+    #[schema(value_type = NodeId)]
     pub tenant_id: String,
     /// Messages counted in the current day.
     pub message_count: u64,
@@ -303,6 +305,8 @@ async fn may_report(caller: &Caller, quotas: &Quotas, tenant_id: &str) -> Result
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthenticated),
         (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 410, response = Gone),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
         (status = 422, response = Unprocessable),
@@ -336,6 +340,8 @@ pub async fn increment(
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthenticated),
         (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 410, response = Gone),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
         (status = 422, response = Unprocessable),
@@ -372,6 +378,8 @@ pub async fn check(
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthenticated),
         (status = 403, response = Forbidden),
+        (status = 409, response = Conflict),
+        (status = 410, response = Gone),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
         (status = 422, response = Unprocessable),
@@ -443,6 +451,7 @@ pub async fn set_limits(
         (status = 401, response = Unauthenticated),
         (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
+        (status = 410, response = Gone),
         (status = 503, response = Unavailable),
     ),
 )]
@@ -498,6 +507,7 @@ pub async fn list(caller: Caller, State(quotas): State<Arc<Quotas>>) -> Json<Vec
         (status = 401, response = Unauthenticated),
         (status = 403, response = Forbidden),
         (status = 404, response = NotFound),
+        (status = 410, response = Gone),
         (status = 503, response = Unavailable),
     ),
 )]

@@ -95,9 +95,41 @@ impl OpenApiJson {
 
 /// The document as JSON text, as committed (pretty, with a final newline).
 pub fn to_json(doc: &Document) -> String {
-    let mut text = serde_json::to_string_pretty(doc).unwrap_or_default();
+    let mut value = serde_json::to_value(doc).unwrap_or_default();
+    camel_case_links(&mut value);
+    let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
     text.push('\n');
     text
+}
+
+/// utoipa 5 writes a Link Object's fields in snake case (`operation_id`,
+/// `request_body`); OpenAPI names them `operationId`, `operationRef` and
+/// `requestBody`, and tools (schemathesis' stateful phase, generators)
+/// ignore the others.
+fn camel_case_links(value: &mut serde_json::Value) {
+    let Some(paths) = value.get_mut("paths").and_then(|p| p.as_object_mut()) else {
+        return;
+    };
+    let links = paths
+        .values_mut()
+        .filter_map(|item| item.as_object_mut())
+        .flat_map(|item| item.values_mut())
+        .filter_map(|op| op.get_mut("responses")?.as_object_mut())
+        .flat_map(|responses| responses.values_mut())
+        .filter_map(|response| response.get_mut("links")?.as_object_mut())
+        .flat_map(|links| links.values_mut())
+        .filter_map(|link| link.as_object_mut());
+    for link in links {
+        for (from, to) in [
+            ("operation_id", "operationId"),
+            ("operation_ref", "operationRef"),
+            ("request_body", "requestBody"),
+        ] {
+            if let Some(v) = link.remove(from) {
+                link.insert(to.to_owned(), v);
+            }
+        }
+    }
 }
 
 /// This document.

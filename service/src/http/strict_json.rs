@@ -11,7 +11,11 @@
 //! - unknown fields are refused (`#[serde(deny_unknown_fields)]` on every
 //!   body);
 //! - a key may appear once: serde refuses a struct's duplicate fields, and
-//!   maps are `quota_api::UniqueMap`s (in the API crate, which both sides use).
+//!   maps are `quota_api::UniqueMap`s (in the API crate, which both sides use);
+//! - a whole number may be written with a fraction or an exponent (`4.0`,
+//!   `1e3`), as JSON Schema's `integer` allows, up to 2^53: past that a
+//!   number with a fraction or exponent no longer names one integer exactly,
+//!   and is refused ([`Integral`]).
 //!
 //! ```text
 //!   bytes ─▶ serde_json::Deserializer ─▶ Strict (objects for structs, no null) ─▶ body type
@@ -79,16 +83,27 @@ macro_rules! forward_deserialize {
     )*};
 }
 
+macro_rules! forward_integral {
+    ($($method:ident)*) => {$(
+        fn $method<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+            self.0.$method(Integral(StrictVisitor(visitor)))
+        }
+    )*};
+}
+
 impl<'de, D: Deserializer<'de>> Deserializer<'de> for Strict<D> {
     type Error = D::Error;
 
     forward_deserialize! {
-        deserialize_any deserialize_bool
-        deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64 deserialize_i128
-        deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64 deserialize_u128
+        deserialize_any deserialize_bool deserialize_i128 deserialize_u128
         deserialize_f32 deserialize_f64 deserialize_char deserialize_str deserialize_string
         deserialize_bytes deserialize_byte_buf deserialize_option deserialize_unit
         deserialize_seq deserialize_map deserialize_identifier deserialize_ignored_any
+    }
+
+    forward_integral! {
+        deserialize_i8 deserialize_i16 deserialize_i32 deserialize_i64
+        deserialize_u8 deserialize_u16 deserialize_u32 deserialize_u64
     }
 
     fn deserialize_unit_struct<V: Visitor<'de>>(
@@ -208,6 +223,72 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for StrictVisitor<V> {
     }
 }
 
+// === impl Integral ===
+
+/// A visitor of an integer that takes a whole number written as a float
+/// (`4.0`, `1e3`) too, while the float is exact (at most 2^53 away from 0).
+struct Integral<V>(V);
+
+/// Floats up to this magnitude are exact integers when they have no fraction.
+const EXACT_FLOAT: f64 = 9_007_199_254_740_992.0; // 2^53
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for Integral<V> {
+    type Value = V::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.expecting(f)
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        self.0.visit_u64(v)
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        self.0.visit_i64(v)
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        if v.fract() != 0.0 || !v.is_finite() {
+            return self.0.visit_f64(v);
+        }
+        if v.abs() > EXACT_FLOAT {
+            return Err(E::custom(format_args!(
+                "{v} is past 2^53: write a whole number that large without a fraction or exponent"
+            )));
+        }
+        if v >= 0.0 {
+            self.0.visit_u64(v as u64)
+        } else {
+            self.0.visit_i64(v as i64)
+        }
+    }
+
+    // Everything else is not a number: the wrapped visitor refuses it.
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        self.0.visit_bool(v)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        self.0.visit_str(v)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        self.0.visit_none()
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        self.0.visit_unit()
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        self.0.visit_seq(seq)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        self.0.visit_map(map)
+    }
+}
+
 // === impl StrictSeed, StrictSeq, StrictMap ===
 
 impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for StrictSeed<S> {
@@ -282,6 +363,43 @@ mod tests {
         let (syntax, message) = explain::<Body>(json.as_bytes());
         assert!(!syntax, "{json}: {message}");
         message
+    }
+
+    #[test]
+    fn a_whole_number_may_have_a_fraction_or_exponent_while_it_is_exact() {
+        for (json, n) in [
+            (r#"{"id":"a","count":4.0}"#, 4),
+            (r#"{"id":"a","count":1e3}"#, 1000),
+            (r#"{"id":"a","count":0.0}"#, 0),
+            (r#"{"id":"a","count":9007199254740992.0}"#, 1 << 53),
+        ] {
+            let b: Body = from_slice(json.as_bytes()).unwrap();
+            assert_eq!(b.count, Some(n), "{json}");
+        }
+        let m = err(r#"{"id":"a","count":4.5}"#);
+        assert!(m.contains("floating point `4.5`"), "{m}");
+        let m = err(r#"{"id":"a","count":1e19}"#);
+        assert!(m.contains("past 2^53"), "{m}");
+        let m = err(r#"{"id":"a","count":-1.0}"#);
+        assert!(m.contains("invalid value: integer `-1`"), "{m}");
+        let m = err(r#"{"id":"a","count":-1}"#);
+        assert!(m.contains("invalid value: integer `-1`"), "{m}");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn whole_floats_read_as_their_integer(n in 0u64..=(1 << 53), exp in proptest::bool::ANY) {
+            let text = if exp { format!("{n}e0") } else { format!("{n}.0") };
+            let json = format!(r#"{{"id":"a","count":{text}}}"#);
+            let b: Body = from_slice(json.as_bytes()).unwrap();
+            proptest::prop_assert_eq!(b.count, Some(n));
+        }
+
+        #[test]
+        fn fractions_are_refused(n in 0u64..(1 << 40), frac in 1u32..1000) {
+            let json = format!(r#"{{"id":"a","count":{n}.{frac:03}}}"#);
+            proptest::prop_assert!(from_slice::<Body>(json.as_bytes()).is_err());
+        }
     }
 
     #[test]

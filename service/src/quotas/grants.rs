@@ -118,9 +118,12 @@ impl Quotas {
 }
 
 pub(super) fn validate_subject(subject: &str) -> Result<(), QuotaError> {
-    if subject.is_empty() || subject.len() > 512 || subject.chars().any(char::is_control) {
+    if subject.is_empty()
+        || subject.chars().count() > quota_api::rules::MAX_SUBJECT_CHARS
+        || subject.chars().any(char::is_control)
+    {
         return Err(QuotaError::Invalid(
-            "subject must be 1-512 printable characters".into(),
+            "subject must be 1-512 characters, none of them a control character".into(),
         ));
     }
     Ok(())

@@ -124,6 +124,8 @@ pub enum Conflict {
     GrantNotFound,
     StrictNode,
     DoesNotFit,
+    /// A limit without a window, and no window to inherit from the parent.
+    NoWindowToInherit,
 }
 
 /// Why an operation was refused. Nothing changed.

@@ -121,11 +121,8 @@ impl Quotas {
         now: i64,
     ) -> Result<(), QuotaError> {
         let parent = match &spec.parent {
-            Some(p) if p == id => {
-                return Err(QuotaError::Invalid(
-                    "a node cannot be its own parent".into(),
-                ));
-            }
+            // The node being created is not there to be its own parent.
+            Some(p) if p == id => return Err(QuotaError::ParentNotFound(p.clone())),
             Some(p) => Some(
                 self.counters
                     .node(p)

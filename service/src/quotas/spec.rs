@@ -53,15 +53,20 @@ pub(super) fn resolve_limits(
             (Some(w), _, _) => w,
             (None, Some(b), _) => b,
             (None, None, Some(w)) => w,
+            // Whether a window can be left out depends on the tree (the
+            // node's parent and its limits): a conflict, not a bad body.
             (None, None, None) => {
-                return Err(QuotaError::Invalid(format!(
-                    "{name:?} needs a window (minute, hour, day, month or none){}",
-                    if parent.is_some() {
-                        ": the parent has no limit for it to inherit"
-                    } else {
-                        ""
-                    }
-                )));
+                return Err(QuotaError::Conflict {
+                    kind: Conflict::NoWindowToInherit,
+                    message: format!(
+                        "{name:?} needs a window (minute, hour, day, month or none): {}",
+                        if parent.is_some() {
+                            "the parent has no limit for it to inherit"
+                        } else {
+                            "a root has no parent to inherit one from"
+                        }
+                    ),
+                });
             }
         };
         out.push((

@@ -774,7 +774,7 @@ async fn bad_requests_on(app: TestApp) {
             json!({"tenant_id": "big", "message_count": 1, "bytes_sent": 1}),
         )
         .await;
-    assert_error(&resp, StatusCode::UNPROCESSABLE_ENTITY, "counter_overflow");
+    assert_error(&resp, StatusCode::CONFLICT, "counter_overflow");
     assert_eq!(snapshot(&app).await, before_big, "overflow changed state");
 
     // Nothing reached the database either.

@@ -72,8 +72,12 @@ async fn get_openapi_json_serves_the_document_to_anyone() {
 /// fallback's catch-all that follows them.
 fn router_paths(debug: &str) -> BTreeSet<String> {
     let mut paths = BTreeSet::new();
-    let start = debug.find("path_router").expect("the router's Debug names path_router");
-    let end = debug.find("fallback_router").expect("... and fallback_router");
+    let start = debug
+        .find("path_router")
+        .expect("the router's Debug names path_router");
+    let end = debug
+        .find("fallback_router")
+        .expect("... and fallback_router");
     let mut rest = &debug[start..end];
     while let Some(at) = rest.find(": \"/") {
         rest = &rest[at + 3..];

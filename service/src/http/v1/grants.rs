@@ -166,6 +166,9 @@ pub async fn grants(
 ) -> Result<Json<GrantsAnswer>, AppError> {
     check_id(&id)?;
     caller.may(&q, Action::Read, &id).await?;
+    if q.node(&id).is_some_and(|n| n.state == NodeState::Deleted) {
+        return Err(gone(&id));
+    }
     let rows = q.grants(&id).await?;
     let items = rows
         .into_iter()
@@ -244,9 +247,16 @@ pub async fn snapshot(
     caller: Caller,
     State(q): State<Arc<Quotas>>,
     ApiQuery(s): ApiQuery<SnapshotQuery>,
-) -> Json<SnapshotBody> {
+) -> Result<Json<SnapshotBody>, AppError> {
+    // Versions are database integers (BIGINT): none is larger.
+    if s.since > quota_api::rules::MAX_AMOUNT {
+        return Err(AppError::new(
+            ErrorCode::InvalidQuery,
+            format!("since is at most {}", quota_api::rules::MAX_AMOUNT),
+        ));
+    }
     let (version, nodes) = q.snapshot(s.since);
-    Json(SnapshotBody {
+    Ok(Json(SnapshotBody {
         instance_id: q.instance_id().to_owned(),
         version,
         nodes: nodes
@@ -254,5 +264,5 @@ pub async fn snapshot(
             .filter(|n| q.may(caller.identity(), Action::Audit, &n.id))
             .map(NodeBody::from)
             .collect(),
-    })
+    }))
 }

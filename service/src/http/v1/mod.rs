@@ -75,8 +75,7 @@ pub struct PageQuery {
     /// Most nodes in the page: 1 to 1000 (100 when left out).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
-    /// The `next_after` of the page before.
-    #[param(value_type = Option<NodeId>)]
+    /// The `next_after` of the page before: nodes whose id sorts after it.
     pub after: Option<String>,
 }
 
@@ -95,6 +94,7 @@ pub struct AuditQuery {
 pub struct SnapshotQuery {
     /// The `version` of the last snapshot (0, the default, for all nodes).
     #[serde(default)]
+    #[param(maximum = 9223372036854775807_u64)]
     pub since: u64,
 }
 
@@ -153,6 +153,14 @@ impl From<AuditEntry> for AuditBody {
             after: e.record.after,
         }
     }
+}
+
+/// A deleted node is gone for reads too (the list, the snapshot and the
+/// audit trail still show it, as the record of its deletion).
+fn gone(id: &str) -> AppError {
+    AppError::from(Refusal::Deleted {
+        node: id.to_owned(),
+    })
 }
 
 fn check_id(id: &str) -> Result<(), AppError> {

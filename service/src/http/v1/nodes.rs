@@ -160,6 +160,9 @@ pub async fn get(
     check_id(&id)?;
     caller.may(&q, Action::Read, &id).await?;
     let view = q.node(&id).ok_or(QuotaError::NotFound(id))?;
+    if view.state == NodeState::Deleted {
+        return Err(gone(&view.id));
+    }
     Ok(Json(NodeBody::from(&view)))
 }
 

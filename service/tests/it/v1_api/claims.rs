@@ -61,5 +61,5 @@ async fn claims_are_idempotent_per_resource_id_and_bounded() {
             json!({"resource": "messages", "resource_id": "x", "amount": 1, "reason": "r"}),
         )
         .await;
-    assert_error(&(s, v), StatusCode::UNPROCESSABLE_ENTITY, "not_a_capacity");
+    assert_error(&(s, v), StatusCode::CONFLICT, "not_a_capacity");
 }

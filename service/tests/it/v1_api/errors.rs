@@ -71,8 +71,8 @@ async fn v1_errors_on(app: TestApp) {
             Method::PUT,
             "/api/v1/quotas/n".into(),
             Some(json!({"limits": {"gpu": {"max": 1}}})),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
+            StatusCode::CONFLICT,
+            "no_window_to_inherit",
         ),
         (
             Method::PUT,
@@ -121,8 +121,8 @@ async fn v1_errors_on(app: TestApp) {
             Method::PUT,
             "/api/v1/quotas/n".into(),
             Some(json!({"parent": "team-a", "limits": {"storage": {"max": 1}}})),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
+            StatusCode::CONFLICT,
+            "no_window_to_inherit",
         ),
         (
             Method::PUT,
@@ -219,7 +219,7 @@ async fn v1_errors_on(app: TestApp) {
             Method::POST,
             "/api/v1/quotas/org/usage/allocate".into(),
             Some(json!({"resource": "disk", "resource_id": "a", "amount": 1, "reason": "r"})),
-            StatusCode::UNPROCESSABLE_ENTITY,
+            StatusCode::CONFLICT,
             "unknown_resource",
         ),
         (

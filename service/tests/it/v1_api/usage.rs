@@ -45,11 +45,11 @@ async fn consume_stops_at_the_share_and_rolls_up() {
     let (s, _) = consume(&app, "org", json!({"messages": 0, "storage": 1})).await;
     assert_eq!(
         s,
-        StatusCode::UNPROCESSABLE_ENTITY,
+        StatusCode::CONFLICT,
         "capacities are claimed, not consumed"
     );
     let (s, _) = consume(&app, "team-b", json!({"messages": 1, "gpu": 1})).await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(s, StatusCode::CONFLICT);
     assert_eq!(
         node(&app, "team-b").await["resources"]["messages"]["used"],
         5,
@@ -109,7 +109,7 @@ async fn batch_answers_each_item_in_order() {
         .collect();
     assert_eq!(
         statuses,
-        vec![json!(200), json!(404), json!(422), json!(400), json!(200)]
+        vec![json!(200), json!(404), json!(409), json!(400), json!(200)]
     );
     assert_eq!(v["counted"], 2);
     assert_eq!(
@@ -200,11 +200,7 @@ async fn flat_increment_on_a_node_without_bandwidth_counts_messages() {
             json!({"tenant_id": "org", "message_count": 0, "bytes_sent": 10}),
         )
         .await;
-    assert_error(
-        &(s, v),
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "unknown_resource",
-    );
+    assert_error(&(s, v), StatusCode::CONFLICT, "unknown_resource");
     assert_eq!(
         node(&app, "org").await["resources"]["messages"]["used"],
         5,
@@ -289,5 +285,5 @@ async fn a_strict_node_counts_in_the_database_on_every_call() {
     );
     // Unknown resources are refused before the database is asked.
     let (s, v) = consume(&app, "team-b", json!({"nope": 1})).await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
 }

@@ -1,0 +1,158 @@
+//! Helpers for the API-contract tests: the release `quota-service` binary
+//! on a fresh SQLite file with static tokens, and the pinned Python tools
+//! (`hack/python-tools.sh`) that test it from its OpenAPI document.
+//!
+//! ```text
+//!  test ──spawns──▶ target/release/quota-service (SQLite, AUTH_MODE=static)
+//!    └──runs──▶ schemathesis / a generated client ──HTTP──▶ 127.0.0.1:<port>
+//! ```
+
+// Test helpers: a failure here is the test's failure, named by the message.
+#![allow(clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The admin's token: its subject owns every node.
+pub const ADMIN_TOKEN: &str = "contract-admin-token-0123456789";
+
+/// The release binary `make test` builds before the tests run.
+///
+/// # Panics
+/// When it is missing: the tests never fall back to another build.
+pub fn release_binary() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| testenv::repo_root().join("target"));
+    let bin = target.join("release").join("quota-service");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `cargo build --release --bin quota-service` (make test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// The pinned Python tools' bin directory, built on first use.
+///
+/// # Panics
+/// When they cannot be built (no network to PyPI, no python3).
+pub fn python_tools() -> PathBuf {
+    let out = Command::new(testenv::repo_root().join("hack/python-tools.sh"))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run hack/python-tools.sh");
+    assert!(out.status.success(), "hack/python-tools.sh failed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    PathBuf::from(text.lines().last().unwrap_or_default().trim())
+}
+
+/// The committed OpenAPI document (`make generate` keeps it current).
+pub fn document() -> serde_json::Value {
+    let path = testenv::repo_root().join("openapi/edge-quota.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// How many operations the document describes.
+pub fn documented_operations() -> usize {
+    document()["paths"]
+        .as_object()
+        .map(|paths| {
+            paths
+                .values()
+                .filter_map(|item| item.as_object())
+                .map(|item| item.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// The service as a child process, stopped when dropped.
+#[derive(Debug)]
+pub struct Service {
+    child: Child,
+    pub url: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Service {
+    /// Starts the release binary on a new SQLite file, with access control
+    /// on (`ADMIN_TOKEN`'s subject in AUTH_ADMINS), and waits for `/ready`.
+    pub fn start() -> Service {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let tokens = dir.path().join("tokens.yaml");
+        std::fs::write(
+            &tokens,
+            format!("- token: {ADMIN_TOKEN}\n  subject: contract-admin\n"),
+        )
+        .expect("write the tokens file");
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("service.log")).expect("log file");
+        let child = Command::new(release_binary())
+            .env_clear()
+            .env("QUOTA_HOST", "127.0.0.1")
+            .env("QUOTA_PORT", port.to_string())
+            .env("QUOTA_DATA_DIR", dir.path().join("data"))
+            .env("AUTH_MODE", "static")
+            .env("AUTH_TOKENS_FILE", &tokens)
+            .env("AUTH_ADMINS", "contract-admin")
+            .env("LOG_LEVEL", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn the release quota-service");
+        let mut service = Service {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !service.answers_ready(port) {
+            if let Ok(Some(status)) = service.child.try_wait() {
+                panic!("quota-service exited ({status}):\n{}", service.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "quota-service not ready within 30 s:\n{}",
+                service.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        service
+    }
+
+    fn answers_ready(&self, port: u16) -> bool {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+            return false;
+        };
+        let request = "GET /ready HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+        let mut answer = String::new();
+        s.write_all(request.as_bytes()).is_ok()
+            && s.read_to_string(&mut answer).is_ok()
+            && answer.starts_with("HTTP/1.1 200")
+    }
+
+    /// What the service logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("service.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}

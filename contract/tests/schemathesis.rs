@@ -1,0 +1,61 @@
+//! schemathesis against the release binary, from the committed OpenAPI
+//! document as the service serves it: every check (`--checks all`), every
+//! phase (the document's examples, coverage of its boundaries, fuzzing,
+//! stateful sequences along its links), bounded by examples per operation
+//! and by time. Zero failures; `openapi/schemathesis.toml` holds the few
+//! changed expectations, each with its reason.
+
+// Test helpers: a failure here is the test's failure, named by the message.
+#![allow(clippy::expect_used)]
+
+use std::process::Command;
+
+use contract::{ADMIN_TOKEN, Service, python_tools};
+
+/// Examples per operation and phase, and the run's time budget (seconds).
+const MAX_EXAMPLES: &str = "25";
+const MAX_TIME_SECS: &str = "150";
+
+#[test]
+fn schemathesis_finds_nothing() {
+    let tools = python_tools();
+    let service = Service::start();
+    let report = service.dir.path().join("report");
+    let out = Command::new(tools.join("st"))
+        .current_dir(service.dir.path())
+        .arg("--config-file")
+        .arg(testenv::repo_root().join("openapi/schemathesis.toml"))
+        .arg("--no-color")
+        .arg("run")
+        .arg(format!("{}/openapi.json", service.url))
+        .args(["-H", &format!("Authorization: Bearer {ADMIN_TOKEN}")])
+        .args(["--checks", "all"])
+        .args(["--phases", "examples,coverage,fuzzing,stateful"])
+        .args(["--max-examples", MAX_EXAMPLES])
+        .args(["--max-time", MAX_TIME_SECS])
+        .args(["--workers", "2"])
+        .args(["--generation-database", "none"])
+        .args(["--report", "junit"])
+        .arg("--report-dir")
+        .arg(&report)
+        .output()
+        .expect("run schemathesis");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary = stdout
+        .find("SUMMARY")
+        .map(|at| &stdout[at..])
+        .unwrap_or(&stdout);
+    println!("{summary}");
+    assert!(
+        out.status.success(),
+        "schemathesis found failures:\n{stdout}\n{}\nservice log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        service.log()
+    );
+    // It ran: every operation of the document was tested.
+    let operations = contract::documented_operations();
+    assert!(
+        summary.contains(&format!("Tested: {operations}")),
+        "not all {operations} operations were tested:\n{summary}"
+    );
+}
