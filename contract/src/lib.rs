@@ -53,8 +53,8 @@ pub fn python_tools() -> PathBuf {
 /// The committed OpenAPI document (`make generate` keeps it current).
 pub fn document() -> serde_json::Value {
     let path = testenv::repo_root().join("openapi/edge-quota.json");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 

@@ -45,6 +45,8 @@ pub async fn claim(
         crate::domain::tenant_id::MAX_NODE_ID_LEN,
     )
     .map_err(|e| AppError::new(ErrorCode::InvalidBody, e.to_string()))?;
+    validate_resource_name(&body.resource)
+        .map_err(|e| AppError::new(ErrorCode::InvalidBody, e.to_string()))?;
     if body.amount > MAX_COUNT
         || body.reason.trim().is_empty()
         || body.reason.chars().count() > 1024

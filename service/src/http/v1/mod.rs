@@ -58,6 +58,7 @@ use crate::domain::access::Action;
 use crate::domain::calendar::rfc3339;
 use crate::domain::counter::MAX_COUNT;
 use crate::domain::node::{NodeState, Refusal};
+use crate::domain::resource::validate_resource_name;
 use crate::domain::tenant_id::{validate_id, validate_node_id};
 use crate::domain::window::Window;
 use crate::persistence::AuditEntry;

@@ -17,6 +17,8 @@ pub(super) fn usage_pairs(
     usage
         .iter()
         .map(|(r, &n)| {
+            validate_resource_name(r)
+                .map_err(|e| AppError::new(ErrorCode::InvalidBody, format!("usage: {e}")))?;
             if n > MAX_COUNT {
                 Err(AppError::new(
                     ErrorCode::InvalidBody,
