@@ -6,6 +6,8 @@
 //! extractors (bad JSON, wrong content type, too large a body) are converted
 //! here too, so no client ever sees a plain-text error.
 
+use std::collections::BTreeMap;
+
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -16,7 +18,7 @@ use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::{Ref, RefOr};
-use utoipa::{PartialSchema, ToResponse, ToSchema};
+use utoipa::{IntoResponses, PartialSchema, ToResponse, ToSchema};
 
 use crate::auth::AuthError;
 use crate::domain::node::Refusal;
@@ -246,6 +248,16 @@ macro_rules! error_responses {
                     (stringify!($name), error_response($status))
                 }
             }
+
+            // Not every response is in a set.
+            #[allow(dead_code)]
+            impl $name {
+                /// `(status, $ref to the component)`, for the sets below.
+                fn entry() -> (String, RefOr<utoipa::openapi::Response>) {
+                    let path = concat!("#/components/responses/", stringify!($name));
+                    ($status.to_string(), RefOr::Ref(Ref::new(path)))
+                }
+            }
         )*
 
         /// Every reusable error response, for the document's components.
@@ -276,6 +288,35 @@ error_responses! {
     Unprocessable => 422;
     /// 503: the database or the token check is unavailable.
     Unavailable => 503;
+}
+
+/// Defines a set of error responses that operations share, named in
+/// `#[utoipa::path(responses(...))]` beside the operation's own.
+macro_rules! error_sets {
+    ($($(#[$doc:meta])* $name:ident => [$($response:ident),*];)*) => {
+        $(
+            $(#[$doc])*
+            #[derive(Debug)]
+            pub struct $name;
+
+            impl IntoResponses for $name {
+                fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+                    BTreeMap::from([$($response::entry()),*])
+                }
+            }
+        )*
+    };
+}
+
+error_sets! {
+    /// Every `/api` call: no valid token; the database or the token check
+    /// unavailable.
+    CallErrors => [Unauthenticated, Unavailable];
+    /// A call with a JSON body.
+    BodyErrors => [BadRequest, PayloadTooLarge, UnsupportedMediaType, Unprocessable];
+    /// A call on a node named in the path: a bad id, no grant, no such
+    /// node, a deleted one.
+    NodeErrors => [BadRequest, Forbidden, NotFound, Gone];
 }
 
 /// The response of `status`: the error body, with the codes it comes with.

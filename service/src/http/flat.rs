@@ -30,8 +30,7 @@ use utoipa::{PartialSchema, ToSchema};
 
 use super::caller::Caller;
 use super::error::{
-    AppError, BadRequest, Conflict, ErrorCode, Forbidden, Gone, NotFound, PayloadTooLarge,
-    Unauthenticated, Unavailable, Unprocessable, UnsupportedMediaType,
+    AppError, BodyErrors, CallErrors, Conflict, ErrorCode, Forbidden, Gone, NodeErrors,
 };
 use super::extract::{ApiJson, ApiPath};
 use super::json_writer::{JsonAnswer, JsonWriter, WriteJson, key};
@@ -302,15 +301,11 @@ async fn may_report(caller: &Caller, quotas: &Quotas, tenant_id: &str) -> Result
     request_body = UsageRequest,
     responses(
         (status = 200, description = "Counted; the tenant's metrics after the call.", body = QuotaMetrics),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthenticated),
         (status = 403, response = Forbidden),
         (status = 409, response = Conflict),
         (status = 410, response = Gone),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = Unprocessable),
-        (status = 503, response = Unavailable),
+        CallErrors,
+        BodyErrors,
     ),
 )]
 pub async fn increment(
@@ -337,15 +332,11 @@ pub async fn increment(
     request_body = UsageRequest,
     responses(
         (status = 200, description = "The tenant's metrics and whether the amounts fit.", body = CheckResponse),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthenticated),
         (status = 403, response = Forbidden),
         (status = 409, response = Conflict),
         (status = 410, response = Gone),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = Unprocessable),
-        (status = 503, response = Unavailable),
+        CallErrors,
+        BodyErrors,
     ),
 )]
 pub async fn check(
@@ -375,15 +366,11 @@ pub async fn check(
     request_body = LimitsRequest,
     responses(
         (status = 200, description = "The tenant's metrics with the new limits.", body = QuotaMetrics),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthenticated),
         (status = 403, response = Forbidden),
         (status = 409, response = Conflict),
         (status = 410, response = Gone),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = Unprocessable),
-        (status = 503, response = Unavailable),
+        CallErrors,
+        BodyErrors,
     ),
 )]
 pub async fn set_limits(
@@ -447,12 +434,8 @@ pub async fn set_limits(
     params(("tenant_id" = TenantId, Path, description = "The tenant.")),
     responses(
         (status = 200, description = "The tenant's metrics.", body = QuotaMetrics),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthenticated),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 410, response = Gone),
-        (status = 503, response = Unavailable),
+        CallErrors,
+        NodeErrors,
     ),
 )]
 pub async fn get_tenant(
@@ -476,8 +459,7 @@ pub async fn get_tenant(
     tag = "flat",
     responses(
         (status = 200, description = "The tenants' metrics.", body = Vec<QuotaMetrics>),
-        (status = 401, response = Unauthenticated),
-        (status = 503, response = Unavailable),
+        CallErrors,
     ),
 )]
 pub async fn list(caller: Caller, State(quotas): State<Arc<Quotas>>) -> Json<Vec<QuotaMetrics>> {
@@ -503,12 +485,8 @@ pub async fn list(caller: Caller, State(quotas): State<Arc<Quotas>>) -> Json<Vec
     params(("tenant_id" = TenantId, Path, description = "The tenant.")),
     responses(
         (status = 200, description = "The tenant's metrics after the reset.", body = QuotaMetrics),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthenticated),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 410, response = Gone),
-        (status = 503, response = Unavailable),
+        CallErrors,
+        NodeErrors,
     ),
 )]
 pub async fn reset(

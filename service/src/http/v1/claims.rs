@@ -19,17 +19,13 @@ use super::*;
         (status = 200, description = "The same claim existed already.", body = ClaimResponse),
         (status = 201, description = "Claimed.", body = ClaimResponse,
             links(("release" = (operation_id = "release", parameters(("id" = "$response.body#/id"), ("resource_id" = "$response.body#/resource_id")), description = "Release the claim.")))),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthenticated),
         (status = 403, description = "`forbidden` (no grant), or `node_suspended` (a refusal: the body is a `Refused`).", body = ErrorBody<'_>),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
         (status = 410, description = "`node_deleted` (a refusal: the body is a `Refused`).", body = Refused<'_>),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = Unprocessable),
         (status = 429, description = "Refused: the capacity is exhausted or overcommitted; nothing was claimed.", body = Refused<'_>),
-        (status = 503, response = Unavailable),
+        CallErrors,
+        BodyErrors,
     ),
 )]
 pub async fn claim(
@@ -110,13 +106,9 @@ pub(super) fn claim_response(
     ),
     responses(
         (status = 200, description = "Released; the claim as it was.", body = ClaimResponse),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthenticated),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
         (status = 409, response = Conflict),
-        (status = 410, response = Gone),
-        (status = 503, response = Unavailable),
+        CallErrors,
+        NodeErrors,
     ),
 )]
 pub async fn release(

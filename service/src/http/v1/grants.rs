@@ -63,16 +63,10 @@ pub struct GrantItem {
     responses(
         (status = 200, description = "The grant existed already.", body = GrantAnswer),
         (status = 201, description = "Granted.", body = GrantAnswer),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthenticated),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
         (status = 409, response = Conflict),
-        (status = 410, response = Gone),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = Unprocessable),
-        (status = 503, response = Unavailable),
+        CallErrors,
+        BodyErrors,
+        NodeErrors,
     ),
 )]
 pub async fn grant(
@@ -109,16 +103,10 @@ pub async fn grant(
     request_body = GrantBody,
     responses(
         (status = 200, description = "Revoked.", body = RevokeAnswer),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthenticated),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
         (status = 409, response = Conflict),
-        (status = 410, response = Gone),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = Unprocessable),
-        (status = 503, response = Unavailable),
+        CallErrors,
+        BodyErrors,
+        NodeErrors,
     ),
 )]
 pub async fn revoke(
@@ -151,12 +139,8 @@ pub async fn revoke(
     params(("id" = NodeId, Path, description = "The node.")),
     responses(
         (status = 200, description = "The node's grants.", body = GrantsAnswer),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthenticated),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 410, response = Gone),
-        (status = 503, response = Unavailable),
+        CallErrors,
+        NodeErrors,
     ),
 )]
 pub async fn grants(
@@ -192,12 +176,8 @@ pub async fn grants(
     params(("id" = NodeId, Path, description = "The node."), AuditQuery),
     responses(
         (status = 200, description = "One page of audit records.", body = Page<AuditBody>),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthenticated),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 410, response = Gone),
-        (status = 503, response = Unavailable),
+        CallErrors,
+        NodeErrors,
     ),
 )]
 pub async fn audit(
@@ -239,8 +219,7 @@ pub async fn audit(
     responses(
         (status = 200, description = "The nodes changed since `since` that the caller administers.", body = SnapshotBody),
         (status = 400, response = BadRequest),
-        (status = 401, response = Unauthenticated),
-        (status = 503, response = Unavailable),
+        CallErrors,
     ),
 )]
 pub async fn snapshot(

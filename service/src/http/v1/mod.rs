@@ -43,8 +43,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::MAX_BATCH_BODY_BYTES;
 use super::caller::Caller;
 use super::error::{
-    AppError, BadRequest, Conflict, ErrorBody, ErrorCode, ErrorDetail, Forbidden, Gone, NotFound,
-    PayloadTooLarge, Unauthenticated, Unavailable, Unprocessable, UnsupportedMediaType,
+    AppError, BadRequest, BodyErrors, CallErrors, Conflict, ErrorBody, ErrorCode, ErrorDetail,
+    NodeErrors, NotFound,
 };
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::json_writer::{JsonAnswer, JsonWriter, WriteJson, key};

@@ -89,16 +89,10 @@ pub(super) fn node_spec(
             ("setState" = (operation_id = "setState", parameters(("id" = "$response.body#/id")), description = "Suspend or resume the node.")),
             ("deleteNode" = (operation_id = "deleteNode", parameters(("id" = "$response.body#/id")), description = "Delete the node.")),
         )),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthenticated),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
         (status = 409, response = Conflict),
-        (status = 410, response = Gone),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = Unprocessable),
-        (status = 503, response = Unavailable),
+        CallErrors,
+        BodyErrors,
+        NodeErrors,
     ),
 )]
 pub async fn put(
@@ -144,12 +138,8 @@ pub async fn put(
     params(("id" = NodeId, Path, description = "The node.")),
     responses(
         (status = 200, description = "The node.", body = NodeBody),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthenticated),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
-        (status = 410, response = Gone),
-        (status = 503, response = Unavailable),
+        CallErrors,
+        NodeErrors,
     ),
 )]
 pub async fn get(
@@ -178,8 +168,7 @@ pub async fn get(
     responses(
         (status = 200, description = "One page of nodes.", body = Page<NodeBody>),
         (status = 400, response = BadRequest),
-        (status = 401, response = Unauthenticated),
-        (status = 503, response = Unavailable),
+        CallErrors,
     ),
 )]
 pub async fn list(
@@ -215,13 +204,9 @@ pub async fn list(
     params(("id" = NodeId, Path, description = "The node.")),
     responses(
         (status = 200, description = "Deleted; the node as it was.", body = NodeBody),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthenticated),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
         (status = 409, response = Conflict),
-        (status = 410, response = Gone),
-        (status = 503, response = Unavailable),
+        CallErrors,
+        NodeErrors,
     ),
 )]
 pub async fn delete(
@@ -255,16 +240,10 @@ pub async fn delete(
             ("setState" = (operation_id = "setState", parameters(("id" = "$response.body#/id")), description = "Suspend or resume the node.")),
             ("deleteNode" = (operation_id = "deleteNode", parameters(("id" = "$response.body#/id")), description = "Delete the node.")),
         )),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthenticated),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
         (status = 409, response = Conflict),
-        (status = 410, response = Gone),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = Unprocessable),
-        (status = 503, response = Unavailable),
+        CallErrors,
+        BodyErrors,
+        NodeErrors,
     ),
 )]
 pub async fn allocate(
@@ -297,16 +276,10 @@ pub async fn allocate(
     request_body = StateBody,
     responses(
         (status = 200, description = "The node in its new state.", body = NodeBody),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthenticated),
-        (status = 403, response = Forbidden),
-        (status = 404, response = NotFound),
         (status = 409, response = Conflict),
-        (status = 410, response = Gone),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = Unprocessable),
-        (status = 503, response = Unavailable),
+        CallErrors,
+        BodyErrors,
+        NodeErrors,
     ),
 )]
 pub async fn set_state(

@@ -45,18 +45,14 @@ pub(super) fn usage_pairs(
     request_body = UsageBody,
     responses(
         (status = 200, description = "Counted.", body = Consumed),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthenticated),
         (status = 403, description = "`forbidden` (no grant), or `node_suspended` (a refusal: the body is a `Refused`).", body = ErrorBody<'_>),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
         (status = 410, description = "`node_deleted` (a refusal: the body is a `Refused`).", body = Refused<'_>),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = Unprocessable),
         (status = 429, description = "Refused: `quota_exhausted` or `overcommitted`; nothing was counted. `retry_after_secs` (and `Retry-After`) says when the window resets, null for a capacity.", body = Refused<'_>,
             headers(("Retry-After" = u64, description = "Seconds until the refusing window resets; absent for a capacity."))),
-        (status = 503, response = Unavailable),
+        CallErrors,
+        BodyErrors,
     ),
 )]
 pub async fn consume(
@@ -203,12 +199,8 @@ pub(super) fn refusal_response(id: &str, r: Refusal) -> Response {
     request_body = BatchBody,
     responses(
         (status = 200, description = "Every item's outcome, in order; `counted` items were counted.", body = BatchAnswer<'_>),
-        (status = 400, response = BadRequest),
-        (status = 401, response = Unauthenticated),
-        (status = 413, response = PayloadTooLarge),
-        (status = 415, response = UnsupportedMediaType),
-        (status = 422, response = Unprocessable),
-        (status = 503, response = Unavailable),
+        CallErrors,
+        BodyErrors,
     ),
 )]
 pub async fn batch(
