@@ -39,7 +39,7 @@ use crate::domain::calendar::rfc3339_stamp;
 use crate::domain::counter::{GIB, MAX_COUNT, gib_to_bytes};
 use crate::domain::stamp::Stamp;
 use crate::domain::tenant::{TenantView, Usage};
-use crate::domain::tenant_id::validate_tenant_id;
+use crate::domain::tenant_id::{MAX_NODE_ID_LEN, validate_id, validate_tenant_id};
 use crate::quotas::{Access, LimitsUpdate, Quotas};
 
 /// Usage of a tenant to count (`increment`) or to check (`check`).
@@ -431,7 +431,7 @@ pub async fn set_limits(
     path = "/api/quota/{tenant_id}",
     operation_id = "getTenant",
     tag = "flat",
-    params(("tenant_id" = TenantId, Path, description = "The tenant.")),
+    params(("tenant_id" = NodeId, Path, description = "The tenant: any root node (the list holds root nodes of the v1 API too, with ids up to 253 characters).")),
     responses(
         (status = 200, description = "The tenant's metrics.", body = QuotaMetrics),
         CallErrors,
@@ -443,7 +443,7 @@ pub async fn get_tenant(
     State(quotas): State<Arc<Quotas>>,
     ApiPath(tenant_id): ApiPath<String>,
 ) -> Result<Json<QuotaMetrics>, AppError> {
-    validate_tenant_id(&tenant_id)?;
+    validate_listed_id(&tenant_id)?;
     caller.may(&quotas, Action::Read, &tenant_id).await?;
     let view = quotas.get(&tenant_id).ok_or_else(|| unknown(&tenant_id))?;
     Ok(Json(QuotaMetrics::new(tenant_id, &view)))
@@ -482,7 +482,7 @@ pub async fn list(caller: Caller, State(quotas): State<Arc<Quotas>>) -> Json<Vec
     path = "/api/quota/{tenant_id}/reset",
     operation_id = "resetTenant",
     tag = "flat",
-    params(("tenant_id" = TenantId, Path, description = "The tenant.")),
+    params(("tenant_id" = NodeId, Path, description = "The tenant: any root node (the list holds root nodes of the v1 API too, with ids up to 253 characters).")),
     responses(
         (status = 200, description = "The tenant's metrics after the reset.", body = QuotaMetrics),
         CallErrors,
@@ -494,13 +494,20 @@ pub async fn reset(
     State(quotas): State<Arc<Quotas>>,
     ApiPath(tenant_id): ApiPath<String>,
 ) -> Result<Json<QuotaMetrics>, AppError> {
-    validate_tenant_id(&tenant_id)?;
+    validate_listed_id(&tenant_id)?;
     caller.may(&quotas, Action::Change, &tenant_id).await?;
     let view = quotas
         .reset(caller.subject(), &tenant_id)
         .await?
         .ok_or_else(|| unknown(&tenant_id))?;
     Ok(Json(QuotaMetrics::new(tenant_id, &view)))
+}
+
+/// Reads and resets address any tenant `GET /api/quota` lists: every root
+/// node, whose id may be a v1 node id (up to 253 characters); creating one
+/// through this API keeps the flat tracker's 128.
+fn validate_listed_id(tenant_id: &str) -> Result<(), AppError> {
+    Ok(validate_id("tenant_id", tenant_id, MAX_NODE_ID_LEN)?)
 }
 
 fn unknown(tenant_id: &str) -> AppError {

@@ -665,7 +665,8 @@ async fn bad_requests_on(app: TestApp) {
         ),
         (
             "GET",
-            &*Box::leak(format!("/api/quota/{long_id}").into_boxed_str()),
+            // Reads address any listed root: past a node id's 253 characters.
+            &*Box::leak(format!("/api/quota/{}", "x".repeat(254)).into_boxed_str()),
             String::new(),
             StatusCode::BAD_REQUEST,
             "invalid_tenant_id",
@@ -800,4 +801,36 @@ async fn bad_requests_on(app: TestApp) {
             .unwrap(),
         Some(i64::MAX as u64)
     );
+}
+
+#[tokio::test]
+async fn a_listed_root_with_a_long_id_is_read_and_reset_by_its_id() {
+    let app = TestApp::new().await;
+    let id = "r".repeat(200);
+    let (s, v) = app
+        .call(
+            Method::PUT,
+            &format!("/api/v1/quotas/{id}"),
+            Some(r#"{"limits": {"messages": {"max": 10}}}"#),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (_, list) = app.get("/api/quota").await;
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["tenant_id"] == id.as_str())
+    );
+    let (s, v) = app.get(&format!("/api/quota/{id}")).await;
+    assert_eq!(
+        (s, v["tenant_id"].clone()),
+        (StatusCode::OK, json!(id)),
+        "{v}"
+    );
+    let (s, _) = app.post(&format!("/api/quota/{id}/reset"), json!({})).await;
+    assert_eq!(s, StatusCode::OK);
+    // Past a node id's 253 characters it is still refused.
+    let (s, v) = app.get(&format!("/api/quota/{}", "r".repeat(254))).await;
+    assert_error(&(s, v), StatusCode::BAD_REQUEST, "invalid_tenant_id");
 }
