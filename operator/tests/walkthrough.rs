@@ -230,5 +230,11 @@ spec:
     env.kubectl(&["delete", "qa", "team-b", "-n", &ns_b]);
     env.wait_for(&["tq"], "{.items[*].metadata.name}", "", WAIT)
         .await;
-    assert_eq!(env.get("/api/v1/quotas/acme").await.1["state"], "deleted");
+    // Deleted in the service: gone for reads (410 node_deleted).
+    let (status, body) = env.get("/api/v1/quotas/acme").await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (410, serde_json::json!("node_deleted")),
+        "{body}"
+    );
 }
