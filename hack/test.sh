@@ -7,8 +7,8 @@
 # test binaries, so the two overlap. Tests that need a cluster or a node
 # start their own (see testenv/); the end-to-end tests (e2e/) build the
 # project's image from the release binaries compiled here, and the
-# API-contract tests (contract/) run schemathesis and generated clients
-# against the release quota-service.
+# API-contract tests (contract/) run schemathesis and generated Python and
+# TypeScript clients against the release quota-service.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,11 +20,11 @@ hack/ensure-tools.sh || exit 1
 
 env_log="$CACHE/test-env-build.log"
 if hack/test-env.sh --check >/dev/null 2>&1 && hack/edge-env.sh --check >/dev/null 2>&1 \
-    && hack/python-tools.sh --check >/dev/null 2>&1; then
+    && hack/python-tools.sh --check >/dev/null 2>&1 && hack/node-tools.sh --check >/dev/null 2>&1; then
     env_pid=""
 else
-    echo "test: building the test environment, the edge node and the Python tools in the background (log: $env_log)"
-    (hack/test-env.sh && hack/edge-env.sh && hack/python-tools.sh) >"$env_log" 2>&1 &
+    echo "test: building the test environment, the edge node and the Python and Node tools in the background (log: $env_log)"
+    (hack/test-env.sh && hack/edge-env.sh && hack/python-tools.sh && hack/node-tools.sh) >"$env_log" 2>&1 &
     env_pid=$!
 fi
 

@@ -1,11 +1,16 @@
 //! Helpers for the API-contract tests: the release `quota-service` binary
-//! on a fresh SQLite file with static tokens, and the pinned Python tools
-//! (`hack/python-tools.sh`) that test it from its OpenAPI document.
+//! on a fresh SQLite file with static tokens, and the pinned Python and
+//! Node tools (`hack/python-tools.sh`, `hack/node-tools.sh`) that test it
+//! from its OpenAPI document.
 //!
 //! ```text
 //!  test ──spawns──▶ target/release/quota-service (SQLite, AUTH_MODE=static)
 //!    └──runs──▶ schemathesis / a generated client ──HTTP──▶ 127.0.0.1:<port>
 //! ```
+//!
+//! The clients' call sequences live in `contract/clients/` (Python and
+//! TypeScript); the clients themselves are generated at test time and never
+//! committed.
 
 // Test helpers: a failure here is the test's failure, named by the message.
 #![allow(clippy::expect_used)]
@@ -50,6 +55,37 @@ pub fn python_tools() -> PathBuf {
     PathBuf::from(text.lines().last().unwrap_or_default().trim())
 }
 
+/// The pinned Node tools' `node_modules` (openapi-typescript, openapi-fetch,
+/// TypeScript), installed on first use.
+///
+/// # Panics
+/// When they cannot be installed (no network to npm, no node).
+pub fn node_tools() -> PathBuf {
+    let out = Command::new(testenv::repo_root().join("hack/node-tools.sh"))
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run hack/node-tools.sh");
+    assert!(out.status.success(), "hack/node-tools.sh failed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    PathBuf::from(text.lines().last().unwrap_or_default().trim())
+}
+
+/// Runs `command`, returning its stdout; panics with both outputs when it
+/// fails.
+pub fn run(what: &str, command: &mut Command) -> String {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// The committed OpenAPI document (`make generate` keeps it current).
 pub fn document() -> serde_json::Value {
     let path = testenv::repo_root().join("openapi/edge-quota.json");
@@ -58,18 +94,22 @@ pub fn document() -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// How many operations the document describes.
-pub fn documented_operations() -> usize {
-    document()["paths"]
+/// The document's operations as `METHOD /path` labels, sorted (the form
+/// schemathesis names its test cases in).
+pub fn documented_operations() -> Vec<String> {
+    let mut labels: Vec<String> = document()["paths"]
         .as_object()
-        .map(|paths| {
-            paths
-                .values()
-                .filter_map(|item| item.as_object())
-                .map(|item| item.len())
-                .sum()
+        .into_iter()
+        .flatten()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .into_iter()
+                .flatten()
+                .map(move |(method, _)| format!("{} {path}", method.to_uppercase()))
         })
-        .unwrap_or(0)
+        .collect();
+    labels.sort();
+    labels
 }
 
 /// The service as a child process, stopped when dropped.

@@ -59,10 +59,34 @@ fn schemathesis_finds_nothing() {
         String::from_utf8_lossy(&out.stderr),
         service.log()
     );
-    // It ran: every operation of the document was tested.
-    let operations = contract::documented_operations();
-    assert!(
-        summary.contains(&format!("Tested: {operations}")),
-        "not all {operations} operations were tested:\n{summary}"
-    );
+    // It ran: every operation of the document was tested, apart from the
+    // one schemathesis loads the document from. It leaves that operation
+    // out by design (`_serves_schema_document`); `service/tests/it/openapi.rs`
+    // checks that it serves the committed document, without a token.
+    // The stateful phase is one more test case of the report.
+    let schema_operation = "GET /openapi.json".to_string();
+    let mut expected: Vec<String> = contract::documented_operations()
+        .into_iter()
+        .filter(|label| *label != schema_operation)
+        .chain(["Stateful tests".to_string()])
+        .collect();
+    expected.sort();
+    assert_eq!(tested_operations(&report), expected, "{summary}");
+}
+
+/// The operations the JUnit report has a test case for, sorted.
+fn tested_operations(report_dir: &std::path::Path) -> Vec<String> {
+    let mut labels = Vec::new();
+    for entry in std::fs::read_dir(report_dir).expect("read the report dir") {
+        let path = entry.expect("report entry").path();
+        let xml = std::fs::read_to_string(&path).expect("read the JUnit report");
+        for case in xml.split("<testcase name=\"").skip(1) {
+            if let Some(end) = case.find('"') {
+                labels.push(case[..end].to_string());
+            }
+        }
+    }
+    labels.sort();
+    labels.dedup();
+    labels
 }
