@@ -1,6 +1,6 @@
 //! Clients generated from the committed OpenAPI document, each driving one
 //! call sequence against the release binary: create a tenant and a team
-//! under it, consume until 429, read the refusal's `retry_after_secs` and
+//! under it, consume until 429 (reading `RateLimit` on the way), read the refusal's `retry_after_secs` and
 //! `Retry-After`, read the roll-up, and take a typed 404 and 401. The
 //! sequences are `contract/clients/python/sequence.py` and
 //! `contract/clients/typescript/sequence.ts`; the generators are pinned by
@@ -16,8 +16,8 @@ use std::process::Command;
 use contract::{ADMIN_TOKEN, Service, node_tools, python_tools, run};
 
 /// Checks of the sequences: each prints one `ok:` line per check.
-const PYTHON_CHECKS: usize = 10;
-const TYPESCRIPT_CHECKS: usize = 9;
+const PYTHON_CHECKS: usize = 11;
+const TYPESCRIPT_CHECKS: usize = 10;
 
 fn document() -> std::path::PathBuf {
     testenv::repo_root().join("openapi/edge-quota.json")

@@ -8,6 +8,7 @@ Exits non-zero (an uncaught error) at the first answer that differs from
 what the document promises.
 """
 
+import re
 import sys
 
 from edge_quota_client import AuthenticatedClient, Client
@@ -67,12 +68,14 @@ def main(base_url: str, token: str) -> None:
 
     # Consume on the team until it refuses.
     allowed = 0
+    remaining = []
     refused = None
     retry_after_header = None
     for _ in range(10):
         answer = consume.sync_detailed("py-team", client=client, body=one_message())
         if answer.status_code == 200 and isinstance(answer.parsed, Consumed) and answer.parsed.allowed:
             allowed += 1
+            remaining.append(re.sub(r";t=\d+$", "", answer.headers.get("RateLimit", "")))
         elif answer.status_code == 429 and isinstance(answer.parsed, Refused):
             refused = answer.parsed
             retry_after_header = answer.headers.get("Retry-After")
@@ -80,6 +83,11 @@ def main(base_url: str, token: str) -> None:
         else:
             raise SystemExit(f"consume answered {answer.status_code}: {answer.content!r}")
     check(allowed == 2, "the team's 2 messages are counted", allowed)
+    check(
+        remaining == ['"messages";r=1', '"messages";r=0'],
+        "RateLimit counts down what is left: r=1, then r=0",
+        remaining,
+    )
     check(
         refused is not None and refused.reason == ErrorCode.QUOTA_EXHAUSTED and refused.resource == "messages",
         "the third is refused: 429 quota_exhausted on messages",

@@ -47,6 +47,7 @@ check(team.response.status === 201 && team.data?.parent === "ts-tenant", "alloca
 let refused: Refused | undefined;
 let retryAfterHeader: string | null = null;
 let allowed = 0;
+const remaining: (string | null)[] = [];
 for (let call = 0; call < 10 && refused === undefined; call++) {
   const answer = await client.POST("/api/v1/quotas/{id}/consume", {
     params: { path: { id: "ts-team" } },
@@ -54,6 +55,7 @@ for (let call = 0; call < 10 && refused === undefined; call++) {
   });
   if (answer.response.status === 200 && answer.data?.allowed === true) {
     allowed++;
+    remaining.push(answer.response.headers.get("RateLimit")?.replace(/;t=\d+$/, "") ?? null);
   } else if (answer.response.status === 429 && answer.error && "retry_after_secs" in answer.error) {
     refused = answer.error;
     retryAfterHeader = answer.response.headers.get("Retry-After");
@@ -62,6 +64,11 @@ for (let call = 0; call < 10 && refused === undefined; call++) {
   }
 }
 check(allowed === 2, "the team's 2 messages are counted", allowed);
+check(
+  remaining.join(" | ") === '"messages";r=1 | "messages";r=0',
+  "RateLimit counts down what is left: r=1, then r=0",
+  remaining,
+);
 check(refused !== undefined && refused.reason === "quota_exhausted" && refused.resource === "messages", "the third is refused: 429 quota_exhausted on messages", refused);
 const secs = refused?.retry_after_secs ?? null;
 check(secs !== null && secs >= 1 && secs <= 86_400, "retry_after_secs is within the day", secs);

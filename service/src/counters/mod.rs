@@ -52,6 +52,7 @@ use smallvec::SmallVec;
 
 use crate::clock::SharedClock;
 use crate::domain::counter::Retired;
+use crate::domain::headroom::Headrooms;
 use crate::domain::node::{
     self, Limit, Node, NodeState, Refusal, ShareDeltas, ShareOf, StrictItem,
 };

@@ -6,33 +6,58 @@ use super::*;
 // === impl CounterStore: usage (the request path) ===
 
 impl CounterStore {
-    /// Atomic check-and-increment on a node (v1 `consume`).
-    pub fn consume(&self, id: &str, usage: &[(&str, u64)]) -> Result<(), UsageError> {
+    /// Atomic check-and-increment on a node (v1 `consume`); what is left of
+    /// each limit counted against, read under the same lock.
+    pub fn consume<'a>(
+        &self,
+        id: &str,
+        usage: &[(&'a str, u64)],
+    ) -> Result<Headrooms<'a>, UsageError> {
         let names = names_of(usage);
-        self.apply_usage(id, &names, true, |node, now, auto_reset| {
-            node.consume(usage, now, auto_reset)
-        })
+        self.apply_usage(
+            id,
+            &names,
+            true,
+            |node, now, auto_reset| node.consume(usage, now, auto_reset),
+            |node, now, auto_reset| node.headroom(usage, now, auto_reset),
+        )
     }
 
     /// Tracking increment on a node: always counts (v1 batch `increment`).
     pub fn increment(&self, id: &str, usage: &[(&str, u64)]) -> Result<(), UsageError> {
         let names = names_of(usage);
-        self.apply_usage(id, &names, false, |node, now, auto_reset| {
-            node.increment(usage, now, auto_reset)
-        })
+        self.apply_usage(
+            id,
+            &names,
+            false,
+            |node, now, auto_reset| node.increment(usage, now, auto_reset),
+            |_, _, _| (),
+        )
+    }
+
+    /// What is left of each limit of `usage` on node `id` (after a strict
+    /// call, whose totals memory has just taken); empty for an unknown node.
+    pub fn headroom<'a>(&self, id: &str, usage: &[(&'a str, u64)]) -> Headrooms<'a> {
+        let now = self.now();
+        self.nodes
+            .get(id)
+            .map(|e| e.node.headroom(usage, now, self.auto_reset))
+            .unwrap_or_default()
     }
 
     /// Checks that the node and its ancestors accept usage (and, to
     /// `admit` it, are not overcommitted in one of `names`), then applies
     /// `f` (which changes only `names`) under the node's lock (re-checking
-    /// its own state there) and sends the change up the tree.
-    pub(super) fn apply_usage(
+    /// its own state there), reads `after` of the changed node under the
+    /// same lock, and sends the change up the tree.
+    pub(super) fn apply_usage<T>(
         &self,
         id: &str,
         names: &[&str],
         admit: bool,
         f: impl FnOnce(&mut Node, i64, bool) -> Result<Vec<(ResourceName, Retired)>, Refusal>,
-    ) -> Result<(), UsageError> {
+        after: impl FnOnce(&Node, i64, bool) -> T,
+    ) -> Result<T, UsageError> {
         let now = self.now();
         // A root has no ancestors to check: one lookup (the common case of
         // flat tenants and top-level quotas). Otherwise the ancestors are
@@ -55,15 +80,16 @@ impl CounterStore {
         let Some(parent) = e.node.parent.clone() else {
             let retired = f(&mut e.node, now, self.auto_reset)?;
             self.mark_changed(&mut e, id, retired, now);
-            return Ok(());
+            return Ok(after(&e.node, now, self.auto_reset));
         };
         let before = shares_of(&e.node, names, now, self.auto_reset);
         let retired = f(&mut e.node, now, self.auto_reset)?;
         self.mark_changed(&mut e, id, retired, now);
-        let after = shares_of(&e.node, names, now, self.auto_reset);
+        let shares = shares_of(&e.node, names, now, self.auto_reset);
+        let out = after(&e.node, now, self.auto_reset);
         drop(e);
-        self.propagate(&parent, node::share_of_deltas(names, &before, &after), now);
-        Ok(())
+        self.propagate(&parent, node::share_of_deltas(names, &before, &shares), now);
+        Ok(out)
     }
 
     /// Applies `f` to an entry under its lock, then sends the change of the
@@ -166,9 +192,13 @@ impl CounterStore {
             // checked without holding this entry.
             drop(e);
             let names = names_of(&counted);
-            self.apply_usage(tenant_id, &names, false, |node, now, auto_reset| {
-                node.increment(&counted, now, auto_reset)
-            })?;
+            self.apply_usage(
+                tenant_id,
+                &names,
+                false,
+                |node, now, auto_reset| node.increment(&counted, now, auto_reset),
+                |_, _, _| (),
+            )?;
             return self
                 .flat(tenant_id)
                 .ok_or_else(|| UsageError::NotFound(tenant_id.to_owned()));

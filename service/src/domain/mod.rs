@@ -9,10 +9,13 @@
 //! - [`resource`]: resource names and the built-in resources.
 //! - [`node`]: a quota node and the hierarchy arithmetic.
 //! - [`limit_change`]: what a change of a node's limits asks of its parent.
+//! - [`headroom`]: what a usage call leaves of each limit (the RateLimit
+//!   fields' figures).
 
 pub mod access;
 pub mod calendar;
 pub mod counter;
+pub mod headroom;
 pub mod limit_change;
 pub mod node;
 pub mod resource;

@@ -16,6 +16,7 @@ mod health;
 mod json_writer;
 mod metrics;
 pub mod openapi;
+mod ratelimit;
 pub mod strict_json;
 mod v1;
 

@@ -43,6 +43,7 @@ use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::counters::{CounterStore, NodeView, ReserveFailure, UsageError};
 use crate::domain::access::Role;
+use crate::domain::headroom::Headrooms;
 use crate::domain::limit_change::{LimitChangeError, plan_limit_change};
 use crate::domain::node::{Limit, Node, NodeState, Refusal, ReserveError, Shortage};
 use crate::domain::resource::{BANDWIDTH, MESSAGES, builtin_window, validate_resource_name};

@@ -4,13 +4,33 @@
 use super::*;
 
 impl Quotas {
-    /// Atomic check-and-increment over every resource in `usage`. Awaits
-    /// only for a strict node.
-    pub async fn consume(&self, id: &str, usage: &[(&str, u64)]) -> Result<(), QuotaError> {
+    /// Atomic check-and-increment over every resource in `usage`, answering
+    /// what is left of each limit counted against. Awaits only for a strict
+    /// node.
+    pub async fn consume<'a>(
+        &self,
+        id: &str,
+        usage: &[(&'a str, u64)],
+    ) -> Result<Headrooms<'a>, QuotaError> {
         match self.counters.consume(id, usage) {
-            Err(UsageError::Strict(_)) => self.usage_strict(id, usage, true).await,
+            Err(UsageError::Strict(_)) => {
+                self.usage_strict(id, usage, true).await?;
+                Ok(self.counters.headroom(id, usage))
+            }
             other => Ok(other?),
         }
+    }
+
+    /// What is left of a flat tenant's two limits, as of now.
+    pub fn flat_headroom(&self, view: &TenantView) -> Headrooms<'static> {
+        let (now, auto_reset) = (self.now(), self.counters.auto_reset());
+        [
+            view.messages.headroom(MESSAGES, now, auto_reset),
+            view.bandwidth.headroom(BANDWIDTH, now, auto_reset),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 
     /// Tracking increment over every resource in `usage` (batch). Awaits

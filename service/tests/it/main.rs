@@ -22,6 +22,7 @@ mod migrations;
 mod model;
 mod openapi;
 mod postgres_schema;
+mod ratelimit;
 mod replicas;
 mod strict_bodies;
 mod v1_api;

@@ -262,6 +262,24 @@ impl Model {
             .saturating_sub(self.used(n, r))
     }
 
+    /// What a consume of resource `r` on `n` answers of it: the name, the
+    /// max, what is available, and the window's length and seconds left.
+    fn headroom(&self, n: usize, r: usize) -> (&'static str, u64, u64, Option<(u64, u64)>) {
+        let length: u64 = match self.nodes[&n].limits[&r].window {
+            Window::Minute => 60,
+            Window::Hour => 3_600,
+            Window::Day => 86_400,
+            w => panic!("the model has no consume on window {w:?}"),
+        };
+        let into = u64::try_from(self.now).expect("after 1970") % length;
+        (
+            RESOURCES[r],
+            self.max(n, r),
+            self.available(n, r),
+            Some((length, length - into)),
+        )
+    }
+
     fn overcommitted(&self, n: usize, r: usize) -> bool {
         self.nodes
             .get(&n)
@@ -726,6 +744,24 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     .consume(&id(*node), &[(RESOURCES[*resource], *amount)])
                     .await
                     .map_err(|e| e.to_string());
+                if let Ok(headroom) = &got {
+                    // The RateLimit fields' figures: the node's limit, what
+                    // the next consume is checked against, its window.
+                    let want = model.headroom(*node, *resource);
+                    let got: Vec<_> = headroom
+                        .iter()
+                        .map(|h| {
+                            (
+                                h.resource,
+                                h.max,
+                                h.remaining,
+                                h.window.map(|w| (w.length, w.reset)),
+                            )
+                        })
+                        .collect();
+                    prop_assert_eq!(got, vec![want], "{}: headroom", step);
+                }
+                let got = got.map(drop);
                 if want {
                     for (a, was) in before {
                         prop_assert!(

@@ -69,6 +69,7 @@ mod tests;
 use smallvec::SmallVec;
 
 use super::counter::{Counter, MAX_COUNT, Retired, RowId};
+use super::headroom::{Headroom, Headrooms, WindowSecs};
 use super::resource::{ResourceName, resource_name};
 use super::window::{Period, Window};
 

@@ -34,6 +34,30 @@ impl Node {
         self.touch_if_counted(usage, now);
         Ok(retired)
     }
+    /// Where each resource of `usage` the node has a limit for stands at
+    /// `now`: the figures of the RateLimit fields of a usage answer.
+    pub fn headroom<'a>(
+        &self,
+        usage: &[(&'a str, u64)],
+        now: i64,
+        auto_reset: bool,
+    ) -> Headrooms<'a> {
+        usage
+            .iter()
+            .filter_map(|&(name, _)| {
+                let i = self.index(name)?;
+                let r = &self.resources[i];
+                let (period, _) = r.used_at(now, auto_reset);
+                Some(Headroom {
+                    resource: name,
+                    max: r.max,
+                    remaining: self.available(i, now, auto_reset),
+                    window: WindowSecs::of(period, now, auto_reset),
+                })
+            })
+            .collect()
+    }
+
     /// Tracking increment: counts every amount whatever the limit (all or
     /// nothing only against overflow and unknown resources).
     pub fn increment(

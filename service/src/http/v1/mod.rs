@@ -48,6 +48,7 @@ use super::error::{
 };
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::json_writer::{JsonAnswer, JsonWriter, WriteJson, key};
+use super::ratelimit;
 use quota_api::v1::{
     AllocateBody, AuditBody, BatchBody, BatchMode, ClaimBody, ClaimResponse, GrantBody, LimitBody,
     NodeBody, Page, PutBody, ResourceBody, SnapshotBody, StateBody, UsageBody,

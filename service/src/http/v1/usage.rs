@@ -44,13 +44,20 @@ pub(super) fn usage_pairs(
     params(("id" = NodeId, Path, description = "The node to count on.")),
     request_body = UsageBody,
     responses(
-        (status = 200, description = "Counted.", body = Consumed),
+        (status = 200, description = "Counted.", body = Consumed,
+            headers(
+                ("RateLimit-Policy" = String, description = "IETF RateLimit-Policy, one policy per resource counted, named by it: `\"messages\";q=<the node's max>;w=<the window's seconds>` (no `w` for a window that never resets)."),
+                ("RateLimit" = String, description = "IETF RateLimit: `\"messages\";r=<what the node may still use>;t=<seconds to the reset>`, one item per resource, in the resource's units."),
+            )),
         (status = 403, description = "`forbidden` (no grant), or `node_suspended` (a refusal: the body is a `Refused`).", body = ErrorBody<'_>),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
         (status = 410, description = "`node_deleted` (a refusal: the body is a `Refused`).", body = Refused<'_>),
         (status = 429, description = "Refused: `quota_exhausted` or `overcommitted`; nothing was counted. `retry_after_secs` (and `Retry-After`) says when the window resets, null for a capacity.", body = Refused<'_>,
-            headers(("Retry-After" = u64, description = "Seconds until the refusing window resets; absent for a capacity."))),
+            headers(
+                ("Retry-After" = u64, description = "Seconds until the refusing window resets; absent for a capacity."),
+                ("RateLimit" = String, description = "IETF RateLimit for the refusing resource: `\"<resource>\";r=<what is left>;t=<seconds to the reset>`."),
+            )),
         CallErrors,
         BodyErrors,
     ),
@@ -64,15 +71,23 @@ pub async fn consume(
     check_id(&id)?;
     let usage = usage_pairs(&body.usage)?;
     caller.may(&q, Action::Report, &id).await?;
-    let outcome = q.consume(&id, &usage).await;
+    // The fields are written before the answer takes the usage it borrows.
+    let outcome = q
+        .consume(&id, &usage)
+        .await
+        .map(|headroom| ratelimit::Fields::of(&headroom));
     drop(usage);
     match outcome {
-        Ok(()) => Ok(JsonAnswer(Consumed {
-            allowed: true,
-            id,
-            usage: body.usage.0,
-        })
-        .into_response()),
+        Ok(fields) => {
+            let mut resp = JsonAnswer(Consumed {
+                allowed: true,
+                id,
+                usage: body.usage.0,
+            })
+            .into_response();
+            fields.insert_into(resp.headers_mut());
+            Ok(resp)
+        }
         Err(QuotaError::Refused(r)) => Ok(refusal_response(&id, r)),
         Err(e) => Err(e.into()),
     }
@@ -183,6 +198,18 @@ pub(super) fn refusal_response(id: &str, r: Refusal) -> Response {
     {
         resp.headers_mut().insert(header::RETRY_AFTER, v);
     }
+    let left = match &r {
+        Refusal::Exhausted {
+            resource,
+            available,
+            ..
+        } => Some((resource, *available)),
+        Refusal::Overcommitted { resource, .. } => Some((resource, 0)),
+        _ => None,
+    };
+    if let Some((resource, remaining)) = left {
+        ratelimit::insert_refused(resp.headers_mut(), resource, remaining, retry);
+    }
     resp
 }
 
@@ -229,7 +256,9 @@ pub async fn batch(
             Ok(usage) => {
                 let r = match body.mode {
                     BatchMode::Increment => q.increment_node(&item.id, &usage).await,
-                    BatchMode::Consume => q.consume(&item.id, &usage).await,
+                    // A batch answers no RateLimit fields (one answer,
+                    // many nodes).
+                    BatchMode::Consume => q.consume(&item.id, &usage).await.map(drop),
                 };
                 r.map_err(|e| {
                     let retry = match &e {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use quota_service::Config;
 use quota_service::ManualClock;
@@ -236,6 +236,21 @@ impl TestApp {
     pub async fn get(&self, uri: &str) -> (StatusCode, Value) {
         self.call(Method::GET, uri, None).await
     }
+
+    /// A POST whose answer's headers matter too.
+    pub async fn post_with_headers(
+        &self,
+        uri: &str,
+        body: Value,
+    ) -> (StatusCode, HeaderMap, Value) {
+        let body = body.to_string();
+        let (auth, authorization) = match &self.caller {
+            None => (Authenticator::none(), None),
+            Some((auth, token)) => (auth.clone(), bearer(token)),
+        };
+        let req = request(Method::POST, uri, authorization.as_deref(), Some(&body));
+        send_with_headers(&self.quotas, &auth, req).await
+    }
 }
 
 /// One request through the real router.
@@ -288,11 +303,22 @@ pub async fn send_to(
     auth: &Arc<Authenticator>,
     req: Request<Body>,
 ) -> (StatusCode, Value) {
+    let (status, _, json) = send_with_headers(quotas, auth, req).await;
+    (status, json)
+}
+
+/// [`send_to`], with the answer's headers.
+pub async fn send_with_headers(
+    quotas: &Arc<Quotas>,
+    auth: &Arc<Authenticator>,
+    req: Request<Body>,
+) -> (StatusCode, HeaderMap, Value) {
     let resp = app(quotas.clone(), auth.clone())
         .oneshot(req)
         .await
         .expect("router is infallible");
     let status = resp.status();
+    let headers = resp.headers().clone();
     let bytes = resp.into_body().collect().await.expect("body").to_bytes();
     let json = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
         panic!(
@@ -300,7 +326,7 @@ pub async fn send_to(
             String::from_utf8_lossy(&bytes)
         )
     });
-    (status, json)
+    (status, headers, json)
 }
 
 /// Asserts an error answer: status, code, and a non-empty message.
