@@ -46,13 +46,7 @@ pub fn release_binary() -> PathBuf {
 /// # Panics
 /// When they cannot be built (no network to PyPI, no python3).
 pub fn python_tools() -> PathBuf {
-    let out = Command::new(testenv::repo_root().join("hack/python-tools.sh"))
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run hack/python-tools.sh");
-    assert!(out.status.success(), "hack/python-tools.sh failed");
-    let text = String::from_utf8_lossy(&out.stdout);
-    PathBuf::from(text.lines().last().unwrap_or_default().trim())
+    installed_by("hack/python-tools.sh")
 }
 
 /// The pinned Node tools' `node_modules` (openapi-typescript, openapi-fetch,
@@ -61,11 +55,16 @@ pub fn python_tools() -> PathBuf {
 /// # Panics
 /// When they cannot be installed (no network to npm, no node).
 pub fn node_tools() -> PathBuf {
-    let out = Command::new(testenv::repo_root().join("hack/node-tools.sh"))
+    installed_by("hack/node-tools.sh")
+}
+
+/// The directory `script` installs into (the last line it prints).
+fn installed_by(script: &str) -> PathBuf {
+    let out = Command::new(testenv::repo_root().join(script))
         .stderr(Stdio::inherit())
         .output()
-        .expect("run hack/node-tools.sh");
-    assert!(out.status.success(), "hack/node-tools.sh failed");
+        .unwrap_or_else(|e| panic!("run {script}: {e}"));
+    assert!(out.status.success(), "{script} failed");
     let text = String::from_utf8_lossy(&out.stdout);
     PathBuf::from(text.lines().last().unwrap_or_default().trim())
 }

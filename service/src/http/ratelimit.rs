@@ -76,31 +76,40 @@ pub fn insert_refused(
 
 /// `"messages";q=1000;w=86400, ...`
 fn policy_field(headroom: &[Headroom<'_>]) -> String {
-    let mut field = String::with_capacity(40 * headroom.len());
-    for (n, h) in headroom.iter().enumerate() {
-        if n > 0 {
-            field.push_str(", ");
-        }
-        item(&mut field, h.resource);
-        param(&mut field, "q", h.max);
-        if let Some(w) = h.window {
-            param(&mut field, "w", w.length);
-        }
-    }
-    field
+    list(
+        headroom,
+        ("q", |h| h.max),
+        ("w", |h| h.window.map(|w| w.length)),
+    )
 }
 
 /// `"messages";r=997;t=3600, ...`
 fn limit_field(headroom: &[Headroom<'_>]) -> String {
+    list(
+        headroom,
+        ("r", |h| h.remaining),
+        ("t", |h| h.window.map(|w| w.reset)),
+    )
+}
+
+type Param = for<'h, 'a> fn(&'h Headroom<'a>) -> u64;
+type OptionalParam = for<'h, 'a> fn(&'h Headroom<'a>) -> Option<u64>;
+
+/// One item per resource, each with a required and an optional parameter.
+fn list(
+    headroom: &[Headroom<'_>],
+    (key, value): (&str, Param),
+    (optional_key, optional): (&str, OptionalParam),
+) -> String {
     let mut field = String::with_capacity(40 * headroom.len());
     for (n, h) in headroom.iter().enumerate() {
         if n > 0 {
             field.push_str(", ");
         }
         item(&mut field, h.resource);
-        param(&mut field, "r", h.remaining);
-        if let Some(w) = h.window {
-            param(&mut field, "t", w.reset);
+        param(&mut field, key, value(h));
+        if let Some(v) = optional(h) {
+            param(&mut field, optional_key, v);
         }
     }
     field
