@@ -7,7 +7,8 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::openapi::{Ref, RefOr, schema::Schema};
+use utoipa::{PartialSchema, ToSchema};
 
 use crate::UniqueMap;
 use crate::schema::{
@@ -226,12 +227,60 @@ pub struct NodeBody {
 }
 
 /// One page of a list.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Page<T> {
     pub items: Vec<T>,
     /// Pass as `after` for the next page; null on the last page.
-    #[schema(value_type = AnyValue, required = true)]
     pub next_after: Option<serde_json::Value>,
+}
+
+/// The document's schema of a [`Page`] of nodes.
+#[derive(Debug)]
+pub struct NodePage;
+
+/// The document's schema of a [`Page`] of audit records.
+#[derive(Debug)]
+pub struct AuditPage;
+
+// Written by hand: a derive on the generic `Page` copies the item's whole
+// schema into each page (a second `NodeBody` under another name in every
+// generated client); these refer to it.
+macro_rules! page_schema {
+    ($page:ident of $item:ty) => {
+        impl PartialSchema for $page {
+            fn schema() -> RefOr<Schema> {
+                page_of(&<$item>::name())
+            }
+        }
+
+        impl ToSchema for $page {
+            fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+                schemas.push((<$item>::name().into_owned(), <$item>::schema()));
+                <$item>::schemas(schemas);
+                schemas.push((AnyValue::name().into_owned(), AnyValue::schema()));
+            }
+        }
+    };
+}
+
+page_schema!(NodePage of NodeBody);
+page_schema!(AuditPage of AuditBody);
+
+fn page_of(item: &str) -> RefOr<Schema> {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    let mut next_after = Ref::from_schema_name(AnyValue::name());
+    next_after.description = "Pass as `after` for the next page; null on the last page.".into();
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some("One page of a list."))
+        .property(
+            "items",
+            ArrayBuilder::new().items(Ref::from_schema_name(item)),
+        )
+        .property("next_after", next_after)
+        .required("items")
+        .required("next_after")
+        .into()
 }
 
 /// A capacity claim.
@@ -319,5 +368,40 @@ mod tests {
         let node: NodeBody = serde_json::from_value(json.clone()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(node.resources["messages"].available, 87);
         assert_eq!(serde_json::to_value(&node).unwrap_or_default(), json);
+    }
+}
+
+#[cfg(test)]
+mod page_schema_tests {
+    use super::*;
+
+    /// The hand-written page schema names exactly the fields a page has.
+    #[test]
+    fn the_page_schema_has_the_fields_of_a_page() {
+        let page: Page<u8> = Page {
+            items: vec![],
+            next_after: None,
+        };
+        let value = serde_json::to_value(&page).unwrap_or_default();
+        let mut fields: Vec<&String> = value
+            .as_object()
+            .map(|o| o.keys().collect())
+            .unwrap_or_default();
+        fields.sort();
+        let schema = serde_json::to_value(NodePage::schema()).unwrap_or_default();
+        let mut documented: Vec<&String> = schema["properties"]
+            .as_object()
+            .map(|o| o.keys().collect())
+            .unwrap_or_default();
+        documented.sort();
+        assert_eq!(fields, documented);
+        assert_eq!(
+            schema["properties"]["items"]["items"]["$ref"],
+            "#/components/schemas/NodeBody"
+        );
+        assert_eq!(
+            schema["required"],
+            serde_json::json!(["items", "next_after"])
+        );
     }
 }

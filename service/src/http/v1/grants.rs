@@ -175,7 +175,7 @@ pub async fn grants(
     tag = "access",
     params(("id" = NodeId, Path, description = "The node."), AuditQuery),
     responses(
-        (status = 200, description = "One page of audit records.", body = Page<AuditBody>),
+        (status = 200, description = "One page of audit records.", body = AuditPage),
         CallErrors,
         NodeErrors,
     ),

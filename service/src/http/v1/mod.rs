@@ -50,8 +50,8 @@ use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::json_writer::{JsonAnswer, JsonWriter, WriteJson, key};
 use super::ratelimit;
 use quota_api::v1::{
-    AllocateBody, AuditBody, BatchBody, BatchMode, ClaimBody, ClaimResponse, GrantBody, LimitBody,
-    NodeBody, Page, PutBody, ResourceBody, SnapshotBody, StateBody, UsageBody,
+    AllocateBody, AuditBody, AuditPage, BatchBody, BatchMode, ClaimBody, ClaimResponse, GrantBody,
+    LimitBody, NodeBody, NodePage, Page, PutBody, ResourceBody, SnapshotBody, StateBody, UsageBody,
 };
 
 use crate::counters::NodeView;

@@ -166,7 +166,7 @@ pub async fn get(
     tag = "nodes",
     params(PageQuery),
     responses(
-        (status = 200, description = "One page of nodes.", body = Page<NodeBody>),
+        (status = 200, description = "One page of nodes.", body = NodePage),
         (status = 400, response = BadRequest),
         CallErrors,
     ),
