@@ -3,10 +3,11 @@
 measure of a change to the request path that the machine's other tenants
 do not disturb (wall-clock figures move by 20 % between runs here).
 
-    bench/instructions.py BIN [BIN ...] [--requests-secs 10] [--scenarios increment,consume]
+    bench/instructions.py BIN [BIN ...] [--requests-secs 10] [--scenarios increment,consume] [--keep DIR]
 
 Each BIN is a quota-service binary (say, the release builds of two commits
-in two target dirs). For each scenario and binary it starts the binary
+in two target dirs), optionally with settings: `BIN@RATELIMIT_FIELDS=true`
+(several joined with `,`). For each scenario and binary it starts the binary
 under `valgrind --tool=callgrind` with one worker thread, creates what the
 scenario needs, warms up, zeroes the counts, runs wrk (one thread, 16
 connections) with the scenario's script from bench/wrk/, dumps the counts
@@ -73,7 +74,8 @@ def wrk(base, script, secs):
     return int(m.group(1))
 
 
-def measure(binary, scenario, secs):
+def measure(spec, scenario, secs, keep=None):
+    binary, _, settings = spec.partition("@")
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
@@ -87,6 +89,7 @@ def measure(binary, scenario, secs):
             DEFAULT_MESSAGE_LIMIT="100000000000",
             TOKIO_WORKER_THREADS="1",
         )
+        env.update(kv.split("=", 1) for kv in settings.split(",") if kv)
         out = os.path.join(tmp, "callgrind.out")
         proc = subprocess.Popen(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", binary],
@@ -111,6 +114,10 @@ def measure(binary, scenario, secs):
             dumps = sorted(glob.glob(out + ".*"), key=os.path.getmtime)
             if not dumps:
                 raise SystemExit("callgrind wrote no dump")
+            if keep:
+                os.makedirs(keep, exist_ok=True)
+                name = f"{scenario}-{os.path.basename(binary)}{settings.replace('=', '-').replace(',', '-')}.callgrind"
+                subprocess.run(["cp", dumps[-1], os.path.join(keep, name)], check=True)
             with open(dumps[-1]) as f:
                 total = next(int(line.split()[1]) for line in f if line.startswith(("summary:", "totals:")))
             return total / requests, requests
@@ -124,12 +131,13 @@ def main():
     ap.add_argument("binaries", nargs="+")
     ap.add_argument("--requests-secs", type=int, default=10)
     ap.add_argument("--scenarios", default="increment,consume")
+    ap.add_argument("--keep", help="copy each run's callgrind dump here (for callgrind_annotate)")
     args = ap.parse_args()
     rows = []
     for scenario in args.scenarios.split(","):
         first = None
         for binary in args.binaries:
-            per_request, requests = measure(binary, scenario, args.requests_secs)
+            per_request, requests = measure(binary, scenario, args.requests_secs, args.keep)
             first = first or per_request
             log(f"{scenario} {binary}: {per_request:,.0f} instructions per request ({requests} requests)")
             rows.append((scenario, binary, per_request, per_request / first, requests))

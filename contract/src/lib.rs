@@ -140,6 +140,8 @@ impl Service {
             .env("AUTH_MODE", "static")
             .env("AUTH_TOKENS_FILE", &tokens)
             .env("AUTH_ADMINS", "contract-admin")
+            // The consume answers carry the RateLimit fields the clients read.
+            .env("RATELIMIT_FIELDS", "true")
             .env("LOG_LEVEL", "warn")
             .stdout(Stdio::null())
             .stderr(log)

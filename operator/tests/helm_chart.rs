@@ -30,6 +30,7 @@ database:
   existingSecret: edge-quota-db
 quotaService:
   persistenceIntervalSecs: 2
+  ratelimitFields: true
 ";
 const MONITORED: &str = "\
 serviceMonitor:
@@ -251,6 +252,10 @@ fn lints_renders_and_every_object_is_accepted_by_the_api_server() {
                 assert_eq!(deploy["spec"]["strategy"]["type"], "Recreate");
                 assert!(k.contains(&"PersistentVolumeClaim".to_owned()), "{k:?}");
                 assert!(env_of(service, "DATABASE_URL").is_none());
+                assert_eq!(
+                    env_of(service, "RATELIMIT_FIELDS").unwrap()["value"],
+                    "false"
+                );
                 assert!(!k.contains(&"ServiceMonitor".to_owned()));
                 assert!(!k.contains(&"NetworkPolicy".to_owned()));
                 assert_eq!(
@@ -276,6 +281,10 @@ fn lints_renders_and_every_object_is_accepted_by_the_api_server() {
                 assert_eq!(
                     env_of(service, "PERSISTENCE_INTERVAL_SECS").unwrap()["value"],
                     "2"
+                );
+                assert_eq!(
+                    env_of(service, "RATELIMIT_FIELDS").unwrap()["value"],
+                    "true"
                 );
             }
             "monitored" => {

@@ -86,7 +86,10 @@ fn store(c: &mut Criterion) {
         .insert_node("leaf", Node::new(Some("mid"), &limit(BIG / 4), NOON))
         .unwrap();
     g.bench_function("consume (3 levels deep)", |b| {
-        b.iter(|| store.consume(black_box("leaf"), &[("messages", 1)]))
+        b.iter(|| store.consume(black_box("leaf"), &[("messages", 1)], false))
+    });
+    g.bench_function("consume with headroom (RATELIMIT_FIELDS)", |b| {
+        b.iter(|| store.consume(black_box("leaf"), &[("messages", 1)], true))
     });
     g.bench_function("check_usable (3 levels deep)", |b| {
         b.iter(|| store.check_usable(black_box("leaf"), &["messages"]))

@@ -29,6 +29,10 @@ pub struct Config {
     pub default_bandwidth_limit_bytes: u64,
     /// `ENABLE_AUTO_RESET`: start a new period from zero.
     pub enable_auto_reset: bool,
+    /// `RATELIMIT_FIELDS`: answer a counted consume with the IETF
+    /// `RateLimit-Policy` and `RateLimit` fields (refusals always carry
+    /// `RateLimit`). Off by default: they cost about a tenth of a consume.
+    pub ratelimit_fields: bool,
     /// `LOG_LEVEL`: a tracing filter (`RUST_LOG` overrides it).
     pub log_level: String,
     /// `LOG_FORMAT`: `text` or `json`.
@@ -107,6 +111,18 @@ impl Config {
             let value = get(var).unwrap_or_else(|| default.to_owned());
             (value, move |v: &str| err(var, v, reason))
         };
+        let parse_bool = |var: &'static str, default: bool| {
+            let (v, bad) = parse(
+                var,
+                if default { "true" } else { "false" },
+                "expected true or false",
+            );
+            match v.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => Ok(true),
+                "false" | "0" | "no" | "off" => Ok(false),
+                _ => Err(bad(&v)),
+            }
+        };
 
         let (v, bad) = parse(
             "QUOTA_HOST",
@@ -160,12 +176,8 @@ impl Config {
             .and_then(gib_to_bytes)
             .ok_or_else(|| bad(&v))?;
 
-        let (v, bad) = parse("ENABLE_AUTO_RESET", "true", "expected true or false");
-        let enable_auto_reset = match v.trim().to_ascii_lowercase().as_str() {
-            "true" | "1" | "yes" | "on" => true,
-            "false" | "0" | "no" | "off" => false,
-            _ => return Err(bad(&v)),
-        };
+        let enable_auto_reset = parse_bool("ENABLE_AUTO_RESET", true)?;
+        let ratelimit_fields = parse_bool("RATELIMIT_FIELDS", false)?;
 
         let log_level = get("LOG_LEVEL").unwrap_or_else(|| "info".into());
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&log_level) {
@@ -198,6 +210,7 @@ impl Config {
             default_message_limit,
             default_bandwidth_limit_bytes,
             enable_auto_reset,
+            ratelimit_fields,
             log_level,
             log_format,
             database,
@@ -345,6 +358,7 @@ mod tests {
         assert_eq!(c.default_message_limit, 50_000);
         assert_eq!(c.default_bandwidth_limit_bytes, 100 * 1024 * 1024 * 1024);
         assert!(c.enable_auto_reset);
+        assert!(!c.ratelimit_fields);
         assert_eq!(c.log_level, "info");
         assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(
@@ -414,6 +428,7 @@ mod tests {
             ("DEFAULT_MESSAGE_LIMIT", "7"),
             ("DEFAULT_BANDWIDTH_LIMIT_GB", "0.5"),
             ("ENABLE_AUTO_RESET", "false"),
+            ("RATELIMIT_FIELDS", "on"),
             ("LOG_LEVEL", "quota_service=debug"),
             ("LOG_FORMAT", "json"),
         ])?;
@@ -423,6 +438,7 @@ mod tests {
         assert_eq!(c.default_message_limit, 7);
         assert_eq!(c.default_bandwidth_limit_bytes, 512 * 1024 * 1024);
         assert!(!c.enable_auto_reset);
+        assert!(c.ratelimit_fields);
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(
             c.database,
@@ -496,6 +512,7 @@ mod tests {
             ("DEFAULT_BANDWIDTH_LIMIT_GB", "-1"),
             ("DEFAULT_BANDWIDTH_LIMIT_GB", "1e30"),
             ("ENABLE_AUTO_RESET", "maybe"),
+            ("RATELIMIT_FIELDS", "sometimes"),
             ("LOG_LEVEL", "info,,=[["),
             ("LOG_FORMAT", "xml"),
             ("DATABASE_URL", "mysql://x"),

@@ -40,9 +40,9 @@ fn usage_rolls_up_through_every_ancestor_once() {
         loaded("team", node(Some("org"), 300)),
         loaded("squad", node(Some("team"), 100)),
     ]);
-    s.consume("squad", &[(MESSAGES, 90)]).unwrap();
-    s.consume("team", &[(MESSAGES, 70)]).unwrap();
-    s.consume("org", &[(MESSAGES, 50)]).unwrap();
+    s.consume("squad", &[(MESSAGES, 90)], false).unwrap();
+    s.consume("team", &[(MESSAGES, 70)], false).unwrap();
+    s.consume("org", &[(MESSAGES, 50)], false).unwrap();
     assert_eq!(messages(&s, "squad").subtree_used, 90);
     assert_eq!(messages(&s, "team").subtree_used, 160);
     assert_eq!(messages(&s, "org").subtree_used, 210);
@@ -305,7 +305,7 @@ fn synced_nodes_carry_their_reservations_to_their_parents() {
     s.sync_nodes(vec![loaded("team-a", node(Some("org"), 400))]);
     assert_eq!(messages(&s, "org").allocated, 400);
     // Usage counted here meanwhile survives a sync of the node.
-    s.consume("team-a", &[(MESSAGES, 7)]).ok();
+    s.consume("team-a", &[(MESSAGES, 7)], false).ok();
     let mut synced = node(Some("org"), 400);
     synced.resources[0].counter.used = 10; // what the database holds
     s.sync_nodes(vec![loaded("team-a", synced)]);
@@ -365,7 +365,7 @@ fn strict_nodes_send_usage_calls_to_the_database() {
     n.strict = true;
     s.load([loaded("a", n)]);
     assert_eq!(
-        s.consume("a", &[(MESSAGES, 1)]),
+        s.consume("a", &[(MESSAGES, 1)], false),
         Err(UsageError::Strict("a".into()))
     );
     assert_eq!(messages(&s, "a").used, 0, "nothing counted in memory");

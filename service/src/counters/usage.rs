@@ -6,12 +6,13 @@ use super::*;
 // === impl CounterStore: usage (the request path) ===
 
 impl CounterStore {
-    /// Atomic check-and-increment on a node (v1 `consume`); what is left of
-    /// each limit counted against, read under the same lock.
+    /// Atomic check-and-increment on a node (v1 `consume`); with `headroom`,
+    /// what is left of each limit counted against, read under the same lock.
     pub fn consume<'a>(
         &self,
         id: &str,
         usage: &[(&'a str, u64)],
+        headroom: bool,
     ) -> Result<Headrooms<'a>, UsageError> {
         let names = names_of(usage);
         self.apply_usage(
@@ -19,7 +20,10 @@ impl CounterStore {
             &names,
             true,
             |node, now, auto_reset| node.consume(usage, now, auto_reset),
-            |node, now, auto_reset| node.headroom(usage, now, auto_reset),
+            |node, now, auto_reset| match headroom {
+                true => node.headroom(usage, now, auto_reset),
+                false => Headrooms::new(),
+            },
         )
     }
 

@@ -1,11 +1,11 @@
-//! What a usage call leaves of each limit it counted against: the numbers
-//! of the IETF RateLimit fields (`RateLimit-Policy`: the limit and its
-//! window; `RateLimit`: what remains and when it resets), computed where the
-//! counters are and written as headers by the HTTP layer.
+//! What a consume leaves of each limit it counted against: the numbers of
+//! the IETF RateLimit fields (`RateLimit-Policy`: the limit and its window;
+//! `RateLimit`: what remains and when it resets), computed where the
+//! counters are, under the node's lock, and written as headers by the HTTP
+//! layer.
 //!
 //! ```text
-//!  consume / increment ──▶ Node::headroom, QuotaView::headroom ──▶ [Headroom]
-//!                                                       http::ratelimit ──▶ headers
+//!  consume ──▶ Node::headroom ──▶ [Headroom] ──▶ http::ratelimit ──▶ headers
 //! ```
 
 use smallvec::SmallVec;
@@ -35,9 +35,10 @@ pub struct WindowSecs {
     pub reset: u64,
 }
 
-/// The headroom of the resources of one call (inline for up to 4, as the
-/// call's usage pairs are).
-pub type Headrooms<'a> = SmallVec<[Headroom<'a>; 4]>;
+/// The headroom of the resources of one call: inline for one (most
+/// consumes count one resource), so a consume with the fields off moves
+/// only an empty vector through its layers.
+pub type Headrooms<'a> = SmallVec<[Headroom<'a>; 1]>;
 
 // === impl WindowSecs ===
 

@@ -8,7 +8,6 @@
 //! therefore allows nothing (the old tracker read 0 as "unlimited"; here an
 //! unlimited tenant gets a large limit instead).
 
-use super::headroom::{Headroom, WindowSecs};
 use super::window::Period;
 
 /// A tenant's limits.
@@ -68,22 +67,6 @@ impl QuotaView {
     /// Whether `amount` more still fits.
     pub fn fits(&self, amount: u64) -> bool {
         amount <= self.remaining()
-    }
-
-    /// This quota as the RateLimit fields show it, named `resource`;
-    /// `None` without a limit.
-    pub fn headroom(
-        &self,
-        resource: &'static str,
-        now: i64,
-        auto_reset: bool,
-    ) -> Option<Headroom<'static>> {
-        self.tracked.then(|| Headroom {
-            resource,
-            max: self.limit,
-            remaining: self.remaining(),
-            window: WindowSecs::of(self.period, now, auto_reset),
-        })
     }
 }
 

@@ -22,7 +22,6 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
 use quota_api::schema::{Amount, NodeId, TenantId};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::RefOr;
@@ -35,7 +34,6 @@ use super::error::{
 };
 use super::extract::{ApiJson, ApiPath};
 use super::json_writer::{JsonAnswer, JsonWriter, WriteJson, key};
-use super::ratelimit;
 use crate::domain::access::Action;
 use crate::domain::calendar::rfc3339_stamp;
 use crate::domain::counter::{GIB, MAX_COUNT, gib_to_bytes};
@@ -302,11 +300,7 @@ async fn may_report(caller: &Caller, quotas: &Quotas, tenant_id: &str) -> Result
     tag = "flat",
     request_body = UsageRequest,
     responses(
-        (status = 200, description = "Counted; the tenant's metrics after the call.", body = QuotaMetrics,
-            headers(
-                ("RateLimit-Policy" = String, description = "IETF RateLimit-Policy: `\"messages\";q=<message_limit>;w=86400, \"bandwidth\";q=<bandwidth_limit_bytes>;w=<the month's seconds>`."),
-                ("RateLimit" = String, description = "IETF RateLimit: `\"messages\";r=<messages_remaining>;t=<seconds to the reset>, \"bandwidth\";r=<bandwidth_remaining_bytes>;t=<seconds>`."),
-            )),
+        (status = 200, description = "Counted; the tenant's metrics after the call.", body = QuotaMetrics),
         (status = 403, response = Forbidden),
         (status = 409, response = Conflict),
         (status = 410, response = Gone),
@@ -318,14 +312,12 @@ pub async fn increment(
     caller: Caller,
     State(quotas): State<Arc<Quotas>>,
     ApiJson(req): ApiJson<UsageRequest>,
-) -> Result<Response, AppError> {
+) -> Result<JsonAnswer<QuotaMetrics>, AppError> {
     validate_tenant_id(&req.tenant_id)?;
     let usage = req.usage()?;
     may_report(&caller, &quotas, &req.tenant_id).await?;
     let view = quotas.increment(&req.tenant_id, usage).await?;
-    let mut resp = JsonAnswer(QuotaMetrics::new(req.tenant_id, &view)).into_response();
-    ratelimit::insert(resp.headers_mut(), &quotas.flat_headroom(&view));
-    Ok(resp)
+    Ok(JsonAnswer(QuotaMetrics::new(req.tenant_id, &view)))
 }
 
 /// Check a tenant's quota

@@ -1,5 +1,5 @@
 //! The IETF RateLimit fields (draft-ietf-httpapi-ratelimit-headers) on
-//! usage answers: one policy per resource the call counted against, named
+//! consume answers: one policy per resource the call counted against, named
 //! by the resource, in the resource's own units (messages, bytes, ...).
 //!
 //! ```text
@@ -50,11 +50,6 @@ impl Fields {
     }
 }
 
-/// Adds both fields for `headroom` (nothing when it is empty).
-pub fn insert(headers: &mut HeaderMap, headroom: &[Headroom<'_>]) {
-    Fields::of(headroom).insert_into(headers);
-}
-
 /// Adds `RateLimit` for the resource that refused a call: `remaining` of
 /// it left, `reset_secs` until its window ends.
 pub fn insert_refused(
@@ -63,11 +58,11 @@ pub fn insert_refused(
     remaining: u64,
     reset_secs: Option<u64>,
 ) {
-    let mut field = String::with_capacity(48);
+    let mut field = Vec::with_capacity(48);
     item(&mut field, resource);
-    param(&mut field, "r", remaining);
+    param(&mut field, b";r=", remaining);
     if let Some(t) = reset_secs {
-        param(&mut field, "t", t);
+        param(&mut field, b";t=", t);
     }
     if let Some(v) = value(field) {
         headers.insert(RATELIMIT.clone(), v);
@@ -75,36 +70,37 @@ pub fn insert_refused(
 }
 
 /// `"messages";q=1000;w=86400, ...`
-fn policy_field(headroom: &[Headroom<'_>]) -> String {
+fn policy_field(headroom: &[Headroom<'_>]) -> Vec<u8> {
     list(
         headroom,
-        ("q", |h| h.max),
-        ("w", |h| h.window.map(|w| w.length)),
+        (b";q=", |h| h.max),
+        (b";w=", |h| h.window.map(|w| w.length)),
     )
 }
 
 /// `"messages";r=997;t=3600, ...`
-fn limit_field(headroom: &[Headroom<'_>]) -> String {
+fn limit_field(headroom: &[Headroom<'_>]) -> Vec<u8> {
     list(
         headroom,
-        ("r", |h| h.remaining),
-        ("t", |h| h.window.map(|w| w.reset)),
+        (b";r=", |h| h.remaining),
+        (b";t=", |h| h.window.map(|w| w.reset)),
     )
 }
 
 type Param = for<'h, 'a> fn(&'h Headroom<'a>) -> u64;
 type OptionalParam = for<'h, 'a> fn(&'h Headroom<'a>) -> Option<u64>;
 
-/// One item per resource, each with a required and an optional parameter.
+/// One item per resource, each with a required and an optional parameter
+/// (`key` is the parameter's `;k=`).
 fn list(
     headroom: &[Headroom<'_>],
-    (key, value): (&str, Param),
-    (optional_key, optional): (&str, OptionalParam),
-) -> String {
-    let mut field = String::with_capacity(40 * headroom.len());
+    (key, value): (&[u8], Param),
+    (optional_key, optional): (&[u8], OptionalParam),
+) -> Vec<u8> {
+    let mut field = Vec::with_capacity(48 * headroom.len());
     for (n, h) in headroom.iter().enumerate() {
         if n > 0 {
-            field.push_str(", ");
+            field.extend_from_slice(b", ");
         }
         item(&mut field, h.resource);
         param(&mut field, key, value(h));
@@ -116,30 +112,32 @@ fn list(
 }
 
 /// The policy's name as a structured-field String: quoted, with `"` and
-/// `\` escaped (resource names have neither; the escape keeps any name
-/// well formed).
-fn item(field: &mut String, name: &str) {
-    field.push('"');
-    for c in name.chars() {
-        if c == '"' || c == '\\' {
-            field.push('\\');
+/// `\` escaped (resource names have neither, so the name is copied whole;
+/// the escape keeps any name well formed).
+fn item(field: &mut Vec<u8>, name: &str) {
+    field.push(b'"');
+    if name.bytes().any(|b| b == b'"' || b == b'\\') {
+        for b in name.bytes() {
+            if b == b'"' || b == b'\\' {
+                field.push(b'\\');
+            }
+            field.push(b);
         }
-        field.push(c);
+    } else {
+        field.extend_from_slice(name.as_bytes());
     }
-    field.push('"');
+    field.push(b'"');
 }
 
-fn param(field: &mut String, key: &str, value: u64) {
-    field.push(';');
-    field.push_str(key);
-    field.push('=');
-    field.push_str(itoa::Buffer::new().format(value));
+fn param(field: &mut Vec<u8>, key: &[u8], value: u64) {
+    field.extend_from_slice(key);
+    field.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
 }
 
 /// `value` as a field value; `None` when it is not a valid one (a control
 /// character in a name, which validation does not let through): then the
 /// answer goes without the field rather than fail.
-fn value(value: String) -> Option<HeaderValue> {
+fn value(value: Vec<u8>) -> Option<HeaderValue> {
     HeaderValue::try_from(value).ok()
 }
 
@@ -162,7 +160,7 @@ mod tests {
 
     fn fields(headroom: &[Headroom<'_>]) -> (Option<String>, Option<String>) {
         let mut h = HeaderMap::new();
-        insert(&mut h, headroom);
+        Fields::of(headroom).insert_into(&mut h);
         let get = |n: &HeaderName| h.get(n).map(|v| v.to_str().unwrap_or("?").to_string());
         (get(&RATELIMIT_POLICY), get(&RATELIMIT))
     }
@@ -230,9 +228,9 @@ mod tests {
 
     #[test]
     fn quotes_and_backslashes_in_a_name_are_escaped() {
-        let mut field = String::new();
+        let mut field = Vec::new();
         item(&mut field, r#"a"b\c"#);
-        assert_eq!(field, r#""a\"b\\c""#);
+        assert_eq!(field, br#""a\"b\\c""#);
     }
 
     #[test]

@@ -34,6 +34,7 @@ impl Quotas {
             db,
             flusher,
             instance_id,
+            ratelimit_fields: config.ratelimit_fields,
         })
     }
 

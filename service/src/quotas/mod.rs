@@ -208,4 +208,6 @@ pub struct Quotas {
     /// Identifies this process: a new value means the service restarted (the
     /// operator re-pushes its specs when it sees one).
     instance_id: String,
+    /// A consume answers what it left of each limit (`RATELIMIT_FIELDS`).
+    ratelimit_fields: bool,
 }

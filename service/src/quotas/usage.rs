@@ -5,32 +5,24 @@ use super::*;
 
 impl Quotas {
     /// Atomic check-and-increment over every resource in `usage`, answering
-    /// what is left of each limit counted against. Awaits only for a strict
-    /// node.
+    /// what is left of each limit counted against when the RateLimit fields
+    /// are on (empty otherwise). Awaits only for a strict node.
     pub async fn consume<'a>(
         &self,
         id: &str,
         usage: &[(&'a str, u64)],
     ) -> Result<Headrooms<'a>, QuotaError> {
-        match self.counters.consume(id, usage) {
+        let headroom = self.ratelimit_fields;
+        match self.counters.consume(id, usage, headroom) {
             Err(UsageError::Strict(_)) => {
                 self.usage_strict(id, usage, true).await?;
-                Ok(self.counters.headroom(id, usage))
+                Ok(match headroom {
+                    true => self.counters.headroom(id, usage),
+                    false => Headrooms::new(),
+                })
             }
             other => Ok(other?),
         }
-    }
-
-    /// What is left of a flat tenant's two limits, as of now.
-    pub fn flat_headroom(&self, view: &TenantView) -> Headrooms<'static> {
-        let (now, auto_reset) = (self.now(), self.counters.auto_reset());
-        [
-            view.messages.headroom(MESSAGES, now, auto_reset),
-            view.bandwidth.headroom(BANDWIDTH, now, auto_reset),
-        ]
-        .into_iter()
-        .flatten()
-        .collect()
     }
 
     /// Tracking increment over every resource in `usage` (batch). Awaits

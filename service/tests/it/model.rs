@@ -683,7 +683,8 @@ fn compare(q: &Quotas, model: &Model, step: &str) -> Result<(), TestCaseError> {
 }
 
 async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let app = TestApp::new().await;
+    // With the RateLimit fields on, a consume answers its headroom.
+    let app = TestApp::with(&[("RATELIMIT_FIELDS", "true")]).await;
     let mut q: Arc<Quotas> = app.quotas.clone();
     let mut model = Model {
         now: common::noon_nov22(),

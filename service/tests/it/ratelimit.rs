@@ -1,8 +1,10 @@
-//! The IETF RateLimit fields on usage answers: `RateLimit-Policy` (each
+//! The IETF RateLimit fields on consume answers: `RateLimit-Policy` (each
 //! counted resource's limit and window) and `RateLimit` (what is left and
-//! the seconds until the window resets), on the v1 consume, its refusals
-//! and the flat increment. The model test (`model.rs`) checks the same
-//! figures against the reference model for random sequences.
+//! the seconds until the window resets) on a counted consume with
+//! `RATELIMIT_FIELDS=true`, and `RateLimit` on every refusal; the flat
+//! increment answers its figures in its body only. The
+//! model test (`model.rs`) checks the same figures against the reference
+//! model for random sequences.
 //!
 //! The clock stands at noon, 2026-11-22: a day resets in 43,200 s,
 //! November (30 days) in 8.5 days.
@@ -20,6 +22,11 @@ fn field(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get(name)
         .map(|v| v.to_str().expect("an ASCII field").to_owned())
+}
+
+/// The service with `RATELIMIT_FIELDS=true`.
+async fn on() -> TestApp {
+    TestApp::with(&[("RATELIMIT_FIELDS", "true")]).await
 }
 
 async fn put(app: &TestApp, id: &str, body: Value) {
@@ -43,7 +50,7 @@ async fn consume(app: &TestApp, id: &str, usage: Value) -> (StatusCode, HeaderMa
 
 #[tokio::test]
 async fn a_consume_answers_the_limit_what_is_left_and_when_it_resets() {
-    let app = TestApp::new().await;
+    let app = on().await;
     put(&app, "org", json!({"limits": {"messages": {"max": 100}}})).await;
     put(
         &app,
@@ -96,7 +103,7 @@ async fn a_consume_answers_the_limit_what_is_left_and_when_it_resets() {
 
 #[tokio::test]
 async fn a_refusal_of_more_than_is_left_says_what_is_left() {
-    let app = TestApp::new().await;
+    let app = on().await;
     put(&app, "org", json!({"limits": {"messages": {"max": 10}}})).await;
     let (s, h, v) = consume(&app, "org", json!({"messages": 11})).await;
     assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{v}");
@@ -109,7 +116,7 @@ async fn a_refusal_of_more_than_is_left_says_what_is_left() {
 
 #[tokio::test]
 async fn every_resource_of_a_consume_is_a_policy_of_its_window() {
-    let app = TestApp::new().await;
+    let app = on().await;
     put(
         &app,
         "org",
@@ -144,7 +151,7 @@ async fn every_resource_of_a_consume_is_a_policy_of_its_window() {
 
 #[tokio::test]
 async fn a_strict_node_answers_the_fields_from_the_database_totals() {
-    let app = TestApp::new().await;
+    let app = on().await;
     put(
         &app,
         "org",
@@ -167,7 +174,7 @@ async fn a_strict_node_answers_the_fields_from_the_database_totals() {
 
 #[tokio::test]
 async fn without_automatic_resets_there_is_no_window_and_no_reset() {
-    let app = TestApp::with(&[("ENABLE_AUTO_RESET", "false")]).await;
+    let app = TestApp::with(&[("RATELIMIT_FIELDS", "true"), ("ENABLE_AUTO_RESET", "false")]).await;
     put(&app, "org", json!({"limits": {"messages": {"max": 10}}})).await;
     let (s, h, v) = consume(&app, "org", json!({"messages": 3})).await;
     assert_eq!(s, StatusCode::OK, "{v}");
@@ -179,15 +186,8 @@ async fn without_automatic_resets_there_is_no_window_and_no_reset() {
 }
 
 #[tokio::test]
-async fn the_flat_increment_answers_both_limits() {
+async fn the_flat_increment_answers_its_figures_in_the_body_only() {
     let app = TestApp::new().await;
-    let (s, v) = app
-        .post(
-            "/api/quota/limits",
-            json!({"tenant_id": "acme", "message_limit": 10, "bandwidth_limit_bytes": 5000}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
     let (s, h, v) = app
         .post_with_headers(
             "/api/quota/increment",
@@ -195,39 +195,30 @@ async fn the_flat_increment_answers_both_limits() {
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(v["messages_remaining"].is_u64(), "{v}");
     assert_eq!(
-        field(&h, "ratelimit-policy"),
-        Some(format!(
-            r#""messages";q=10;w=86400, "bandwidth";q=5000;w={NOVEMBER}"#
-        ))
+        (field(&h, "ratelimit-policy"), field(&h, "ratelimit")),
+        (None, None),
+        "the hot tracking call carries no RateLimit fields (docs/decisions/31-ratelimit-fields.md)"
     );
-    assert_eq!(
-        field(&h, "ratelimit"),
-        Some(format!(
-            r#""messages";r=6;t={NOON_TO_MIDNIGHT}, "bandwidth";r=2952;t={NOON_TO_DECEMBER}"#
-        ))
-    );
-    // The figures are the body's.
-    assert_eq!(
-        (
-            v["messages_remaining"].clone(),
-            v["bandwidth_remaining_bytes"].clone()
-        ),
-        (json!(6), json!(2952))
-    );
+}
 
-    // Counting past the limit (the flat increment always counts): r is 0.
-    let (_, h, v) = app
-        .post_with_headers(
-            "/api/quota/increment",
-            json!({"tenant_id": "acme", "message_count": 7}),
-        )
-        .await;
-    assert_eq!(v["message_quota_exceeded"], true, "{v}");
+#[tokio::test]
+async fn by_default_only_a_refusal_carries_ratelimit() {
+    let app = TestApp::new().await;
+    put(&app, "org", json!({"limits": {"messages": {"max": 10}}})).await;
+    let (s, h, v) = consume(&app, "org", json!({"messages": 10})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        (field(&h, "ratelimit-policy"), field(&h, "ratelimit")),
+        (None, None),
+        "RATELIMIT_FIELDS is off"
+    );
+    let (s, h, _) = consume(&app, "org", json!({"messages": 1})).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(
         field(&h, "ratelimit"),
-        Some(format!(
-            r#""messages";r=0;t={NOON_TO_MIDNIGHT}, "bandwidth";r=2952;t={NOON_TO_DECEMBER}"#
-        ))
+        Some(format!(r#""messages";r=0;t={NOON_TO_MIDNIGHT}"#)),
+        "beside Retry-After"
     );
 }

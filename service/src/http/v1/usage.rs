@@ -46,8 +46,8 @@ pub(super) fn usage_pairs(
     responses(
         (status = 200, description = "Counted.", body = Consumed,
             headers(
-                ("RateLimit-Policy" = String, description = "IETF RateLimit-Policy, one policy per resource counted, named by it: `\"messages\";q=<the node's max>;w=<the window's seconds>` (no `w` for a window that never resets)."),
-                ("RateLimit" = String, description = "IETF RateLimit: `\"messages\";r=<what the node may still use>;t=<seconds to the reset>`, one item per resource, in the resource's units."),
+                ("RateLimit-Policy" = String, description = "With `RATELIMIT_FIELDS=true`: IETF RateLimit-Policy, one policy per resource counted, named by it: `\"messages\";q=<the node's max>;w=<the window's seconds>` (no `w` for a window that never resets)."),
+                ("RateLimit" = String, description = "With `RATELIMIT_FIELDS=true`: IETF RateLimit: `\"messages\";r=<what the node may still use>;t=<seconds to the reset>`, one item per resource, in the resource's units."),
             )),
         (status = 403, description = "`forbidden` (no grant), or `node_suspended` (a refusal: the body is a `Refused`).", body = ErrorBody<'_>),
         (status = 404, response = NotFound),
