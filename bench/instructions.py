@@ -20,7 +20,6 @@ import glob
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,15 +29,12 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WRK = os.path.join(ROOT, "bench", "wrk")
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from run import free_port  # noqa: E402  (the runner's helper, not a copy)
+
 
 def log(msg):
     print(f"instructions: {msg}", file=sys.stderr, flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def call(url, method="GET", body=None):
